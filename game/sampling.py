@@ -27,7 +27,7 @@ class Sampling:
     top_k: int = 50
     top_p: float = 0.95
     repetition_penalty: float = 1.2
-    no_repeat_ngram_size: int = 3
+    no_repeat_ngram_size: int = 0
     max_new_tokens: int = 150
 
     def with_values(self, **changes) -> "Sampling":
