@@ -1,0 +1,100 @@
+"""Understands what the player typed: built-in commands, numbers, and free text.
+
+`parse(text)` returns a `Command`; `best_match(text, choices)` finds the choice or
+exit that free text refers to, by its words (aliases), its label, or the title
+of the scene an exit leads to. Abbreviations: l = look, i = inventory, ? = help,
+n/s/e/w/u/d = the compass directions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from game.quest import Choice, Quest
+
+COMMANDS = {
+    "look": "look", "l": "look", "look around": "look",
+    "inventory": "inventory", "inv": "inventory", "i": "inventory",
+    "help": "help", "?": "help", "h": "help", "commands": "help",
+}
+DIRECTIONS = {"n": "north", "s": "south", "e": "east", "w": "west", "u": "up", "d": "down",
+              "ne": "northeast", "nw": "northwest", "se": "southeast", "sw": "southwest"}
+VERBS = {"go", "walk", "run", "head", "move", "enter", "climb", "take", "get", "grab", "pick",
+         "use", "talk", "speak", "ask", "open", "examine", "x", "read", "touch", "follow", "return",
+         "leave", "travel", "cross"}
+GO_VERBS = {"go", "walk", "run", "head", "move", "enter", "climb", "travel", "return", "cross", "follow"}
+STOPWORDS = {"the", "a", "an", "to", "at", "on", "in", "into", "onto", "with", "of", "my", "your",
+             "i", "me", "up", "and", "then", "back", "through", "toward", "towards", "from", "it",
+             "this", "that", "some", "over", "out", "for", "by", "around", "carefully", "slowly"}
+
+_PUNCT = re.compile(r"[^\w\s'-]+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Command:
+    kind: str  # "empty", "number", "look", "inventory", "help", "text"
+    text: str  # normalized text
+    number: int = 0
+
+
+def normalize(text: str) -> str:
+    text = _PUNCT.sub(" ", text.lower())
+    return " ".join(text.split())
+
+
+def parse(raw: str) -> Command:
+    text = normalize(raw)
+    if not text:
+        return Command("empty", "")
+    stripped = text.rstrip(".")
+    if stripped.isdigit() and len(stripped) <= 4:
+        return Command("number", stripped, int(stripped))
+    if text in COMMANDS:
+        return Command(COMMANDS[text], text)
+    words = text.split()
+    if words[-1] in DIRECTIONS and len(words) <= 2:
+        words[-1] = DIRECTIONS[words[-1]]
+        text = " ".join(words)
+    return Command("text", text)
+
+
+def _content_words(text: str) -> list[str]:
+    return [w for w in text.split() if w not in STOPWORDS and w not in VERBS]
+
+
+def _has_phrase(haystack: str, phrase: str) -> bool:
+    return bool(phrase) and f" {phrase} " in f" {haystack} "
+
+
+def score(text: str, choice: Choice, quest: Quest | None = None) -> int:
+    """How strongly free text refers to a choice; 0 means not at all."""
+    label = normalize(choice.label)
+    if text == label:
+        return 1000
+    best = 0
+    for word in choice.words:
+        alias = normalize(word)
+        if _has_phrase(text, alias):
+            best = max(best, 100 + 10 * len(alias.split()) + len(alias))
+    words = set(text.split())
+    label_words = _content_words(label)
+    if label_words and all(w in words for w in label_words):
+        best = max(best, 50 + len(label_words))
+    if choice.to and quest is not None and choice.to in quest.scenes and words & GO_VERBS:
+        title_words = _content_words(normalize(quest.scenes[choice.to].title))
+        target = _content_words(normalize(choice.to.replace("-", " ").replace("_", " ")))
+        for candidate in (title_words, target):
+            if candidate and all(w in words for w in candidate):
+                best = max(best, 40 + len(candidate))
+    return best
+
+
+def best_match(text: str, choices, quest: Quest | None = None) -> Choice | None:
+    """The choice that text refers to most strongly (first in order on a tie), or None."""
+    found, found_score = None, 0
+    for choice in choices:
+        s = score(text, choice, quest)
+        if s > found_score:
+            found, found_score = choice, s
+    return found

@@ -1,0 +1,574 @@
+"""Loads a quest from YAML into `game.quest.Quest`, reporting every mistake.
+
+The quest format is documented for authors in docs/quests.md; this module is its
+one implementation. Checks, each reported as a `Problem` with file:line:col:
+
+* the YAML itself (via `game.safe_yaml`: syntax, tabs, duplicate keys, bad
+  bytes, empty files, hostile files);
+* the shape: unknown keys (with a did-you-mean), wrong types, missing
+  required keys, ids that are not simple words, absurd sizes;
+* references: start scene, exit targets, items, flags, scenes and endings
+  named in conditions and effects, duplicate ids across included files.
+
+`check_quest(path)` returns what it could build plus all problems (for the
+validator); `load_quest(path)` returns a playable quest or raises
+`GameFileError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from game.diagnostics import GameFileError, Problem, Report, display_path
+from game.quest import (Choice, Condition, Effect, Ending, Item, LoreEntry, Quest, Scene,
+                        Where)
+from game.safe_yaml import YList, YMap, load_yaml_file
+
+QUEST_FILE = "quest.yaml"
+MAX_SCENES = 2000
+MAX_CHOICES = 200
+MAX_ENTRIES = 5000  # items, flags, endings, lore entries each
+MAX_INCLUDES = 100
+MAX_TEXT = 20_000
+MAX_CONDITION_DEPTH = 16
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+TOP_KEYS = {"id", "title", "author", "summary", "language", "version", "start", "persona",
+            "personality", "author_note", "model", "flags", "items", "scenes", "endings",
+            "lore", "include"}
+INCLUDED_KEYS = {"flags", "items", "scenes", "endings", "lore"}
+SCENE_KEYS = {"title", "description", "hints", "recap", "choices", "exits", "on_enter", "ending"}
+CHOICE_KEYS = {"label", "words", "to", "if", "effects", "text", "locked", "once"}
+ITEM_KEYS = {"name", "description"}
+ENDING_KEYS = {"title", "text", "outcome"}
+LORE_KEYS = {"keywords", "text"}
+
+# condition key -> what its value holds
+CONDITION_KEYS = {
+    "has": "items", "lacks": "items", "flag": "flags", "not_flag": "flags",
+    "flags": "flag_values", "at_least": "flag_numbers", "at_most": "flag_numbers",
+    "visited": "scenes", "not_visited": "scenes", "turn_at_least": "count",
+    "turn_at_most": "count", "any": "conditions", "all": "conditions", "not": "condition",
+}
+EFFECT_KEYS = {
+    "give": "items", "take": "items", "set": "flag_set", "clear": "flags",
+    "add": "flag_numbers", "move": "scene", "end": "ending", "say": "text",
+}
+
+
+def resolve_quest_path(path: str | Path) -> Path:
+    """A quest file, or the quest.yaml inside a quest folder."""
+    p = Path(path)
+    return p / QUEST_FILE if p.is_dir() else p
+
+
+def load_quest(path: str | Path) -> Quest:
+    """Load a playable quest, or raise GameFileError listing every error."""
+    quest, problems = check_quest(path)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors or quest is None:
+        raise GameFileError(errors or [Problem(str(path), 1, 1, "quest could not be loaded")])
+    return quest
+
+
+def check_quest(path: str | Path) -> tuple[Quest | None, list[Problem]]:
+    """Build the quest and return it (None if it could not be built) with all problems."""
+    builder = _Builder(resolve_quest_path(path))
+    quest = builder.build()
+    problems = sorted(set(builder.report.problems), key=lambda p: (p.path, p.line, p.col, p.message))
+    return quest, problems
+
+
+def did_you_mean(word: str, options) -> str:
+    close = difflib.get_close_matches(str(word), sorted(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _type_name(value) -> str:
+    if isinstance(value, (dict, YMap)):
+        return "a mapping"
+    if isinstance(value, (list, YList)):
+        return "a list"
+    if isinstance(value, bool):
+        return f"true/false ({str(value).lower()})"
+    if value is None:
+        return "nothing"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    return "text"
+
+
+@dataclass
+class _Ref:
+    kind: str  # "item", "flag", "scene", "ending"
+    id: str
+    where: Where
+    number: bool = False  # the flag must hold a number
+
+
+@dataclass
+class _Parts:
+    """Definitions collected from the quest file and its included files."""
+
+    scenes: dict = field(default_factory=dict)
+    items: dict = field(default_factory=dict)
+    flags: dict = field(default_factory=dict)
+    flag_where: dict = field(default_factory=dict)
+    endings: dict = field(default_factory=dict)
+    lore: dict = field(default_factory=dict)
+
+
+class _Builder:
+    def __init__(self, path: Path):
+        self.path = path
+        self.display = display_path(path)
+        self.report = Report(self.display)
+        self.refs: list[_Ref] = []
+        self.parts = _Parts()
+        self.files: list[Path] = []
+        self.file = self.display  # display path of the file being read
+
+    # -- small helpers -------------------------------------------------------------
+    def where(self, mark) -> Where:
+        return Where(self.file, mark.line, mark.col)
+
+    def error(self, mark, message: str) -> None:
+        self.report.error(mark.line, mark.col, message, path=self.file)
+
+    def check_keys(self, m: YMap, allowed: set, required: tuple, what: str) -> None:
+        for key in m:
+            if key not in allowed:
+                self.error(m.key_mark(key), f"unknown key '{key}' in {what}{did_you_mean(key, allowed)}; "
+                                            f"allowed keys: {', '.join(sorted(allowed))}")
+        for key in required:
+            if key not in m:
+                self.error(m.mark, f"{what} is missing the required key '{key}'")
+
+    def mapping(self, parent: YMap, key: str, what: str) -> YMap | None:
+        value = parent.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, YMap):
+            self.error(parent.value_mark(key), f"'{key}' in {what} must be a mapping of "
+                                                f"'id: ...' entries, not {_type_name(value)}")
+            return None
+        return value
+
+    def text(self, m: YMap, key: str, what: str, required: bool = False) -> str | None:
+        if key not in m:
+            return None
+        value = m[key]
+        mark = m.value_mark(key)
+        if isinstance(value, bool) or value is None or isinstance(value, (YMap, YList)):
+            hint = " (put it in quotes)" if isinstance(value, bool) else ""
+            self.error(mark, f"'{key}' in {what} must be text, not {_type_name(value)}{hint}")
+            return None
+        value = str(value)
+        if len(value) > MAX_TEXT:
+            self.error(mark, f"'{key}' in {what} is {len(value):,} characters long; "
+                             f"the limit is {MAX_TEXT:,}")
+            return None
+        if required and not value.strip():
+            self.error(mark, f"'{key}' in {what} is empty")
+        return value.strip()
+
+    def texts(self, m: YMap, key: str, what: str) -> tuple[str, ...]:
+        """A text or a list of texts."""
+        if key not in m:
+            return ()
+        value = m[key]
+        if isinstance(value, YList):
+            out = []
+            for i, item in enumerate(value):
+                if isinstance(item, (str, int, float)) and not isinstance(item, bool):
+                    out.append(str(item).strip())
+                else:
+                    self.error(value.item_mark(i), f"each entry of '{key}' in {what} must be text, "
+                                                   f"not {_type_name(item)}")
+            return tuple(out)
+        single = self.text(m, key, what)
+        return (single,) if single is not None else ()
+
+    def check_id(self, mark, ident, what: str) -> bool:
+        if not isinstance(ident, str) or not ID_RE.match(ident):
+            self.error(mark, f"{what} id '{ident}' must be a short word of letters, digits, "
+                             "'-', '_' or '.' (no spaces), starting with a letter or digit")
+            return False
+        return True
+
+    def entries(self, m: YMap | None, what: str):
+        """Yield (id, value, key mark) for an id-keyed mapping, checking ids and size."""
+        if m is None:
+            return
+        if len(m) > (MAX_SCENES if what == "scene" else MAX_ENTRIES):
+            self.error(m.mark, f"too many {what}s ({len(m):,}); a quest may have at most "
+                               f"{MAX_SCENES if what == 'scene' else MAX_ENTRIES:,}")
+            return
+        for ident, value in m.items():
+            if self.check_id(m.key_mark(ident), ident, what):
+                yield ident, value, m.key_mark(ident), m.value_mark(ident)
+
+    def defined_twice(self, table: dict, ident: str, mark, what: str) -> bool:
+        if ident in table:
+            first = table[ident].where
+            self.error(mark, f"{what} '{ident}' is already defined at {first.path}:{first.line}; "
+                             "ids must be unique")
+            return True
+        return False
+
+    # -- the quest -----------------------------------------------------------------
+    def build(self) -> Quest | None:
+        try:
+            doc = load_yaml_file(self.path, self.display)
+        except GameFileError as exc:
+            self.report.problems.extend(exc.problems)
+            return None
+        self.files.append(self.path)
+        if not isinstance(doc, YMap):
+            self.report.error(1, 1, f"a quest file must be a mapping of keys (id:, title:, scenes: ...), "
+                                    f"not {_type_name(doc)}")
+            return None
+        self.check_keys(doc, TOP_KEYS, ("id", "title", "start", "scenes", "endings"), "the quest")
+        self.collect(doc)
+        self.includes(doc)
+        meta = {k: self.text(doc, k, "the quest", required=k in ("id", "title", "start"))
+                for k in ("id", "title", "author", "summary", "language", "version", "start",
+                          "persona", "personality", "author_note", "model")}
+        if meta["id"] is not None:
+            self.check_id(doc.value_mark("id"), meta["id"], "quest")
+        if meta["start"] is not None:
+            self.refs.append(_Ref("scene", meta["start"], self.where(doc.value_mark("start"))))
+        self.check_refs()
+        if self.report.errors or meta["id"] is None or meta["title"] is None or meta["start"] is None:
+            return None
+        p = self.parts
+        return Quest(
+            id=meta["id"], title=meta["title"], start=meta["start"],
+            scenes=p.scenes, endings=p.endings, items=p.items, flags=p.flags, lore=p.lore,
+            author=meta["author"] or "Anonymous", summary=meta["summary"] or "",
+            language=meta["language"] or "en", version=meta["version"] or "",
+            persona=meta["persona"], personality=meta["personality"],
+            author_note=meta["author_note"], model=meta["model"],
+            source=self.path, files=tuple(self.files),
+        )
+
+    def includes(self, doc: YMap) -> None:
+        if "include" not in doc:
+            return
+        value = doc["include"]
+        main_file = self.file
+        if not isinstance(value, YList):
+            value_list = YList([value])
+            value_list.mark = doc.value_mark("include")
+            value_list.item_marks = [value_list.mark]
+            value = value_list
+        if len(value) > MAX_INCLUDES:
+            self.error(value.mark, f"too many included files ({len(value)}); at most {MAX_INCLUDES}")
+            return
+        folder = self.path.parent.resolve()
+        seen = {self.path.resolve()}
+        for i, name in enumerate(value):
+            mark = value.item_mark(i)
+            self.file = main_file
+            if not isinstance(name, str) or not name.strip():
+                self.error(mark, f"each entry of 'include' must be a file name, not {_type_name(name)}")
+                continue
+            target = (self.path.parent / name)
+            try:
+                resolved = target.resolve()
+            except (OSError, RuntimeError):
+                self.error(mark, f"included file '{name}' cannot be resolved (a symlink loop?)")
+                continue
+            if not resolved.is_relative_to(folder):
+                self.error(mark, f"included file '{name}' lies outside the quest's folder; "
+                                 "a quest may only include files inside its own folder")
+                continue
+            if resolved in seen:
+                self.error(mark, f"'{name}' is included twice (or is the quest file itself)")
+                continue
+            seen.add(resolved)
+            display = display_path(target)
+            try:
+                part = load_yaml_file(resolved, display)
+            except GameFileError as exc:
+                self.report.problems.extend(exc.problems)
+                continue
+            self.files.append(resolved)
+            self.file = display
+            if not isinstance(part, YMap):
+                self.report.error(1, 1, f"an included file must be a mapping with scenes:, items:, "
+                                        f"flags:, endings: or lore:, not {_type_name(part)}", path=display)
+                continue
+            self.check_keys(part, INCLUDED_KEYS, (), "an included file")
+            self.collect(part)
+        self.file = main_file
+
+    def collect(self, doc: YMap) -> None:
+        p = self.parts
+        for ident, value, kmark, vmark in self.entries(self.mapping(doc, "flags", "the quest"), "flag"):
+            if isinstance(value, (YMap, YList)) or value is None:
+                self.error(vmark, f"flag '{ident}' must start as true/false, a number or text, "
+                                  f"not {_type_name(value)}")
+                continue
+            if ident in p.flags:
+                first = p.flag_where[ident]
+                self.error(kmark, f"flag '{ident}' is already defined at {first.path}:{first.line}")
+                continue
+            p.flags[ident] = value
+            p.flag_where[ident] = self.where(kmark)
+        for ident, value, kmark, vmark in self.entries(self.mapping(doc, "items", "the quest"), "item"):
+            if isinstance(value, str):  # shorthand: lantern: a brass lantern
+                value_map = YMap(name=value)
+                value_map.mark, value_map.key_marks, value_map.value_marks = vmark, {}, {"name": vmark}
+                value = value_map
+            if not isinstance(value, YMap):
+                self.error(vmark, f"item '{ident}' must be a mapping with name: and description:")
+                continue
+            self.check_keys(value, ITEM_KEYS, ("name",), f"item '{ident}'")
+            if self.defined_twice(p.items, ident, kmark, "item"):
+                continue
+            p.items[ident] = Item(ident, self.text(value, "name", f"item '{ident}'", True) or ident,
+                                  self.text(value, "description", f"item '{ident}'") or "",
+                                  self.where(kmark))
+        for ident, value, kmark, vmark in self.entries(self.mapping(doc, "endings", "the quest"), "ending"):
+            if not isinstance(value, YMap):
+                self.error(vmark, f"ending '{ident}' must be a mapping with title:, text: and outcome:")
+                continue
+            what = f"ending '{ident}'"
+            self.check_keys(value, ENDING_KEYS, ("title", "text"), what)
+            outcome = value.get("outcome", "win")
+            if outcome not in ("win", "lose"):
+                self.error(value.value_mark("outcome"), f"outcome of {what} must be 'win' or 'lose', "
+                                                        f"not '{outcome}'")
+                outcome = "win"
+            if self.defined_twice(p.endings, ident, kmark, "ending"):
+                continue
+            p.endings[ident] = Ending(ident, self.text(value, "title", what, True) or ident,
+                                      self.text(value, "text", what, True) or "", outcome,
+                                      self.where(kmark))
+        for ident, value, kmark, vmark in self.entries(self.mapping(doc, "lore", "the quest"), "lore"):
+            if not isinstance(value, YMap):
+                self.error(vmark, f"lore entry '{ident}' must be a mapping with keywords: and text:")
+                continue
+            what = f"lore entry '{ident}'"
+            self.check_keys(value, LORE_KEYS, ("keywords", "text"), what)
+            keywords = tuple(k for k in self.texts(value, "keywords", what) if k)
+            if "keywords" in value and not keywords:
+                self.error(value.value_mark("keywords"), f"{what} needs at least one keyword")
+            if self.defined_twice(p.lore, ident, kmark, "lore entry"):
+                continue
+            p.lore[ident] = LoreEntry(ident, keywords, self.text(value, "text", what, True) or "",
+                                      self.where(kmark))
+        scenes = self.mapping(doc, "scenes", "the quest")
+        for ident, value, kmark, vmark in self.entries(scenes, "scene"):
+            scene = self.scene(ident, value, kmark, vmark)
+            if scene is not None and not self.defined_twice(p.scenes, ident, kmark, "scene"):
+                p.scenes[ident] = scene
+
+    def scene(self, ident: str, m, kmark, vmark) -> Scene | None:
+        what = f"scene '{ident}'"
+        if not isinstance(m, YMap):
+            self.error(vmark, f"{what} must be a mapping with title:, description: and choices:")
+            return None
+        self.check_keys(m, SCENE_KEYS, ("title", "description"), what)
+        descriptions = tuple(d for d in self.texts(m, "description", what) if d)
+        if "description" in m and not descriptions:
+            self.error(m.value_mark("description"), f"the description of {what} is empty")
+        choices: list[Choice] = []
+        for key in ("choices", "exits"):
+            if key not in m:
+                continue
+            items = m[key]
+            if not isinstance(items, YList):
+                self.error(m.value_mark(key), f"'{key}' in {what} must be a list of entries "
+                                              f"starting with '- label:', not {_type_name(items)}")
+                continue
+            if len(items) > MAX_CHOICES:
+                self.error(items.mark, f"{what} has {len(items)} {key}; at most {MAX_CHOICES}")
+                continue
+            for i, c in enumerate(items):
+                choice = self.choice(c, items.item_mark(i), f"{key[:-1]} {i + 1} of {what}",
+                                     is_exit=key == "exits", key=f"{ident}/{key}/{i}")
+                if choice is not None:
+                    choices.append(choice)
+        ending = self.text(m, "ending", what)
+        if ending is not None:
+            self.refs.append(_Ref("ending", ending, self.where(m.value_mark("ending"))))
+        return Scene(
+            id=ident, title=self.text(m, "title", what, True) or ident, descriptions=descriptions,
+            hints=tuple(h for h in self.texts(m, "hints", what) if h),
+            recap=self.text(m, "recap", what) or "", choices=tuple(choices),
+            on_enter=self.effects(m, "on_enter", what), ending=ending, where=self.where(kmark))
+
+    def choice(self, m, mark, what: str, is_exit: bool, key: str) -> Choice | None:
+        if not isinstance(m, YMap):
+            self.error(mark, f"{what} must be a mapping starting with 'label:', not {_type_name(m)}")
+            return None
+        self.check_keys(m, CHOICE_KEYS, ("label", "to") if is_exit else ("label",), what)
+        to = self.text(m, "to", what)
+        if to is not None:
+            self.refs.append(_Ref("scene", to, self.where(m.value_mark("to"))))
+        condition = self.condition(m["if"], m.value_mark("if"), what, 0) if "if" in m else None
+        once = m.get("once", False)
+        if not isinstance(once, bool):
+            self.error(m.value_mark("once"), f"'once' in {what} must be true or false")
+            once = False
+        words = tuple(w.lower() for w in self.texts(m, "words", what) if w)
+        return Choice(label=self.text(m, "label", what, True) or "?", words=words, to=to,
+                      condition=condition, effects=self.effects(m, "effects", what),
+                      text=self.text(m, "text", what) or "", locked=self.text(m, "locked", what) or "",
+                      once=once, is_exit=is_exit, key=key, where=self.where(mark))
+
+    # -- conditions and effects ----------------------------------------------------
+    def ids(self, value, mark, kind: str, what: str) -> tuple[str, ...]:
+        """One id or a list of ids, recorded as references of `kind`."""
+        values = list(value) if isinstance(value, YList) else [value]
+        out = []
+        for i, v in enumerate(values):
+            m = value.item_mark(i) if isinstance(value, YList) else mark
+            if not isinstance(v, str) or not v:
+                self.error(m, f"{what} must name {kind}s by id, not {_type_name(v)}")
+                continue
+            self.refs.append(_Ref(kind, v, self.where(m)))
+            out.append(v)
+        return tuple(out)
+
+    def flag_map(self, value, mark, what: str, numbers: bool) -> tuple:
+        if not isinstance(value, YMap):
+            example = "{offerings: 2}" if numbers else "{mood: calm}"
+            self.error(mark, f"{what} must be a mapping of flag: value, like {example}")
+            return ()
+        out = []
+        for flag, v in value.items():
+            vm = value.value_mark(flag)
+            if numbers and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                self.error(vm, f"{what}: the value for flag '{flag}' must be a number, not {_type_name(v)}")
+                continue
+            if isinstance(v, (YMap, YList)) or v is None:
+                self.error(vm, f"{what}: the value for flag '{flag}' must be true/false, a number or text")
+                continue
+            self.refs.append(_Ref("flag", flag, self.where(value.key_mark(flag)), number=numbers))
+            out.append((flag, v))
+        return tuple(out)
+
+    def condition(self, value, mark, what: str, depth: int) -> Condition | None:
+        where = self.where(mark)
+        if depth > MAX_CONDITION_DEPTH:
+            self.error(mark, f"conditions in {what} are nested too deeply")
+            return None
+        if isinstance(value, YList):
+            parts = [self.condition(v, value.item_mark(i), what, depth + 1) for i, v in enumerate(value)]
+            return Condition("all", tuple(p for p in parts if p), where)
+        if not isinstance(value, YMap):
+            self.error(mark, f"the condition ('if') of {what} must be a mapping like "
+                             f"{{has: lantern}}, not {_type_name(value)}")
+            return None
+        if not value:
+            self.error(mark, f"the condition ('if') of {what} is empty")
+        parts = []
+        for key, v in value.items():
+            kmark, vmark = value.key_mark(key), value.value_mark(key)
+            shape = CONDITION_KEYS.get(key)
+            label = f"'{key}' in the condition of {what}"
+            if shape is None:
+                self.error(kmark, f"unknown condition '{key}' in {what}{did_you_mean(key, CONDITION_KEYS)}; "
+                                  f"known: {', '.join(CONDITION_KEYS)}")
+                continue
+            if shape in ("items", "flags", "scenes"):
+                args = self.ids(v, vmark, shape[:-1], label)
+            elif shape in ("flag_values", "flag_numbers"):
+                args = self.flag_map(v, vmark, label, numbers=shape == "flag_numbers")
+            elif shape == "count":
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    self.error(vmark, f"{label} must be a whole number of turns (0 or more)")
+                    continue
+                args = (v,)
+            elif shape == "conditions":
+                if not isinstance(v, YList):
+                    self.error(vmark, f"{label} must be a list of conditions, like [{{has: key}}, {{flag: lit}}]")
+                    continue
+                args = tuple(c for c in (self.condition(x, v.item_mark(i), what, depth + 1)
+                                         for i, x in enumerate(v)) if c)
+            else:  # "condition"
+                sub = self.condition(v, vmark, what, depth + 1)
+                args = (sub,) if sub else ()
+            parts.append(Condition(key, args, self.where(kmark)))
+        return parts[0] if len(parts) == 1 else Condition("all", tuple(parts), where)
+
+    def effects(self, m: YMap, key: str, what: str) -> tuple[Effect, ...]:
+        if key not in m:
+            return ()
+        value = m[key]
+        if isinstance(value, YMap):  # a single mapping is accepted as a one-entry list
+            wrapped = YList([value])
+            wrapped.mark, wrapped.item_marks = value.mark, [value.mark]
+            value = wrapped
+        if not isinstance(value, YList):
+            self.error(m.value_mark(key), f"'{key}' in {what} must be a list of effects like "
+                                          f"'- give: lantern', not {_type_name(value)}")
+            return ()
+        out = []
+        for i, entry in enumerate(value):
+            emark = value.item_mark(i)
+            if not isinstance(entry, YMap):
+                self.error(emark, f"each entry of '{key}' in {what} must be a mapping like "
+                                  f"'give: lantern', not {_type_name(entry)}")
+                continue
+            for ekey, v in entry.items():
+                kmark, vmark = entry.key_mark(ekey), entry.value_mark(ekey)
+                shape = EFFECT_KEYS.get(ekey)
+                label = f"'{ekey}' in {what}"
+                if shape is None:
+                    self.error(kmark, f"unknown effect '{ekey}' in {what}{did_you_mean(ekey, EFFECT_KEYS)}; "
+                                      f"known: {', '.join(EFFECT_KEYS)}")
+                    continue
+                if shape in ("items", "flags"):
+                    args = self.ids(v, vmark, shape[:-1], label)
+                elif shape == "flag_set":
+                    if isinstance(v, YMap):
+                        args = self.flag_map(v, vmark, label, numbers=False)
+                    else:
+                        args = tuple((f, True) for f in self.ids(v, vmark, "flag", label))
+                elif shape == "flag_numbers":
+                    args = self.flag_map(v, vmark, label, numbers=True)
+                elif shape in ("scene", "ending"):
+                    args = self.ids(v, vmark, shape, label)
+                    if len(args) != 1:
+                        if args:
+                            self.error(vmark, f"{label} takes exactly one {shape} id")
+                        continue
+                else:  # text
+                    text = self.text(entry, ekey, what, True)
+                    if text is None:
+                        continue
+                    args = (text,)
+                out.append(Effect(ekey, args, self.where(kmark)))
+        return tuple(out)
+
+    # -- references ----------------------------------------------------------------
+    def check_refs(self) -> None:
+        p = self.parts
+        tables = {"item": p.items, "flag": p.flags, "scene": p.scenes, "ending": p.endings}
+        for ref in self.refs:
+            table = tables[ref.kind]
+            w = ref.where
+            if ref.id not in table:
+                defined = ", ".join(sorted(table)[:12]) or "none"
+                self.report.error(w.line, w.col,
+                                  f"unknown {ref.kind} '{ref.id}'{did_you_mean(ref.id, table)}; "
+                                  f"{'declare it under ' + ref.kind + 's:' if ref.kind in ('item', 'flag') else 'defined ' + ref.kind + 's'}"
+                                  f"{'' if ref.kind in ('item', 'flag') else ': ' + defined}",
+                                  path=w.path)
+            elif ref.number and (isinstance(table[ref.id], bool) or not isinstance(table[ref.id], (int, float))):
+                self.report.error(w.line, w.col,
+                                  f"flag '{ref.id}' is used as a number here but starts as "
+                                  f"{_type_name(table[ref.id])}; give it a number under flags: (e.g. {ref.id}: 0)",
+                                  path=w.path)
+        if not p.scenes and not self.report.errors:
+            self.report.error(1, 1, "the quest has no scenes; add at least one under scenes:")
+        if not p.endings and not self.report.errors:
+            self.report.error(1, 1, "the quest has no endings; add at least one under endings:")
