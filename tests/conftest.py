@@ -31,3 +31,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from game.narrator.model_builder import build_gpt2
 
     return build_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), shape="tiny")
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_folders(tmp_path_factory, monkeypatch):
+    """Every test gets its own config and data folders: the real home is never touched."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("STORYTELLER_CONFIG_DIR", str(home / "config"))
+    monkeypatch.setenv("STORYTELLER_DATA_DIR", str(home / "data"))
+    return home

@@ -1,0 +1,86 @@
+"""Where the game's files live: the one module that knows the folders.
+
+User folders come from platformdirs (app name "storyteller"):
+
+* config folder: ``settings.yaml`` and ``personalities/`` (the player's own voices);
+* data folder: ``saves/`` and ``quests/`` (the player's own quests).
+
+The project's bundled ``quests/`` and ``assets/`` lie at the repository root, next
+to the ``game`` package. Every folder can be moved with an environment variable
+(see `ENV`), so players and tests can point elsewhere; an empty variable counts as
+unset. Nothing here creates folders: callers create what they write into.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP_NAME = "storyteller"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# folder name -> environment variable that overrides it
+ENV = {
+    "config": "STORYTELLER_CONFIG_DIR",
+    "data": "STORYTELLER_DATA_DIR",
+    "personalities": "STORYTELLER_PERSONALITIES_DIR",
+    "saves": "STORYTELLER_SAVES_DIR",
+    "quests": "STORYTELLER_QUESTS_DIR",
+    "bundled_quests": "STORYTELLER_BUNDLED_QUESTS_DIR",
+    "assets": "STORYTELLER_ASSETS_DIR",
+}
+
+
+def _override(folder: str) -> Path | None:
+    value = os.environ.get(ENV[folder], "").strip()
+    return Path(value).expanduser().absolute() if value else None
+
+
+def config_dir() -> Path:
+    """The player's config folder (settings.yaml, personalities/)."""
+    if (path := _override("config")) is not None:
+        return path
+    import platformdirs
+
+    return platformdirs.user_config_path(APP_NAME, appauthor=False)
+
+
+def data_dir() -> Path:
+    """The player's data folder (saves/, quests/)."""
+    if (path := _override("data")) is not None:
+        return path
+    import platformdirs
+
+    return platformdirs.user_data_path(APP_NAME, appauthor=False)
+
+
+def settings_file() -> Path:
+    return config_dir() / "settings.yaml"
+
+
+def user_personalities_dir() -> Path:
+    """Where players put their own personality files (one .yaml each)."""
+    return _override("personalities") or config_dir() / "personalities"
+
+
+def saves_dir() -> Path:
+    return _override("saves") or data_dir() / "saves"
+
+
+def user_quests_dir() -> Path:
+    """Where players put their own quests."""
+    return _override("quests") or data_dir() / "quests"
+
+
+def bundled_quests_dir() -> Path:
+    """The quests that ship with the game."""
+    return _override("bundled_quests") or PROJECT_ROOT / "quests"
+
+
+def assets_dir() -> Path:
+    return _override("assets") or PROJECT_ROOT / "assets"
+
+
+def preset_personalities_dir() -> Path:
+    """The personalities that ship with the game (assets/personalities)."""
+    return assets_dir() / "personalities"

@@ -1,0 +1,326 @@
+"""The player's settings: the immutable `Settings` and the commented settings.yaml.
+
+``settings.yaml`` lives in the config folder (`game.locations.settings_file`). It
+is created on first run with every key explained for non-programmers, and
+`save_settings` rewrites that same commented template with the current values.
+A bad file never stops the game: each problem is reported with file:line:col and
+the default is used for that value (all defaults for a YAML syntax error); the
+file itself is left untouched. `Settings.with_changes` validates like the file
+does and raises ValueError with a message fit for the settings screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+import yaml
+
+from game import locations
+from game.atomic import write_atomic
+from game.diagnostics import GameFileError, Problem, Report, display_path
+from game.personality import (DEFAULT_PERSONALITY, ID_PATTERN, Personality, check_persona,
+                              check_sampling_block, did_you_mean, unknown_key_message)
+from game.safe_yaml import load_yaml_file
+from game.sampling import RANGES, SAMPLING_KEYS, Sampling, check_value
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+SEED_MAX = 2**32 - 1  # what every random generator the model uses accepts
+MAX_FILE_BYTES = 64_000
+
+
+def _choice(name: str, options: tuple[str, ...]):
+    def check(value):
+        if value not in options:
+            raise ValueError(f"{name} is {value!r}{did_you_mean(value, options)}; "
+                             f"choose one of: {', '.join(options)}")
+        return value
+    return check
+
+
+def _personality(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise ValueError(f"personality is {value!r}; it must be a personality id such as "
+                         f"'{DEFAULT_PERSONALITY}' (lower-case letters, digits, '-' and '_')")
+    return value
+
+
+def _persona(value):
+    if value is None:
+        return None
+    if message := check_persona(value):
+        raise ValueError(f"{message}; or write null to use the personality's own")
+    return value.strip()
+
+
+def _sampling(value):
+    if not isinstance(value, Mapping):
+        raise ValueError("sampling must be a mapping of sampling settings, like 'temperature: 0.9'")
+    checked = {}
+    for key, item in value.items():
+        if key not in RANGES:
+            raise ValueError(unknown_key_message(key, SAMPLING_KEYS, "sampling"))
+        checked[key], message = check_value(key, item)
+        if message:
+            raise ValueError(message)
+    return MappingProxyType(checked)
+
+
+def _model(value):
+    if not isinstance(value, str) or not value.strip() or "\n" in value.strip():
+        raise ValueError("model must be a model name such as 'distilgpt2' or the path of a "
+                         "model folder, on one line")
+    return value.strip()
+
+
+def _seed(value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SEED_MAX:
+        raise ValueError(f"seed is {value!r}; it must be null (a new story every time) or a "
+                         f"whole number from 0 to {SEED_MAX}")
+    return value
+
+
+def _autosave(value):
+    if not isinstance(value, bool):
+        raise ValueError(f"autosave is {value!r}; it must be true or false")
+    return value
+
+
+def _keys(value):
+    if not isinstance(value, Mapping):
+        raise ValueError("keys must be a mapping of 'action: key' lines, like 'quit: ctrl+q'")
+    for action, key in value.items():
+        if not isinstance(action, str) or not isinstance(key, str) or not key.strip():
+            raise ValueError(f"keys: the key for {action!r} is {key!r}; write a key name "
+                             "such as 'ctrl+q' (in quotes if it is a number)")
+    return MappingProxyType({action: key.strip() for action, key in value.items()})
+
+
+_CHECKS = {
+    "personality": _personality,
+    "persona": _persona,
+    "sampling": _sampling,
+    "model": _model,
+    "device": _choice("device", DEVICES),
+    "dtype": _choice("dtype", DTYPES),
+    "seed": _seed,
+    "autosave": _autosave,
+    "keys": _keys,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated, immutable settings; build changed copies with `with_changes`."""
+
+    personality: str = DEFAULT_PERSONALITY
+    persona: str | None = None  # replaces the personality's persona text when set
+    sampling: Mapping[str, float | int] = field(default_factory=dict)  # over the personality's
+    model: str = "distilgpt2"
+    device: str = "auto"
+    dtype: str = "auto"
+    seed: int | None = None
+    autosave: bool = True
+    keys: Mapping[str, str] = field(default_factory=dict)  # action id -> key
+
+    def __post_init__(self):
+        for name, check in _CHECKS.items():
+            object.__setattr__(self, name, check(getattr(self, name)))
+
+    def __hash__(self):
+        return hash(tuple(tuple(sorted(v.items())) if isinstance(v, Mapping) else v
+                          for v in (getattr(self, f.name) for f in fields(self))))
+
+    def with_changes(self, **changes) -> "Settings":
+        """A copy with changes, validated; raises ValueError saying what is allowed.
+
+        Sampling keys may be given directly (``temperature=0.9``) to set one
+        override; ``temperature=None`` removes it, back to the personality's value.
+        """
+        sampling = dict(_sampling(changes.pop("sampling", self.sampling)))
+        for key in [k for k in changes if k in RANGES]:
+            value = changes.pop(key)
+            if value is None:
+                sampling.pop(key, None)
+            else:
+                sampling[key] = value
+        for key in changes:
+            if key not in _CHECKS:
+                raise ValueError(unknown_key_message(key, tuple(_CHECKS) + SAMPLING_KEYS,
+                                                     "settings"))
+        return replace(self, sampling=sampling, **changes)
+
+    def active_personality(self, personalities: Mapping[str, Personality]) -> Personality:
+        """The chosen personality, or the default one if it is not installed."""
+        return personalities.get(self.personality) or personalities[DEFAULT_PERSONALITY]
+
+    def effective_sampling(self, personalities: Mapping[str, Personality]) -> tuple[str, Sampling]:
+        """The final (persona text, Sampling): the personality with this file's overrides."""
+        chosen = self.active_personality(personalities)
+        return (self.persona or chosen.persona), chosen.sampling.with_values(**self.sampling)
+
+
+def load_settings(path: Path | None = None,
+                  personalities: Mapping[str, Personality] | None = None
+                  ) -> tuple[Settings, list[Problem]]:
+    """Read settings.yaml (creating it with commented defaults if missing).
+
+    Bad values are reported and replaced by defaults; the file is never rewritten
+    here. With `personalities`, an unknown personality id is reported too.
+    """
+    path = locations.settings_file() if path is None else Path(path)
+    shown = display_path(path)
+    if not path.exists() and not path.is_symlink():
+        try:
+            save_settings(Settings(), path)
+        except OSError as exc:
+            return Settings(), [Problem(shown, 1, 1, f"could not create the settings file "
+                                        f"({exc.strerror or exc}); using the defaults", "warning")]
+        return Settings(), []
+    try:
+        data = load_yaml_file(path, shown, max_bytes=MAX_FILE_BYTES, empty_ok=True)
+    except GameFileError as exc:
+        return Settings(), exc.problems + [Problem(
+            shown, exc.first.line, exc.first.col, "the whole file was ignored and the default "
+            "settings are used until this is fixed", "warning")]
+    if data is None:
+        return Settings(), []
+    if not isinstance(data, dict):
+        line = data.mark.line if hasattr(data, "mark") else 1
+        return Settings(), [Problem(shown, line, 1, "the settings file must be 'name: value' "
+                                                    "lines; using the defaults")]
+    report = Report(shown)
+    values = {}
+    for key, value in data.items():
+        km, vm = data.key_mark(key), data.value_mark(key)
+        if key not in _CHECKS:
+            report.error(km.line, km.col,
+                         unknown_key_message(key, tuple(_CHECKS), "the settings", True))
+        elif key == "sampling":
+            values[key] = check_sampling_block(value, vm, report,
+                                               then="; the personality's value is used")
+        elif key == "keys" and isinstance(value, dict):
+            values[key] = _file_keys(value, report)
+        else:
+            try:
+                values[key] = _CHECKS[key](value)
+            except ValueError as exc:
+                default = _entry(key, getattr(Settings(), key)).partition(":")[2].strip()
+                report.error(vm.line, vm.col, f"{exc}; using the default: {default}")
+    settings = Settings(**values)
+    if personalities is not None and settings.personality not in personalities:
+        m = data.value_mark("personality")
+        report.error(m.line, m.col, f"there is no personality '{settings.personality}'"
+                     f"{did_you_mean(settings.personality, personalities)}; installed: "
+                     f"{', '.join(personalities)}; using '{DEFAULT_PERSONALITY}'")
+        settings = settings.with_changes(personality=DEFAULT_PERSONALITY)
+    return settings, report.problems
+
+
+def _file_keys(block, report: Report) -> dict:
+    good = {}
+    for action, key in block.items():
+        try:
+            good.update(_keys({action: key}))
+        except ValueError as exc:
+            m = block.value_mark(action)
+            report.error(m.line, m.col, f"{exc}; this binding is ignored")
+    return good
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> None:
+    """Write settings atomically as the commented template filled with their values."""
+    path = locations.settings_file() if path is None else Path(path)
+    write_atomic(path, render_settings(settings))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes multi-line text as a '|' block, so a persona stays readable.
+
+    Text with line breaks other than '\\n' is double-quoted: PyYAML's other styles
+    would turn them into spaces or newlines on the way back.
+    """
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str):
+    style = ('"' if any(c in text for c in "\r\x85\u2028\u2029")
+             else "|" if "\n" in text else None)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _represent_text)
+
+
+def _entry(key: str, value) -> str:
+    if isinstance(value, Mapping):
+        value = dict(value)
+    return yaml.dump({key: value}, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False)
+
+
+def render_settings(settings: Settings) -> str:
+    """The settings file text: every key with its explanation and current value."""
+    presets = sorted(p.stem for p in locations.preset_personalities_dir().glob("*.yaml"))
+    others = [p for p in presets if p != DEFAULT_PERSONALITY]
+    ranges = "\n".join(f"#     {name}: {lo:g} to {hi:g} - {help}"
+                       for name, (_, lo, hi, help) in RANGES.items())
+    return f"""\
+# Storyteller settings
+#
+# This is a plain text file. Each setting is one line "name: value"; lines
+# starting with "#" are notes for you, and the game ignores them. Most settings
+# can also be changed on the settings screen in the game, which rewrites this
+# file (notes you add yourself are not kept). If something here is wrong, the
+# game tells you the line and uses the default for that setting. Delete this
+# file to get all the defaults back.
+
+# The narrator's voice: a short description of the narrator ("persona") plus
+# how it picks its words. The built-in voices:
+#   {", ".join([DEFAULT_PERSONALITY + " (the default)"] + others)}
+# To make your own voice, copy one of the built-in files from
+#   {locations.preset_personalities_dir()}
+# into
+#   {locations.user_personalities_dir()}
+# give the copy a new file name (the name without .yaml is what goes here)
+# and edit it.
+{_entry("personality", settings.personality)}
+# Your own description of the narrator, used instead of the personality's.
+# null means: use the personality's own. To write one, replace null with ">"
+# and put a few sentences on indented lines below it, for example:
+#   persona: >
+#     An old lighthouse keeper tells you what happens next, slowly and kindly.
+{_entry("persona", settings.persona)}
+# Fine-tune how the narrator picks its words. A value set here replaces the
+# personality's own; {{}} means: use the personality's values. To change one,
+# write the setting on an indented line under "sampling:", for example:
+#   sampling:
+#     temperature: 0.9
+# The settings, with their allowed range and what they do:
+{ranges}
+{_entry("sampling", settings.sampling)}
+# The language model that narrates. "distilgpt2" is downloaded from Hugging
+# Face the first time you play; you can also give the path of a model folder.
+{_entry("model", settings.model)}
+# Where the model runs: auto (the graphics card if there is one, otherwise the
+# processor), cpu (the processor), or cuda (an NVIDIA graphics card).
+{_entry("device", settings.device)}
+# How precisely the model stores its numbers: auto, float32, bfloat16 or
+# float16. The smaller ones use less memory on a graphics card; on the
+# processor keep auto.
+{_entry("dtype", settings.dtype)}
+# A whole number from 0 to {SEED_MAX} makes the narration come out the
+# same each time you replay the same moves; null gives a new story every time.
+{_entry("seed", settings.seed)}
+# true: the game saves your progress after every turn. false: only when you
+# save yourself.
+{_entry("autosave", settings.autosave)}
+# Change the keyboard keys: one "action: key" per indented line, for example
+#   keys:
+#     quit: ctrl+q
+# {{}} keeps the game's usual keys.
+{_entry("keys", settings.keys)}"""
