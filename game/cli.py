@@ -27,12 +27,35 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--seed", type=int, help="seed for reproducible stories")
     play.add_argument("--no-spirit", action="store_true",
                       help="play without the language-model narrator (authored text only)")
+    _model_options(play)
+    play.add_argument("--context-log", metavar="FILE", type=Path,
+                      help="append each prompt given to the model, as JSON lines")
+
+    narrate = sub.add_parser("narrate", help="the classic one-shot: the Spirit continues a prompt")
+    narrate.add_argument("prompt")
+    narrate.add_argument("--seed", type=int, help="seed for a reproducible story")
+    narrate.add_argument("--max-new-tokens", type=int, metavar="N", help="length of the story in tokens")
+    _model_options(narrate)
+
+    model = sub.add_parser("model", help="download or list narrator models")
+    model_sub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    pull = model_sub.add_parser("pull", help="download a model into the Hugging Face cache")
+    pull.add_argument("name", nargs="?", default="distilgpt2")
+    model_sub.add_parser("list", help="show the cached models and their sizes")
 
     validate = sub.add_parser("validate", help="check quest files and folders for mistakes")
     validate.add_argument("paths", nargs="+", metavar="PATH")
 
     sub.add_parser("quests", help="list the bundled quests and your own")
     return parser
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", metavar="M", help="hub id or local model folder (default: distilgpt2)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the model runs")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"),
+                        help="the model's number format")
+    parser.add_argument("--personality", metavar="P", help="narrator personality id")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_quests(args)
         if args.command == "play":
             return cmd_play(args)
+        if args.command == "narrate":
+            return cmd_narrate(args)
+        if args.command == "model":
+            return cmd_model(args)
         parser.print_help()
         return 0
     except KeyboardInterrupt:
@@ -115,5 +142,89 @@ def cmd_play(args) -> int:
             print(p.format(), file=sys.stderr)
         print("The quest cannot be played until these are fixed.", file=sys.stderr)
         return 1
+    narrate = None
+    if not args.no_spirit:
+        from game.plain import PlainSpirit
+
+        narrator = _turn_narrator(args, quest)
+        if narrator is None:
+            return 2
+        narrator.service.start()
+        narrate = PlainSpirit(narrator)
     engine = Engine(quest, seed=args.seed)
-    return PlainGame(engine).run()
+    return PlainGame(engine, narrate=narrate).run()
+
+
+def _load_settings():
+    """Settings and personalities; problems in the player's files are warnings here."""
+    from game.personality import load_personalities
+    from game.settings import load_settings
+
+    personalities, problems = load_personalities()
+    settings, more = load_settings(personalities=personalities)
+    for p in problems + more:
+        print(p.format(), file=sys.stderr)
+    return settings, personalities
+
+
+def _turn_narrator(args, quest=None):
+    from game.narration import make_turn_narrator
+
+    settings, personalities = _load_settings()
+    if args.personality and args.personality not in personalities:
+        print(f"storyteller: unknown personality '{args.personality}'; known: "
+              f"{', '.join(personalities)}", file=sys.stderr)
+        return None
+    return make_turn_narrator(settings, personalities, quest=quest, model=args.model,
+                              device=args.device, dtype=args.dtype, seed=args.seed,
+                              personality=args.personality,
+                              context_log=getattr(args, "context_log", None))
+
+
+def cmd_narrate(args) -> int:
+    narrator = _turn_narrator(args)
+    if narrator is None:
+        return 2
+    sampling = narrator.sampling
+    if args.max_new_tokens is not None:
+        from game.sampling import check_value
+
+        value, problem = check_value("max_new_tokens", args.max_new_tokens)
+        if problem:
+            print(f"storyteller: {problem}", file=sys.stderr)
+            return 2
+        sampling = sampling.with_values(max_new_tokens=value)
+    service = narrator.service
+    print("(The Storyteller Spirit is waking...)", file=sys.stderr)
+    service.load()
+    if service.status != "ready":
+        print(f"storyteller: the Spirit is silent: {service.reason}", file=sys.stderr)
+        return 1
+    from game.safe_text import inert
+
+    sys.stdout.write(inert(args.prompt))
+    sys.stdout.flush()
+    try:
+        for chunk in service.stream(args.prompt, sampling, seed=narrator.seed, stop_strings=()):
+            sys.stdout.write(inert(chunk))
+            sys.stdout.flush()
+    except Exception as exc:  # the model failed mid-story: say so in one line
+        print(f"\nstoryteller: the Spirit lost its words: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+              file=sys.stderr)
+        return 1
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_model(args) -> int:
+    from game.narrator import hub
+
+    if args.model_command == "pull":
+        return hub.pull(args.name, out=sys.stderr)
+    models = hub.cached_models()
+    if not models:
+        print("No models in the Hugging Face cache. Download one with: storyteller model pull")
+        return 0
+    for m in models:
+        print(f"{m.repo_id}  {hub.format_size(m.size)}  {m.path}")
+    return 0

@@ -13,10 +13,11 @@ import textwrap
 from typing import Callable, TextIO
 
 from game.engine import Engine, Para, TurnResult
+from game.narrator import cleaning
 from game.safe_text import inert
 
 QUIT_WORDS = {"quit", "exit", "q"}
-UNDO_WORDS = {"undo", "u"}
+UNDO_WORDS = {"undo"}  # not "u": the parser reads it as "up"
 
 # Called after each turn's authored text: (engine, result, write) -> None.
 NarrateHook = Callable[[Engine, TurnResult, Callable[[str], None]], None]
@@ -106,3 +107,66 @@ def _isatty(stream) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+class PlainSpirit:
+    """Narrates turns in plain mode: streams the Spirit's words sentence by sentence.
+
+    Only complete sentences are printed while the model writes, so what reaches
+    a pipe or a screen reader is never taken back. If the service cannot load,
+    it says so once and the game goes on with the quest's authored text.
+    """
+
+    PREFIX = "~ "
+
+    def __init__(self, narrator, out_err: TextIO | None = None):
+        self.narrator = narrator  # a game.narration.TurnNarrator
+        self.err = out_err or sys.stderr
+        self.told_silent = False
+
+    def __call__(self, engine: Engine, result: TurnResult, write: Callable[[str], None]) -> None:
+        service = self.narrator.service
+        if service.status in ("idle", "loading"):
+            if service.status == "idle":
+                service.start()
+            if not service.wait(0.3):
+                self.err.write("(The Storyteller Spirit is waking...)\n")
+                self.err.flush()
+                service.wait()
+        if service.status != "ready":
+            if not self.told_silent:
+                self.told_silent = True
+                write(f"\n(The Storyteller Spirit is silent: {service.reason}. "
+                      "The quest's own words go on.)\n")
+            return
+        prepared = self.narrator.prepare(engine, result)
+        shown = ""
+        raw = ""
+
+        def on_chunk(chunk: str) -> None:
+            nonlocal raw, shown
+            raw += chunk
+            visible = cleaning.clean(raw, truncated=True)
+            if visible.startswith(shown) and len(visible) > len(shown):
+                write((self.PREFIX if not shown else "") + visible[len(shown):])
+                shown = visible
+
+        def on_restart(reason: str) -> None:
+            nonlocal raw, shown
+            if shown:
+                write("\n(The Spirit falters, and begins again.)\n")
+            raw, shown = "", ""
+
+        write("\n")
+        narration = self.narrator.run(prepared, on_chunk=on_chunk, on_restart=on_restart)
+        final = narration.text
+        if final.startswith(shown):
+            if final[len(shown):]:
+                write((self.PREFIX if not shown else "") + final[len(shown):])
+        elif final:
+            write("\n" + self.PREFIX + final)
+        if shown or final:
+            write("\n")
+        if narration.error:
+            write(f"(The Spirit lost its words: {narration.error})\n")
+        engine.set_narration(final)

@@ -1,0 +1,148 @@
+"""Narrating turns: from the engine's state to the Storyteller Spirit's words.
+
+`TurnNarrator` is the one place that knows both sides: it turns the engine's
+state and history into a `ContextRequest` (persona, state card, memory,
+author's note, lore, scene, hints, recaps, recent turns, the new action), has
+the context manager fit it into the model's window, and asks the narrator
+service to continue the story. It imports neither torch nor Textual: the
+service does the model work, on whatever thread the caller runs `run` in.
+
+Seeds: with a story seed S, turn T is narrated with seed S + T (and retries
+with further offsets), so the same seed, model and actions give the same story.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from game.context import STOP_STRINGS, BuiltPrompt, ContextBuilder, ContextRequest, StateCard, Turn
+from game.engine import Engine, TurnResult
+from game.rules import truthy
+from game.sampling import Sampling
+
+RETRY_SEED_STEP = 7919  # seed offset between samples of the same turn
+
+
+@dataclass
+class PreparedTurn:
+    """A prompt ready to narrate, built on the caller's thread from a consistent state."""
+
+    turn: int
+    prompt: BuiltPrompt
+    sampling: Sampling
+    seed: int | None
+    previous: list[str] = field(default_factory=list)
+
+
+def state_card(engine: Engine) -> StateCard:
+    """The quest's truth: scene title, what the player carries, flags that are set."""
+    quest, state = engine.quest, engine.state
+    carrying = [quest.items[i].name for i in state.inventory if i in quest.items]
+    facts = []
+    for flag, value in state.flags.items():
+        if isinstance(value, bool):
+            if value:
+                facts.append(flag.replace("_", " "))
+        elif truthy(value):
+            facts.append(f"{flag.replace('_', ' ')}: {value}")
+    return StateCard(engine.scene.title, carrying, facts)
+
+
+def context_request(engine: Engine, result: TurnResult, persona: str,
+                    memory: list[str] | None = None) -> ContextRequest:
+    """Everything the prompt for the newest turn is built from."""
+    quest, scene = engine.quest, engine.scene
+    past = engine.history[:-1] if engine.history and engine.history[-1].turn == result.turn else engine.history
+    return ContextRequest(
+        action=result.action,
+        authored=result.authored,
+        persona=quest.persona or persona,
+        state=state_card(engine),
+        memory=list(memory or []),
+        author_note=quest.author_note,
+        lore=list(quest.lore.values()),
+        scene_text=engine.description(),
+        hints=list(scene.hints),
+        recaps=engine.recaps(),
+        turns=[Turn(t.action, t.authored, t.narration) for t in past],
+    )
+
+
+class TurnNarrator:
+    """Builds prompts for turns and has the narrator service narrate them."""
+
+    def __init__(self, service, persona: str, sampling: Sampling, seed: int | None = None,
+                 context_log: Path | None = None):
+        self.service = service
+        self.persona = persona
+        self.sampling = sampling
+        self.seed = seed
+        self.context_log = Path(context_log) if context_log else None
+        self.memory: list[str] = []
+        self._builder: ContextBuilder | None = None
+        self._log_lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self.service.status == "ready"
+
+    def builder(self) -> ContextBuilder:
+        if self._builder is None:
+            self._builder = ContextBuilder(self.service.tokenizer, self.service.window)
+        return self._builder
+
+    def prepare(self, engine: Engine, result: TurnResult, attempt: int = 0) -> PreparedTurn:
+        """Build the prompt for the newest turn. Needs a ready service."""
+        request = context_request(engine, result, self.persona, self.memory)
+        prompt = self.builder().build(request, self.sampling.max_new_tokens)
+        seed = None if self.seed is None else self.seed + result.turn + attempt * RETRY_SEED_STEP
+        previous = [t.narration for t in engine.history[:-1] if t.narration][-3:]
+        return PreparedTurn(result.turn, prompt, self.sampling, seed, previous)
+
+    def run(self, prepared: PreparedTurn, on_chunk: Callable[[str], None] | None = None,
+            on_restart: Callable[[str], None] | None = None,
+            cancel: threading.Event | None = None):
+        """Narrate a prepared turn (blocking: call it on a worker thread). Returns a Narration."""
+        self.log(prepared)
+        return self.service.narrate(prepared.prompt.text, prepared.sampling, seed=prepared.seed,
+                                    previous=prepared.previous, stop_strings=STOP_STRINGS,
+                                    on_chunk=on_chunk, on_restart=on_restart, cancel=cancel)
+
+    def log(self, prepared: PreparedTurn) -> None:
+        """Append the exact prompt and its segments to the context log (JSON lines)."""
+        if self.context_log is None:
+            return
+        line = json.dumps(prepared.prompt.to_log(prepared.turn), ensure_ascii=False)
+        with self._log_lock:
+            self.context_log.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.context_log, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+
+
+def make_turn_narrator(settings, personalities, *, quest=None, model: str | None = None,
+                       device: str | None = None, dtype: str | None = None,
+                       seed: int | None = None, personality: str | None = None,
+                       context_log: Path | None = None, on_event=None) -> TurnNarrator:
+    """A TurnNarrator (and its not-yet-started service) from settings and overrides.
+
+    The personality is, in order: the one asked for, the quest's suggestion when
+    the player kept the default, then the settings file's choice.
+    """
+    from game.narrator.service import NarratorService
+    from game.personality import DEFAULT_PERSONALITY
+
+    chosen = personality
+    if chosen is None and quest is not None and quest.personality in personalities \
+            and settings.personality == DEFAULT_PERSONALITY:
+        chosen = quest.personality
+    if chosen is not None:
+        settings = settings.with_changes(personality=chosen)
+    persona, sampling = settings.effective_sampling(personalities)
+    service = NarratorService(model or settings.model, device=device or settings.device,
+                              dtype=dtype or settings.dtype, on_event=on_event)
+    return TurnNarrator(service, persona, sampling,
+                        seed=seed if seed is not None else settings.seed, context_log=context_log)
