@@ -66,14 +66,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_validate(args)
         if args.command == "quests":
             return cmd_quests(args)
-        if args.command == "play":
+        if args.command in ("play", None):
             return cmd_play(args)
         if args.command == "narrate":
             return cmd_narrate(args)
         if args.command == "model":
             return cmd_model(args)
-        parser.print_help()
-        return 0
+        parser.print_help()  # pragma: no cover (argparse rejects unknown commands)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -127,13 +127,18 @@ def _resolve_quest(name: str | None) -> Path | None:
 
 
 def cmd_play(args) -> int:
+    """`storyteller` and `storyteller play [QUEST]`: the TUI, or plain mode with --plain."""
     from game.engine import Engine
     from game.plain import PlainGame
     from game.quest_loader import load_quest
 
-    path = _resolve_quest(args.quest)
+    quest_name = getattr(args, "quest", None)
+    plain = getattr(args, "plain", False)
+    if not plain:
+        return run_tui(args, quest_name)
+    path = _resolve_quest(quest_name)
     if path is None:
-        print(f"storyteller: no quest named '{args.quest}'; see `storyteller quests`", file=sys.stderr)
+        print(f"storyteller: no quest named '{quest_name}'; see `storyteller quests`", file=sys.stderr)
         return 2
     try:
         quest = load_quest(path)
@@ -155,6 +160,28 @@ def cmd_play(args) -> int:
     return PlainGame(engine, narrate=narrate).run()
 
 
+def run_tui(args, quest_name: str | None) -> int:
+    """Start the Textual app; the model loads in the background once it is up."""
+    from game.tui.app import make_app
+
+    path = None
+    if quest_name is not None:
+        path = _resolve_quest(quest_name)
+        if path is None:
+            print(f"storyteller: no quest named '{quest_name}'; see `storyteller quests`", file=sys.stderr)
+            return 2
+    settings, personalities = _load_settings()
+    narrator = None
+    if not getattr(args, "no_spirit", False):
+        narrator = _turn_narrator(args, loaded=(settings, personalities))
+        if narrator is None:
+            return 2
+    app = make_app(settings, personalities, narrator=narrator, quest_path=path,
+                   seed=getattr(args, "seed", None))
+    app.run()
+    return 0
+
+
 def _load_settings():
     """Settings and personalities; problems in the player's files are warnings here."""
     from game.personality import load_personalities
@@ -167,17 +194,19 @@ def _load_settings():
     return settings, personalities
 
 
-def _turn_narrator(args, quest=None):
+def _turn_narrator(args, quest=None, loaded=None):
+    """The narrator asked for by settings and command-line options (None: bad option, said)."""
     from game.narration import make_turn_narrator
 
-    settings, personalities = _load_settings()
-    if args.personality and args.personality not in personalities:
-        print(f"storyteller: unknown personality '{args.personality}'; known: "
+    settings, personalities = loaded or _load_settings()
+    personality = getattr(args, "personality", None)
+    if personality and personality not in personalities:
+        print(f"storyteller: unknown personality '{personality}'; known: "
               f"{', '.join(personalities)}", file=sys.stderr)
         return None
-    return make_turn_narrator(settings, personalities, quest=quest, model=args.model,
-                              device=args.device, dtype=args.dtype, seed=args.seed,
-                              personality=args.personality,
+    return make_turn_narrator(settings, personalities, quest=quest, model=getattr(args, "model", None),
+                              device=getattr(args, "device", None), dtype=getattr(args, "dtype", None),
+                              seed=getattr(args, "seed", None), personality=personality,
                               context_log=getattr(args, "context_log", None))
 
 

@@ -1,0 +1,137 @@
+"""A game being played: the engine plus what the front end keeps around it.
+
+Owns the narration samples of each turn (retry adds one, and earlier ones can
+be cycled back), the player's pinned memory notes, the autosave after every
+turn, named save slots, loading a save (with a report of what the edited quest
+no longer has) and the Markdown transcript. Plain Python: the TUI and the
+plain mode both use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from game import locations
+from game.atomic import write_atomic
+from game.engine import Engine
+from game.quest import Quest
+from game.quest_loader import load_quest
+from game.saves import read_save, restore, save_game, slot_path
+from game.transcript import to_markdown
+
+AUTOSAVE_PREFIX = "autosave-"
+
+
+@dataclass
+class Samples:
+    """Every narration the Spirit gave for one turn, and the one shown."""
+
+    texts: list[str] = field(default_factory=list)
+    shown: int = 0
+
+    @property
+    def current(self) -> str:
+        return self.texts[self.shown] if self.texts else ""
+
+
+class Session:
+    def __init__(self, quest: Quest, engine: Engine | None = None, seed: int | None = None):
+        self.quest = quest
+        self.engine = engine or Engine(quest, seed=seed)
+        self.samples: dict[int, Samples] = {}
+        self.memory: list[str] = []
+        self.load_notes: list[str] = []
+        self.opening = self.engine.opening().authored if engine is None else ""
+
+    # -- narration samples -----------------------------------------------------------
+    def add_sample(self, turn: int, text: str) -> None:
+        """Record a narration for a turn and show it."""
+        samples = self.samples.setdefault(turn, Samples())
+        samples.texts.append(text)
+        samples.shown = len(samples.texts) - 1
+        self._sync(turn)
+
+    def cycle_sample(self, turn: int, step: int = -1) -> str | None:
+        """Show an earlier (step -1) or later (+1) sample of a turn; None if it has only one."""
+        samples = self.samples.get(turn)
+        if samples is None or len(samples.texts) < 2:
+            return None
+        samples.shown = (samples.shown + step) % len(samples.texts)
+        self._sync(turn)
+        return samples.current
+
+    def _sync(self, turn: int) -> None:
+        for record in reversed(self.engine.history):
+            if record.turn == turn:
+                record.narration = self.samples[turn].current
+                return
+
+    def undo(self) -> bool:
+        if not self.engine.undo():
+            return False
+        last = self.engine.state.turn
+        for turn in [t for t in self.samples if t > last]:
+            del self.samples[turn]
+        return True
+
+    # -- saves -----------------------------------------------------------------------
+    def _extra(self) -> dict:
+        return {"memory": list(self.memory), "opening": self.opening,
+                "samples": {str(t): {"texts": s.texts, "shown": s.shown} for t, s in self.samples.items()}}
+
+    def autosave_path(self) -> Path:
+        return locations.saves_dir() / f"{AUTOSAVE_PREFIX}{self.quest.id}.json"
+
+    def autosave(self) -> Path:
+        return save_game(self.autosave_path(), self.engine, self._extra())
+
+    def save(self, slot: str) -> Path:
+        return save_game(slot_path(locations.saves_dir(), slot), self.engine, self._extra())
+
+    @classmethod
+    def load(cls, path: str | Path, quest: Quest | None = None) -> "Session":
+        """Load a save (and its quest, from the path it records, unless given).
+
+        Raises GameFileError for an unusable save or quest; the file is left alone.
+        """
+        save = read_save(path)
+        if quest is None:
+            quest = load_quest(save.quest_path)
+        engine, notes = restore(save, quest)
+        session = cls(quest, engine)
+        session.load_notes = notes
+        session.memory = [str(m) for m in save.extra.get("memory", [])]
+        session.opening = str(save.extra.get("opening", ""))
+        for turn, data in dict(save.extra.get("samples", {})).items():
+            try:
+                texts = [str(t) for t in data["texts"]]
+                shown = min(max(int(data.get("shown", 0)), 0), max(len(texts) - 1, 0))
+                session.samples[int(turn)] = Samples(texts, shown)
+            except (KeyError, TypeError, ValueError):
+                continue
+        return session
+
+    def export_markdown(self, path: str | Path | None = None) -> Path:
+        """Write the transcript as Markdown (to the transcripts folder unless a path is given)."""
+        if path is None:
+            path = locations.data_dir() / "transcripts" / f"{self.quest.id}-turn-{self.engine.state.turn}.md"
+        path = Path(path)
+        write_atomic(path, to_markdown(self.engine, self.opening))
+        return path
+
+
+def saved_games() -> list[Path]:
+    """Save files in the saves folder, newest first."""
+    folder = locations.saves_dir()
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.glob("*.json") if p.is_file()]
+    return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def latest_autosave() -> Path | None:
+    for path in saved_games():
+        if path.name.startswith(AUTOSAVE_PREFIX):
+            return path
+    return None

@@ -1,0 +1,1 @@
+"""The Textual front end. Imports textual, never torch: the model loads in the background."""

@@ -1,0 +1,43 @@
+"""The ending: its title and text, a summary of the game, and an offer to play again."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+from game.safe_text import inert
+from game.session import Session
+
+
+class EndingScreen(ModalScreen[str]):
+    BINDINGS = [Binding("escape", "dismiss('read')", "Keep reading", id="close")]
+
+    def __init__(self, session: Session):
+        super().__init__()
+        self.session = session
+
+    def compose(self) -> ComposeResult:
+        engine = self.session.engine
+        ending = engine.ending
+        state = engine.state
+        verdict = "You won." if ending.outcome == "win" else "You lost."
+        carried = ", ".join(engine.quest.items[i].name for i in state.inventory if i in engine.quest.items)
+        summary = (f"{verdict} {state.turn} turns, {len(state.visits)} of {len(engine.quest.scenes)} "
+                   f"places seen" + (f", carrying {carried}." if carried else "."))
+        with Vertical(id="dialog"):
+            yield Static(Text(inert(ending.title), style="bold"), classes="dialog-title")
+            yield Static(Text(inert(ending.text)))
+            yield Static(Text(summary, style="italic"), id="ending-summary")
+            with Horizontal(classes="buttons"):
+                yield Button("Play again", id="again", variant="primary")
+                yield Button("Quest list", id="quests")
+                yield Button("Keep reading", id="read")
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id)

@@ -1,0 +1,364 @@
+"""The game screen: the story log, the options, the input line and the status bar.
+
+The screen renders the session's state and sends the player's actions to the
+engine. Narration runs on a worker thread that only posts messages; every
+widget change happens here, on the UI thread. Each narration has a generation
+number, so chunks from a cancelled or superseded narration are ignored.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from game.diagnostics import GameFileError
+from game.engine import TurnResult
+from game.narrator import cleaning
+from game.session import Session
+from game.tui.messages import NarrationChunk, NarrationDone, NarrationRestart
+from game.tui.widgets.action_input import ActionInput
+from game.tui.widgets.status_bar import StatusBar
+from game.tui.widgets.story_log import StoryLog, plain
+
+SLASH_HELP = ("/undo  /retry  /save [name]  /load  /export  /context  /settings  /help  "
+              "/remember <note>  /forget <n>  /memory  /restart  /quit")
+
+
+class GameScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "cancel_narration", "Stop", id="cancel",
+                tooltip="Stop the Spirit's narration (the turn keeps the quest's text)"),
+        Binding("ctrl+r", "retry", "Retry", id="retry", tooltip="Narrate the last turn again"),
+        Binding("ctrl+b", "previous_sample", "Prev. take", id="previous-sample",
+                tooltip="Show an earlier narration of the last turn"),
+        Binding("ctrl+z", "undo", "Undo", id="undo", tooltip="Go back one turn"),
+        Binding("ctrl+s", "save", "Save", id="save"),
+        Binding("ctrl+o", "load", "Load", id="load"),
+        Binding("ctrl+t", "export", "Export", id="export", tooltip="Export the story as Markdown"),
+        Binding("f1", "help", "Help", id="help"),
+        Binding("f2", "context", "Context", id="context",
+                tooltip="What the Spirit saw last turn, token by token"),
+        Binding("f3", "settings", "Settings", id="settings"),
+    ]
+
+    def __init__(self, session: Session):
+        super().__init__()
+        self.session = session
+        self.generation = 0
+        self.narrating: int | None = None  # generation number in progress
+        self.narrating_turn: int | None = None
+        self.cancel_event: threading.Event | None = None
+        self.streamed = ""
+        self.last_prompt = None  # BuiltPrompt of the last narration
+        self.narration_widgets: dict[int, object] = {}
+        self.turn_widgets: dict[int, list] = {}
+
+    @property
+    def engine(self):
+        return self.session.engine
+
+    def compose(self) -> ComposeResult:
+        yield StoryLog(id="story")
+        yield Static(id="options")
+        yield ActionInput(id="action")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        story = self.query_one(StoryLog)
+        quest = self.session.quest
+        story.add("info", f"{quest.title}, by {quest.author}")
+        if self.engine.history:
+            self.replay_history()
+        else:
+            story.add_paragraphs(self.engine.opening().paragraphs)
+        for note in self.session.load_notes:
+            self.notify(note, title="The quest has changed", severity="warning")
+        self.refresh_options()
+        self.refresh_status()
+        self.query_one(ActionInput).focus()
+
+    def replay_history(self) -> None:
+        """Show a loaded game: the opening, then each turn as it was played."""
+        story = self.query_one(StoryLog)
+        if self.session.opening:
+            story.add("scene", self.session.opening)
+        for record in self.engine.history:
+            widgets = [story.add("action", record.action)]
+            if record.authored:
+                widgets.append(story.add("text", record.authored))
+            if record.narration:
+                widget = story.add("narration", record.narration)
+                widgets.append(widget)
+                self.narration_widgets[record.turn] = widget
+            self.turn_widgets[record.turn] = widgets
+        if self.engine.ended:
+            story.add_paragraphs(self.engine.opening().paragraphs[-3:])
+
+    # -- rendering -----------------------------------------------------------------
+    def refresh_options(self) -> None:
+        options = self.engine.options()
+        widget = self.query_one("#options", Static)
+        if self.engine.ended:
+            widget.update(plain("The quest has ended. /restart to play again, ctrl+o to load a save."))
+        elif options:
+            widget.update(plain("\n".join(f"{o.number}. {o.label}" for o in options)))
+        else:
+            widget.update(plain("(No listed options: type what you do.)"))
+
+    def refresh_status(self) -> None:
+        bar = self.query_one(StatusBar)
+        engine, app = self.engine, self.app
+        bar.scene = engine.scene.title
+        bar.turn = engine.state.turn
+        bar.inventory = tuple(engine.quest.items[i].name for i in engine.state.inventory
+                              if i in engine.quest.items)
+        bar.spirit = "narrating" if self.narrating is not None else app.spirit_status
+        bar.spirit_detail = app.spirit_detail if app.spirit_status != "ready" else ""
+        if self.last_prompt is not None:
+            bar.context_used = self.last_prompt.prompt_tokens + self.last_prompt.max_new_tokens
+            bar.context_window = self.last_prompt.window
+
+    # -- the player's input ----------------------------------------------------------
+    @on(ActionInput.Submitted)
+    def submitted(self, event: ActionInput.Submitted) -> None:
+        text = event.value.strip()
+        box = self.query_one(ActionInput)
+        box.value = ""
+        if not text:
+            return
+        box.remember(text)
+        if text.startswith("/"):
+            self.slash(text)
+        else:
+            self.act(text)
+
+    def slash(self, text: str) -> None:
+        word, _, rest = text[1:].partition(" ")
+        word, rest = word.lower(), rest.strip()
+        simple = {"undo": self.action_undo, "retry": self.action_retry, "load": self.action_load,
+                  "export": self.action_export, "context": self.action_context,
+                  "settings": self.action_settings, "help": self.action_help,
+                  "quit": self.app.action_quit, "restart": self.restart, "memory": self.show_memory}
+        if word in simple:
+            simple[word]()
+        elif word == "save":
+            self.save_to(rest) if rest else self.action_save()
+        elif word == "remember" and rest:
+            self.session.memory.append(rest)
+            self.notify(f"The Spirit will remember: {rest}", markup=False)
+        elif word == "forget" and rest.isdigit() and 1 <= int(rest) <= len(self.session.memory):
+            note = self.session.memory.pop(int(rest) - 1)
+            self.notify(f"Forgotten: {note}", markup=False)
+        else:
+            self.notify(f"Commands: {SLASH_HELP}", title=f"Unknown command /{word}", markup=False)
+
+    def show_memory(self) -> None:
+        notes = self.session.memory
+        body = "\n".join(f"{i}. {n}" for i, n in enumerate(notes, 1)) or "(none: /remember <note> adds one)"
+        self.notify(body, title="Pinned memory notes", markup=False)
+
+    def act(self, text: str) -> None:
+        self.stop_narration()
+        result = self.engine.act(text)
+        story = self.query_one(StoryLog)
+        widgets = [story.add("action", text)]
+        for p in result.paragraphs:
+            if p.text:
+                widgets.append(story.add(p.kind, p.text))
+        if result.counts:
+            self.turn_widgets[result.turn] = widgets
+            self.autosave()
+        self.refresh_options()
+        if result.narrate:
+            self.narrate(result)
+        self.refresh_status()
+        if result.ending is not None:
+            self.app.show_ending(self.session)
+
+    # -- narration -------------------------------------------------------------------
+    def narrate(self, result: TurnResult, attempt: int = 0) -> None:
+        app = self.app
+        if app.narrator is None or app.spirit_status != "ready":
+            return
+        prepared = app.narrator.prepare(self.engine, result, attempt)
+        self.last_prompt = prepared.prompt
+        self.generation += 1
+        generation = self.generation
+        self.narrating, self.narrating_turn, self.streamed = generation, result.turn, ""
+        self.cancel_event = cancel = threading.Event()
+        self.narration_widgets[result.turn] = self.query_one(StoryLog).begin_narration()
+        self.turn_widgets.setdefault(result.turn, []).append(self.narration_widgets[result.turn])
+        narrator = app.narrator
+
+        def work() -> None:
+            narration = narrator.run(
+                prepared,
+                on_chunk=lambda c: self.post_message(NarrationChunk(generation, c)),
+                on_restart=lambda r: self.post_message(NarrationRestart(generation, r)),
+                cancel=cancel)
+            self.post_message(NarrationDone(generation, narration))
+
+        self.run_worker(work, thread=True, group="narration", exit_on_error=False,
+                        name=f"narration-{generation}")
+        self.refresh_status()
+
+    @on(NarrationChunk)
+    def chunk(self, message: NarrationChunk) -> None:
+        if message.generation != self.narrating:
+            return
+        self.streamed += message.text
+        self.query_one(StoryLog).stream(cleaning.collapse_whitespace(self.streamed).strip())
+
+    @on(NarrationRestart)
+    def restart_stream(self, message: NarrationRestart) -> None:
+        if message.generation == self.narrating:
+            self.streamed = ""
+            self.query_one(StoryLog).stream("")
+
+    @on(NarrationDone)
+    def done(self, message: NarrationDone) -> None:
+        if message.generation != self.narrating:
+            return
+        narration, turn = message.narration, self.narrating_turn
+        self.narrating = None
+        story = self.query_one(StoryLog)
+        if narration.cancelled or not narration.text:
+            story.end_narration("")
+            self.narration_widgets.pop(turn, None)
+        else:
+            story.end_narration(narration.text)
+            self.session.add_sample(turn, narration.text)
+            self.autosave()
+        if narration.error:
+            self.notify(f"The Spirit lost its words: {narration.error}", severity="error", markup=False)
+        self.refresh_status()
+
+    def stop_narration(self) -> bool:
+        """Cancel the narration in progress; its half-written text is removed."""
+        if self.narrating is None:
+            return False
+        if self.cancel_event is not None:
+            self.cancel_event.set()
+        self.narrating = None
+        self.query_one(StoryLog).end_narration("")
+        self.narration_widgets.pop(self.narrating_turn, None)
+        self.refresh_status()
+        return True
+
+    # -- actions ---------------------------------------------------------------------
+    def action_cancel_narration(self) -> None:
+        if self.stop_narration():
+            self.notify("Narration stopped.")
+
+    def last_narrated(self):
+        history = self.engine.history
+        return history[-1] if history else None
+
+    def action_retry(self) -> None:
+        record = self.last_narrated()
+        if record is None:
+            self.notify("Nothing to narrate again yet.")
+            return
+        if self.app.spirit_status != "ready":
+            self.notify(f"The Spirit is {self.app.spirit_status}: it cannot narrate now.")
+            return
+        self.stop_narration()
+        old = self.narration_widgets.pop(record.turn, None)
+        if old is not None:
+            old.remove()
+        attempt = len(self.session.samples.get(record.turn).texts) if record.turn in self.session.samples else 1
+        result = TurnResult(record.turn, record.action, record.kind, [], record.scene, counts=True, narrate=True)
+        from game.engine import Para
+        result.paragraphs = [Para("text", record.authored)] if record.authored else []
+        self.narrate(result, attempt=attempt)
+
+    def action_previous_sample(self) -> None:
+        record = self.last_narrated()
+        if record is None or self.narrating is not None:
+            return
+        text = self.session.cycle_sample(record.turn, -1)
+        widget = self.narration_widgets.get(record.turn)
+        if text is None or widget is None:
+            self.notify("Only one narration of this turn: ctrl+r makes another.")
+            return
+        samples = self.session.samples[record.turn]
+        widget.set_text(text)
+        self.notify(f"Narration {samples.shown + 1} of {len(samples.texts)}")
+        self.autosave()
+
+    def action_undo(self) -> None:
+        self.stop_narration()
+        turn = self.engine.state.turn
+        if not self.session.undo():
+            self.notify("This is the start: nothing to undo.")
+            return
+        for widget in self.turn_widgets.pop(turn, []):
+            widget.remove()
+        self.narration_widgets.pop(turn, None)
+        self.refresh_options()
+        self.refresh_status()
+        self.autosave()
+        self.notify(f"Back to turn {self.engine.state.turn}.")
+
+    def autosave(self) -> None:
+        if not self.app.settings.autosave:
+            return
+        try:
+            self.session.autosave()
+        except OSError as exc:
+            self.notify(f"Autosave failed: {exc.strerror or exc}. Your earlier autosave is intact.",
+                        severity="error", markup=False)
+
+    def action_save(self) -> None:
+        from game.tui.screens.saves import SaveScreen
+
+        self.app.push_screen(SaveScreen(self.session.quest.id), self._saved)
+
+    def _saved(self, name: str | None) -> None:
+        if name:
+            self.save_to(name)
+
+    def save_to(self, name: str) -> None:
+        try:
+            path = self.session.save(name)
+        except OSError as exc:
+            self.notify(f"Could not save: {exc.strerror or exc}. Nothing was overwritten.",
+                        severity="error", markup=False)
+            return
+        self.notify(f"Saved to {path}", markup=False)
+
+    def action_load(self) -> None:
+        self.app.action_load_game()
+
+    def action_export(self) -> None:
+        try:
+            path = self.session.export_markdown()
+        except OSError as exc:
+            self.notify(f"Could not export: {exc.strerror or exc}", severity="error", markup=False)
+            return
+        self.notify(f"Transcript written to {path}", markup=False)
+
+    def action_context(self) -> None:
+        from game.tui.screens.inspector import ContextInspector
+
+        self.app.push_screen(ContextInspector(self.last_prompt))
+
+    def action_settings(self) -> None:
+        self.app.action_settings()
+
+    def action_help(self) -> None:
+        self.app.action_show_help_screen()
+
+    def restart(self) -> None:
+        self.stop_narration()
+        self.app.start_quest(self.session.quest.source)
+
+    def on_unmount(self) -> None:
+        if self.cancel_event is not None:
+            self.cancel_event.set()

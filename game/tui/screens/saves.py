@@ -1,0 +1,55 @@
+"""Saving to a named slot, and choosing a save to load."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from game.safe_text import inert
+from game.session import saved_games
+
+
+class SaveScreen(ModalScreen[str | None]):
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="close")]
+
+    def __init__(self, default: str):
+        super().__init__()
+        self.default = default
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(Text("Save the game", style="bold"), classes="dialog-title")
+            yield Static("Name of the save slot (Enter saves, Esc cancels):")
+            yield Input(value=self.default, id="slot")
+
+    @on(Input.Submitted)
+    def submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+
+class LoadScreen(ModalScreen):
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="close")]
+
+    def compose(self) -> ComposeResult:
+        self.files = saved_games()
+        with Vertical(id="dialog"):
+            yield Static(Text("Load a saved game", style="bold"), classes="dialog-title")
+            if not self.files:
+                yield Static("No saved games yet. (Esc to go back)")
+            menu = OptionList(id="saves")
+            for i, path in enumerate(self.files):
+                when = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+                menu.add_option(Option(Text(f"{inert(path.stem)}   {when}"), id=str(i)))
+            yield menu
+
+    @on(OptionList.OptionSelected)
+    def selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.files[int(event.option.id)])

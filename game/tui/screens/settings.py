@@ -1,0 +1,112 @@
+"""Settings: the narrator's personality and sampling, the model and device.
+
+Values are checked as they are applied (`Settings.with_changes`); a bad value
+shows the allowed range and nothing is saved. Personality and sampling apply
+from the next turn; model, device and dtype apply the next time the model
+loads (the next launch). Saving writes the settings file atomically.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+
+from game.safe_text import inert
+from game.sampling import RANGES, SAMPLING_KEYS
+from game.settings import DEVICES, DTYPES, save_settings
+
+
+class SettingsScreen(ModalScreen):
+    BINDINGS = [Binding("escape,f3", "dismiss", "Close", id="close"),
+                Binding("ctrl+s", "apply", "Save", id="save-settings", priority=True)]
+
+    def compose(self) -> ComposeResult:
+        app = self.app
+        settings, personalities = app.settings, app.personalities
+        persona, sampling = settings.effective_sampling(personalities)
+        with Vertical(id="dialog", classes="wide"):
+            yield Static(Text("Settings", style="bold"), classes="dialog-title")
+            with VerticalScroll(id="settings-form"):
+                yield Label("Personality (applies from the next turn)")
+                yield Select([(f"{p.name}: {p.description}", pid) for pid, p in personalities.items()],
+                             value=settings.active_personality(personalities).id,
+                             allow_blank=False, id="personality")
+                yield Static(Text(inert(persona), style="italic"), id="persona-text")
+                for key in SAMPLING_KEYS:
+                    lo, hi, help_text = RANGES[key][1], RANGES[key][2], RANGES[key][3]
+                    yield Label(f"{key} ({lo:g} to {hi:g}): {help_text}")
+                    yield Input(str(getattr(sampling, key)), id=f"s-{key}")
+                yield Label("Model: hub id or model folder (applies at the next launch)")
+                yield Input(settings.model, id="model")
+                yield Label("Device and number format (apply at the next launch)")
+                with Horizontal(classes="row"):
+                    yield Select([(d, d) for d in DEVICES], value=settings.device, allow_blank=False, id="device")
+                    yield Select([(d, d) for d in DTYPES], value=settings.dtype, allow_blank=False, id="dtype")
+                yield Label("Seed (empty: a new story every time)")
+                yield Input("" if settings.seed is None else str(settings.seed), id="seed")
+            yield Static(id="settings-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Save", id="save", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    @on(Select.Changed, "#personality")
+    def personality_changed(self, event: Select.Changed) -> None:
+        chosen = self.app.personalities.get(event.value)
+        if chosen is None:
+            return
+        self.query_one("#persona-text", Static).update(Text(inert(chosen.persona), style="italic"))
+        for key in SAMPLING_KEYS:
+            self.query_one(f"#s-{key}", Input).value = str(getattr(chosen.sampling, key))
+
+    @on(Button.Pressed, "#cancel")
+    def cancel(self) -> None:
+        self.dismiss()
+
+    @on(Button.Pressed, "#save")
+    def action_apply(self) -> None:
+        error = self.query_one("#settings-error", Static)
+        try:
+            settings = self.collect()
+        except ValueError as exc:
+            error.update(Text(str(exc), style="bold red"))
+            return
+        try:
+            save_settings(settings)
+        except OSError as exc:
+            error.update(Text(f"Could not write the settings file: {exc.strerror or exc}", style="bold red"))
+            return
+        restart = (settings.model, settings.device, settings.dtype) != \
+                  (self.app.settings.model, self.app.settings.device, self.app.settings.dtype)
+        self.app.apply_settings(settings)
+        self.app.notify("Settings saved." + (" Model and device apply at the next launch." if restart else ""))
+        self.dismiss()
+
+    def collect(self):
+        """The settings from the form; ValueError names the bad value and its range."""
+        app = self.app
+        personality = self.query_one("#personality", Select).value
+        chosen = app.personalities[personality]
+        overrides = {}
+        for key in SAMPLING_KEYS:
+            raw = self.query_one(f"#s-{key}", Input).value.strip()
+            kind = RANGES[key][0]
+            try:
+                value = kind(float(raw)) if kind is int and float(raw).is_integer() else kind(raw)
+            except ValueError:
+                raise ValueError(f"{key} must be a number from {RANGES[key][1]:g} to {RANGES[key][2]:g}") from None
+            if value != getattr(chosen.sampling, key):
+                overrides[key] = value
+        seed_text = self.query_one("#seed", Input).value.strip()
+        if seed_text and not seed_text.isdigit():
+            raise ValueError("seed must be empty or a whole number")
+        return app.settings.with_changes(
+            personality=personality, sampling=overrides,
+            model=self.query_one("#model", Input).value,
+            device=self.query_one("#device", Select).value,
+            dtype=self.query_one("#dtype", Select).value,
+            seed=int(seed_text) if seed_text else None)

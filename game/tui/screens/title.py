@@ -1,0 +1,86 @@
+"""The title screen: continue the latest game, load a save, or pick a quest."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, OptionList, Static
+from textual.widgets.option_list import Option
+
+from game.catalog import all_quests
+from game.safe_text import inert
+from game.session import latest_autosave
+
+BANNER = "S T O R Y T E L L E R"
+TAGLINE = "Quests in YAML, narrated by the Storyteller Spirit"
+
+
+class TitleScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+o", "app.load_game", "Load", id="load"),
+        Binding("f3", "app.settings", "Settings", id="settings"),
+        Binding("f1", "app.show_help_screen", "Help", id="help"),
+        Binding("r", "refresh", "Rescan", id="rescan"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="title-box"):
+            yield Static(Text(BANNER, style="bold"), id="banner")
+            yield Static(Text(TAGLINE, style="italic"), id="tagline")
+            yield OptionList(id="quests")
+            yield Static(id="quest-summary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_entries()
+
+    def action_refresh(self) -> None:
+        self.refresh_entries()
+
+    def refresh_entries(self) -> None:
+        menu = self.query_one(OptionList)
+        menu.clear_options()
+        self.entries = {}
+        autosave = latest_autosave()
+        if autosave is not None:
+            menu.add_option(Option(Text(f"Continue: {inert(autosave.stem.removeprefix('autosave-'))}"),
+                                   id="continue"))
+            self.entries["continue"] = autosave
+        menu.add_option(Option(Text("Load a saved game..."), id="load"))
+        for i, entry in enumerate(all_quests()):
+            label = Text()
+            label.append(inert(entry.title), style="bold")
+            label.append(f"  by {inert(entry.author)}  [{inert(entry.language)}, {entry.origin}]")
+            if not entry.playable:
+                label.append("  (has errors)", style="bold red")
+            key = f"quest-{i}"
+            menu.add_option(Option(label, id=key))
+            self.entries[key] = entry
+        menu.focus()
+        menu.highlighted = 0
+
+    @on(OptionList.OptionHighlighted)
+    def highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        entry = self.entries.get(event.option.id)
+        summary = self.query_one("#quest-summary", Static)
+        if entry is None:
+            summary.update("")
+        elif event.option.id == "continue":
+            summary.update(Text(f"Resume your most recent game (autosaved at {inert(str(entry))})."))
+        else:
+            text = entry.summary if entry.playable else "; ".join(p.format() for p in entry.problems[:3])
+            summary.update(Text(inert(text)))
+
+    @on(OptionList.OptionSelected)
+    def selected(self, event: OptionList.OptionSelected) -> None:
+        key = event.option.id
+        if key == "load":
+            self.app.action_load_game()
+        elif key == "continue":
+            self.app.load_save(self.entries[key])
+        else:
+            self.app.start_quest(self.entries[key].path)

@@ -1,0 +1,45 @@
+"""The status bar: quest, scene, turn, inventory, the context gauge and the Spirit's state.
+
+Meaning never rests on colour alone: every state is also spelled out in words.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from game.safe_text import inert
+
+
+class StatusBar(Static):
+    DEFAULT_CSS = """
+    StatusBar { height: auto; max-height: 3; background: $panel; color: $text; padding: 0 1; }
+    """
+
+    scene: reactive[str] = reactive("")
+    turn: reactive[int] = reactive(0)
+    inventory: reactive[tuple] = reactive(())
+    context_used: reactive[int] = reactive(0)
+    context_window: reactive[int] = reactive(0)
+    spirit: reactive[str] = reactive("loading")  # loading, ready, narrating, silent
+    spirit_detail: reactive[str] = reactive("")
+
+    def render(self) -> Text:
+        text = Text(no_wrap=False, overflow="fold")
+        text.append(inert(self.scene), style="bold")
+        text.append(f"  turn {self.turn}")
+        carrying = ", ".join(self.inventory) if self.inventory else "nothing"
+        text.append(f"  carrying: {inert(carrying)}")
+        if self.context_window:
+            used, window = self.context_used, self.context_window
+            filled = round(10 * used / window) if window else 0
+            text.append(f"  context {used}/{window} [{'#' * filled}{'.' * (10 - filled)}]")
+        label = {"loading": "Spirit: waking", "ready": "Spirit: ready", "narrating": "Spirit: narrating",
+                 "silent": "Spirit: silent"}.get(self.spirit, self.spirit)
+        style = {"ready": "green", "narrating": "cyan", "silent": "yellow", "loading": "magenta"}.get(self.spirit, "")
+        text.append("  ")
+        text.append(label, style=f"bold {style}")
+        if self.spirit_detail:
+            text.append(f" ({inert(self.spirit_detail)})", style="dim")
+        return text
