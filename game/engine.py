@@ -18,6 +18,8 @@ from game.quest import Choice, Ending, Quest, Scene
 from game.rules import apply, holds
 from game.state import GameState, TurnRecord
 
+# Shown for a free action when no narrator will describe it.
+UNANSWERED = "Nothing in the quest answers that. (Try one of the options, or look around.)"
 MAX_CHAINED_MOVES = 8  # on_enter moves that lead on to further on_enter moves
 
 HELP_TEXT = (
@@ -124,7 +126,7 @@ class Engine:
     def opening(self) -> TurnResult:
         """What the player sees first (or, after a load, where they are now)."""
         paras = self._opening_paras
-        if paras is None:
+        if paras is None or self._undo:  # the stored opening is only true at the start
             paras = [Para("scene-title", self.scene.title), Para("scene", self.description())]
         result = TurnResult(self.state.turn, "", "opening", list(paras), self.state.scene,
                             True, self.ending, self.options(), narrate=False)

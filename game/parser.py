@@ -44,6 +44,9 @@ def normalize(text: str) -> str:
 
 
 def parse(raw: str) -> Command:
+    bare = raw.strip().lower()
+    if bare in COMMANDS:  # before normalizing, which drops "?"
+        return Command(COMMANDS[bare], bare)
     text = normalize(raw)
     if not text:
         return Command("empty", "")
@@ -63,8 +66,14 @@ def _content_words(text: str) -> list[str]:
     return [w for w in text.split() if w not in STOPWORDS and w not in VERBS]
 
 
+_GAP = "(?: (?:" + "|".join(map(re.escape, sorted(STOPWORDS))) + "))* "
+
+
 def _has_phrase(haystack: str, phrase: str) -> bool:
-    return bool(phrase) and f" {phrase} " in f" {haystack} "
+    """The phrase's words in order as whole words; stopwords may sit between them ("open the door")."""
+    words = phrase.split()
+    return bool(words) and re.search(
+        r"(?<!\S)" + _GAP.join(map(re.escape, words)) + r"(?!\S)", haystack) is not None
 
 
 def score(text: str, choice: Choice, quest: Quest | None = None) -> int:

@@ -12,14 +12,14 @@ import sys
 import textwrap
 from typing import Callable, TextIO
 
-from game.engine import Engine, Para, TurnResult
+from game.engine import UNANSWERED, Engine, Para, TurnResult
 from game.narrator import cleaning
 from game.safe_text import inert
 
 QUIT_WORDS = {"quit", "exit", "q"}
 UNDO_WORDS = {"undo"}  # not "u": the parser reads it as "up"
 
-# Called after each turn's authored text: (engine, result, write) -> None.
+# Called after each turn's authored text: (engine, result, write) -> whether it narrated.
 NarrateHook = Callable[[Engine, TurnResult, Callable[[str], None]], None]
 
 
@@ -46,8 +46,11 @@ class PlainGame:
     def show(self, result: TurnResult) -> None:
         for p in result.paragraphs:
             self.render(p)
+        told = False
         if self.narrate is not None and result.narrate:
-            self.narrate(self.engine, result, self.write)
+            told = self.narrate(self.engine, result, self.write)
+        if result.kind == "free" and not told:
+            self.para(UNANSWERED)
         if not result.ending and result.kind not in ("empty",):
             self.show_options(result)
 
@@ -124,7 +127,7 @@ class PlainSpirit:
         self.err = out_err or sys.stderr
         self.told_silent = False
 
-    def __call__(self, engine: Engine, result: TurnResult, write: Callable[[str], None]) -> None:
+    def __call__(self, engine: Engine, result: TurnResult, write: Callable[[str], None]) -> bool:
         service = self.narrator.service
         if service.status in ("idle", "loading"):
             if service.status == "idle":
@@ -138,7 +141,7 @@ class PlainSpirit:
                 self.told_silent = True
                 write(f"\n(The Storyteller Spirit is silent: {service.reason}. "
                       "The quest's own words go on.)\n")
-            return
+            return False
         prepared = self.narrator.prepare(engine, result)
         shown = ""
         raw = ""
@@ -170,3 +173,4 @@ class PlainSpirit:
         if narration.error:
             write(f"(The Spirit lost its words: {narration.error})\n")
         engine.set_narration(final)
+        return bool(final)

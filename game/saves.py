@@ -94,6 +94,8 @@ def read_save(path: str | Path) -> SaveData:
     except json.JSONDecodeError as exc:
         fail(f"save file is damaged (truncated or edited): {exc.msg}; it was left as it is",
              exc.lineno, exc.colno)
+    except RecursionError:
+        fail("save file is damaged: values are nested too deeply; it is not a Storyteller save")
     if not isinstance(data, dict) or data.get("format") != SAVE_FORMAT:
         fail("not a Storyteller save file")
     version = data.get("version")

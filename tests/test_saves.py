@@ -1,0 +1,364 @@
+"""Saved games: round trips, atomic writes, damaged and foreign files, edited quests."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+
+import pytest
+
+import game.atomic
+from game.diagnostics import GameFileError
+from game.engine import Engine
+from game.quest_loader import load_quest
+from game.saves import SAVE_VERSION, read_save, restore, save_game, slot_path, to_json
+
+QUEST = """\
+id: save-test
+title: Save Test
+start: cellar
+flags:
+  offerings: 0
+  lit: false
+items:
+  lantern: a brass lantern
+  key: a rusty key
+scenes:
+  cellar:
+    title: The Cellar
+    description: [A damp cellar., A cold cellar., A dark cellar., A quiet cellar.]
+    choices:
+      - label: Take the lantern
+        words: [lantern]
+        if: {lacks: lantern}
+        effects: [{give: lantern}, {set: lit}]
+      - label: Pray
+        once: true
+        effects: [{add: {offerings: 1}}]
+    exits:
+      - {label: North, words: [north], to: hall}
+  hall:
+    title: The Hall
+    description: [A dusty hall., An echoing hall., A narrow hall., A grand hall.]
+    choices:
+      - label: Pick up the key
+        words: [key]
+        if: {lacks: key}
+        effects: [{give: key}]
+    exits:
+      - {label: South, words: [south], to: cellar}
+      - {label: Leave, words: [leave], to: outside}
+  outside:
+    title: Outside
+    description: Fresh air.
+    ending: free
+endings:
+  free: {title: Free, text: You are free.}
+"""
+
+
+def write_quest(folder, text: str = QUEST):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "quest.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return load_quest(path)
+
+
+@pytest.fixture
+def quest(tmp_path):
+    return write_quest(tmp_path / "quest")
+
+
+@pytest.fixture
+def played(quest):
+    engine = Engine(quest, seed=42)
+    for action in ["lantern", "pray", "north", "key", "dance"]:
+        engine.act(action)
+        engine.set_narration(f"narrated {action}")
+    return engine
+
+
+def snapshot(engine):
+    return (engine.state.to_dict(), [t.to_dict() for t in engine.history],
+            [(s.to_dict(), n) for s, n in engine.undo_stack], engine.seed)
+
+
+def replay(engine, actions):
+    return [([(p.kind, p.text) for p in r.paragraphs], r.kind, engine.state.to_dict())
+            for r in map(engine.act, actions)]
+
+
+def load(path, quest):
+    engine, notes = restore(read_save(path), quest)
+    return engine, notes
+
+
+# -- round trips ----------------------------------------------------------------------
+
+def test_round_trip_restores_everything_and_plays_on_identically(tmp_path, quest, played):
+    path = save_game(tmp_path / "saves" / "slot.json", played, extra={"note": "hi"})
+    save = read_save(path)
+    assert (save.quest_id, save.quest_title, save.seed) == ("save-test", "Save Test", 42)
+    assert save.extra == {"note": "hi"} and save.saved_at
+    assert save.quest_path == str(quest.source.resolve())
+    loaded, notes = restore(save, quest)
+    assert notes == [] and snapshot(loaded) == snapshot(played)
+    assert loaded.history[-1].narration == "narrated dance"
+    # revisits pick description variants from the seed: both engines must agree
+    actions = ["south", "north", "look", "south", "north", "south", "1", "north", "leave"]
+    assert replay(loaded, actions) == replay(played, actions)
+    assert loaded.ended and played.ended
+
+
+def test_opening_after_load_shows_the_current_scene(tmp_path, quest, played):
+    loaded, _ = load(save_game(tmp_path / "s.json", played), quest)
+    opening = loaded.opening()
+    assert [p.text for p in opening.paragraphs] == ["The Hall", played.description()]
+    assert [o.label for o in opening.options] == [o.label for o in played.options()]
+
+
+def test_undo_after_load_goes_back_to_the_start(tmp_path, quest, played):
+    fresh = Engine(quest, seed=42)
+    loaded, _ = load(save_game(tmp_path / "s.json", played), quest)
+    steps = 0
+    while loaded.undo():
+        played.undo()
+        steps += 1
+        assert snapshot(loaded) == snapshot(played)
+    assert steps == 5
+    assert loaded.state.to_dict() == fresh.state.to_dict() and loaded.history == []
+
+
+def test_saving_a_fresh_game_and_an_ended_game(tmp_path, quest):
+    fresh = Engine(quest, seed=3)
+    loaded, _ = load(save_game(tmp_path / "fresh.json", fresh), quest)
+    assert snapshot(loaded) == snapshot(fresh)
+    for action in ["north", "leave"]:
+        fresh.act(action)
+    loaded, _ = load(save_game(tmp_path / "ended.json", fresh), quest)
+    assert loaded.ended and loaded.ending.id == "free"
+    assert loaded.opening().ending is not None
+
+
+def test_save_file_is_versioned_readable_json(tmp_path, played):
+    path = save_game(tmp_path / "s.json", played)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["format"] == "storyteller-save" and data["version"] == SAVE_VERSION
+    assert data["quest"]["id"] == "save-test" and data["state"]["scene"] == "hall"
+    assert len(data["undo"]) == 5 and len(data["history"]) == 5
+
+
+def test_non_ascii_text_survives(tmp_path, quest):
+    engine = Engine(quest, seed=1)
+    engine.act("Я танцую 💃")
+    engine.set_narration("Дух смеётся.")
+    loaded, _ = load(save_game(tmp_path / "s.json", engine), quest)
+    assert loaded.history[0].action == "Я танцую 💃"
+    assert loaded.history[0].narration == "Дух смеётся."
+
+
+def test_slot_names_stay_inside_the_folder(tmp_path):
+    assert slot_path(tmp_path, "My Save 1") == tmp_path / "My-Save-1.json"
+    assert slot_path(tmp_path, "../../etc/passwd").parent == tmp_path
+    assert slot_path(tmp_path, "///").name == "save.json"
+    assert len(slot_path(tmp_path, "x" * 500).name) <= 70
+
+
+# -- atomic writes -----------------------------------------------------------------------
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name != "quest")
+
+
+def test_crash_before_rename_keeps_the_old_save(tmp_path, monkeypatch, quest, played):
+    path = save_game(tmp_path / "s.json", Engine(quest, seed=1))
+    good = path.read_bytes()
+
+    def crash(src, dst):
+        raise OSError("simulated crash during rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        save_game(path, played)
+    assert path.read_bytes() == good
+    assert leftovers(tmp_path) == ["s.json"]
+    monkeypatch.undo()
+    assert read_save(path).state.turn == 0
+
+
+def test_full_disk_keeps_the_old_save(tmp_path, monkeypatch, quest, played):
+    path = save_game(tmp_path / "s.json", Engine(quest, seed=1))
+    good = path.read_bytes()
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(game.atomic.os, "fsync", full)
+    with pytest.raises(OSError):
+        save_game(path, played)
+    assert path.read_bytes() == good and leftovers(tmp_path) == ["s.json"]
+
+
+def test_data_that_cannot_be_saved_never_touches_the_file(tmp_path, quest, played):
+    path = save_game(tmp_path / "s.json", Engine(quest, seed=1))
+    good = path.read_bytes()
+    with pytest.raises(TypeError):
+        save_game(path, played, extra={"bad": object()})
+    assert path.read_bytes() == good and leftovers(tmp_path) == ["s.json"]
+
+
+def test_read_only_folder(tmp_path, monkeypatch, quest, played):
+    folder = tmp_path / "saves"
+    path = save_game(folder / "s.json", Engine(quest, seed=1))
+    good = path.read_bytes()
+    folder.chmod(0o555)
+    try:
+        probe = folder / "probe"
+        try:
+            probe.write_text("x")
+        except PermissionError:
+            pass
+        else:  # running as root, which ignores folder permissions: refuse the way the OS would
+            probe.unlink()
+
+            def denied(*args, **kwargs):
+                raise PermissionError(13, "Permission denied", str(folder))
+
+            monkeypatch.setattr(game.atomic.tempfile, "mkstemp", denied)
+        with pytest.raises(PermissionError):
+            save_game(path, played)
+        assert path.read_bytes() == good and leftovers(folder) == ["s.json"]
+    finally:
+        folder.chmod(0o755)
+
+
+def test_saving_again_replaces_the_file_whole(tmp_path, quest, played):
+    path = save_game(tmp_path / "s.json", played)
+    played.act("south")
+    save_game(path, played)
+    assert read_save(path).state.scene == "cellar" and leftovers(tmp_path) == ["s.json"]
+
+
+# -- damaged and foreign files -------------------------------------------------------------
+
+def problem_of(path):
+    with pytest.raises(GameFileError) as info:
+        read_save(path)
+    assert len(info.value.problems) == 1
+    return info.value.first
+
+
+def test_truncated_file_names_the_line_and_is_left_alone(tmp_path, played):
+    path = save_game(tmp_path / "s.json", played)
+    text = path.read_text(encoding="utf-8")
+    cut = text[: len(text) * 2 // 3]
+    path.write_text(cut, encoding="utf-8")
+    before = path.read_bytes()
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(cut)
+    problem = problem_of(path)
+    assert problem.path.endswith("s.json")
+    assert (problem.line, problem.col) == (expected.value.lineno, expected.value.colno)
+    assert problem.line > 1
+    assert "damaged" in problem.message and "truncated" in problem.message
+    assert path.read_bytes() == before and leftovers(tmp_path) == ["s.json"]
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", "damaged"),
+    (b"\xff\xfe\x00garbage", "not UTF-8"),
+    (b"[1, 2, 3]", "not a Storyteller save"),
+    (b"[" * 200_000, "nested too deeply"),
+    (b'{"format": "something-else", "version": 1}', "not a Storyteller save"),
+    (b'{"format": "storyteller-save"}', "no format version"),
+    (b'{"format": "storyteller-save", "version": "1"}', "no format version"),
+    (b'{"format": "storyteller-save", "version": 1}', "missing"),
+    (b'{"format": "storyteller-save", "version": 1, "quest": {"id": "q"}, "seed": 1,'
+     b' "state": {"scene": "a", "turn": "many"}}', "wrong type"),
+    (b'{"format": "storyteller-save", "version": 1, "quest": "q", "seed": 1, "state": {}}', "damaged"),
+])
+def test_damaged_or_foreign_files_give_a_clear_error(tmp_path, content, words):
+    path = tmp_path / "s.json"
+    path.write_bytes(content)
+    problem = problem_of(path)
+    assert words in problem.message and problem.path.endswith("s.json")
+    assert path.read_bytes() == content
+
+
+def test_missing_file(tmp_path):
+    assert "not found" in problem_of(tmp_path / "nope.json").message
+
+
+def test_newer_format_is_refused(tmp_path, played):
+    path = save_game(tmp_path / "s.json", played)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["version"] = SAVE_VERSION + 1
+    path.write_text(json.dumps(data), encoding="utf-8")
+    problem = problem_of(path)
+    assert "newer" in problem.message and "update" in problem.message
+    assert str(SAVE_VERSION + 1) in problem.message
+
+
+def test_save_for_another_quest_is_refused(tmp_path, played):
+    other = write_quest(tmp_path / "other", QUEST.replace("id: save-test", "id: other-quest"))
+    save = read_save(save_game(tmp_path / "s.json", played))
+    with pytest.raises(GameFileError) as info:
+        restore(save, other)
+    assert "save-test" in str(info.value) and "other-quest" in str(info.value)
+
+
+# -- the quest changed after saving ------------------------------------------------------------
+
+def test_removed_item_and_flag_are_dropped_with_notes(tmp_path, played):
+    edited = write_quest(tmp_path / "edited", QUEST
+                         .replace("  key: a rusty key\n", "")
+                         .replace("      - label: Pick up the key\n        words: [key]\n"
+                                  "        if: {lacks: key}\n        effects: [{give: key}]\n",
+                                  "      - label: Whistle\n")
+                         .replace("  lit: false\n", "  mood: calm\n")
+                         .replace(", {set: lit}", ""))
+    save = read_save(save_game(tmp_path / "s.json", played))
+    engine, notes = restore(save, edited)
+    assert engine.state.inventory == ["lantern"]
+    assert engine.state.flags == {"offerings": 1, "mood": "calm"}
+    assert any("'key'" in n and "dropped" in n for n in notes)
+    assert any("'lit'" in n for n in notes)
+    assert all("key" not in s.inventory for s, _ in engine.undo_stack)
+    assert engine.inventory_text() == "You carry:\n- a brass lantern"
+    assert engine.act("south").kind == "exit"
+    while engine.undo():
+        pass
+    assert engine.state.inventory == [] and engine.state.turn == 0
+
+
+def test_removed_current_scene_is_refused(tmp_path, played):
+    edited = write_quest(tmp_path / "edited", QUEST
+                         .replace("{label: North, words: [north], to: hall}", "{label: Loop, to: cellar}")
+                         .replace(QUEST[QUEST.index("  hall:"):QUEST.index("  outside:")], "")
+                         + "")
+    save = read_save(save_game(tmp_path / "s.json", played))
+    with pytest.raises(GameFileError) as info:
+        restore(save, edited)
+    assert "'hall'" in str(info.value) and "no longer exists" in str(info.value)
+
+
+def test_undo_steps_in_a_removed_scene_are_dropped(tmp_path, quest):
+    engine = Engine(quest, seed=1)
+    for action in ["north", "south", "dance"]:
+        engine.act(action)
+    edited = write_quest(tmp_path / "edited", QUEST
+                         .replace("{label: North, words: [north], to: hall}", "{label: Loop, to: cellar}")
+                         .replace(QUEST[QUEST.index("  hall:"):QUEST.index("  outside:")], ""))
+    loaded, _ = restore(read_save(save_game(tmp_path / "s.json", engine)), edited)
+    assert loaded.state.scene == "cellar"
+    assert [s.scene for s, _ in loaded.undo_stack] == ["cellar", "cellar"]
+
+
+def test_save_file_is_unchanged_by_loading_and_restoring(tmp_path, quest, played):
+    path = save_game(tmp_path / "s.json", played)
+    before = path.read_bytes()
+    engine, _ = load(path, quest)
+    engine.act("south")
+    assert path.read_bytes() == before
+    assert to_json(engine) != before.decode("utf-8")
