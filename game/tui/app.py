@@ -86,11 +86,10 @@ class StorytellerApp(App):
         self.refresh_game_status()
 
     def refresh_game_status(self) -> None:
-        from game.tui.screens.game import GameScreen
-
         for screen in self.screen_stack:
-            if isinstance(screen, GameScreen):
-                screen.refresh_status()
+            refresh = getattr(screen, "refresh_status", None)
+            if refresh is not None and screen.is_mounted:
+                refresh()
 
     # -- starting and loading games ----------------------------------------------------
     def start_quest(self, path) -> None:

@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from game.diagnostics import GameFileError
-from game.engine import TurnResult
+from game.engine import UNANSWERED, Para, TurnResult
 from game.narrator import cleaning
 from game.session import Session
 from game.tui.messages import NarrationChunk, NarrationDone, NarrationRestart
@@ -119,7 +119,8 @@ class GameScreen(Screen):
         bar.inventory = tuple(engine.quest.items[i].name for i in engine.state.inventory
                               if i in engine.quest.items)
         bar.spirit = "narrating" if self.narrating is not None else app.spirit_status
-        bar.spirit_detail = app.spirit_detail if app.spirit_status != "ready" else ""
+        # the first clause only: the full reason is in the notification and in help
+        bar.spirit_detail = app.spirit_detail.split(":")[0] if app.spirit_status != "ready" else ""
         if self.last_prompt is not None:
             bar.context_used = self.last_prompt.prompt_tokens + self.last_prompt.max_new_tokens
             bar.context_window = self.last_prompt.window
@@ -171,6 +172,8 @@ class GameScreen(Screen):
         for p in result.paragraphs:
             if p.text:
                 widgets.append(story.add(p.kind, p.text))
+        if result.kind == "free" and (self.app.narrator is None or self.app.spirit_status != "ready"):
+            widgets.append(story.add("info", UNANSWERED))
         if result.counts:
             self.turn_widgets[result.turn] = widgets
             self.autosave()
@@ -274,7 +277,6 @@ class GameScreen(Screen):
             old.remove()
         attempt = len(self.session.samples.get(record.turn).texts) if record.turn in self.session.samples else 1
         result = TurnResult(record.turn, record.action, record.kind, [], record.scene, counts=True, narrate=True)
-        from game.engine import Para
         result.paragraphs = [Para("text", record.authored)] if record.authored else []
         self.narrate(result, attempt=attempt)
 

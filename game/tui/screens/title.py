@@ -33,10 +33,20 @@ class TitleScreen(Screen):
             yield Static(Text(TAGLINE, style="italic"), id="tagline")
             yield OptionList(id="quests")
             yield Static(id="quest-summary")
+        yield Static(id="title-spirit")
         yield Footer()
 
     def on_mount(self) -> None:
         self.refresh_entries()
+        self.refresh_status()
+
+    def refresh_status(self) -> None:
+        """The Spirit's state, in words, while the player picks a quest."""
+        app = self.app
+        words = {"loading": "waking", "ready": "ready", "silent": "silent"}.get(app.spirit_status,
+                                                                              app.spirit_status)
+        detail = f": {app.spirit_detail}" if app.spirit_detail else ""
+        self.query_one("#title-spirit", Static).update(Text(f"The Storyteller Spirit is {words}{inert(detail)}"))
 
     def action_refresh(self) -> None:
         self.refresh_entries()
