@@ -77,6 +77,7 @@ class PlainGame:
             self.write(f"by {quest.author}\n")
         self.show(self.engine.opening())
         if self.engine.ended:
+            self.write("\nTHE END\n")
             return 0
         while True:
             if not self.echo:
