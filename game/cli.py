@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--seed", type=int, help="seed for reproducible stories")
     play.add_argument("--no-spirit", action="store_true",
                       help="play without the language-model narrator (authored text only)")
+    play.add_argument("--watch", action="store_true",
+                      help="reload the quest whenever its file is saved (for authors)")
     _model_options(play)
     play.add_argument("--context-log", metavar="FILE", type=Path,
                       help="append each prompt given to the model, as JSON lines")
@@ -157,7 +159,7 @@ def cmd_play(args) -> int:
         narrator.service.start()
         narrate = PlainSpirit(narrator)
     engine = Engine(quest, seed=args.seed)
-    return PlainGame(engine, narrate=narrate).run()
+    return PlainGame(engine, narrate=narrate, watch=args.watch).run()
 
 
 def run_tui(args, quest_name: str | None) -> int:
@@ -177,7 +179,7 @@ def run_tui(args, quest_name: str | None) -> int:
         if narrator is None:
             return 2
     app = make_app(settings, personalities, narrator=narrator, quest_path=path,
-                   seed=getattr(args, "seed", None))
+                   seed=getattr(args, "seed", None), watch=getattr(args, "watch", False))
     app.run()
     return 0
 

@@ -25,8 +25,13 @@ NarrateHook = Callable[[Engine, TurnResult, Callable[[str], None]], None]
 
 class PlainGame:
     def __init__(self, engine: Engine, out: TextIO | None = None, inp: TextIO | None = None,
-                 narrate: NarrateHook | None = None, width: int = 78):
+                 narrate: NarrateHook | None = None, width: int = 78, watch: bool = False):
         self.engine = engine
+        self.watcher = None
+        if watch:
+            from game.live_reload import QuestWatcher
+
+            self.watcher = QuestWatcher(engine.quest.files)
         self.out = out or sys.stdout
         self.inp = inp or sys.stdin
         self.narrate = narrate
@@ -89,6 +94,8 @@ class PlainGame:
             action = line.rstrip("\n")
             if self.echo:
                 self.write(f"\n> {action}\n")
+            if self.watcher is not None and self.watcher.poll():
+                self.reload()
             word = action.strip().lower()
             if word in QUIT_WORDS:
                 return 0
@@ -104,6 +111,22 @@ class PlainGame:
             if result.ending is not None:
                 self.write("\nTHE END\n")
                 return 0
+
+
+    def reload(self) -> None:
+        """The quest's files changed: carry the game over, or keep the old version."""
+        from game.live_reload import reload_engine
+
+        result = reload_engine(self.engine, self.engine.quest.source)
+        if result.engine is None:
+            self.write("(The quest file changed but cannot be loaded; still playing the old version.)\n")
+            for problem in result.problems:
+                if problem.severity == "error":
+                    self.write(f"  {problem.format()}\n")
+            return
+        self.engine = result.engine
+        self.watcher.watch(self.engine.quest.files)
+        self.write("(The quest was reloaded: " + "; ".join(result.notes) + ".)\n")
 
 
 def _isatty(stream) -> bool:

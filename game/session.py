@@ -112,6 +112,20 @@ class Session:
                 continue
         return session
 
+    def reload(self, path=None):
+        """Reload the quest from its files, keeping the game (see game.live_reload).
+
+        Returns the Reload: on success the session plays the new quest; on
+        failure nothing changed and `problems` says why.
+        """
+        from game.live_reload import reload_engine
+
+        result = reload_engine(self.engine, path or self.quest.source)
+        if result.engine is not None:
+            self.engine = result.engine
+            self.quest = result.engine.quest
+        return result
+
     def export_markdown(self, path: str | Path | None = None) -> Path:
         """Write the transcript as Markdown (to the transcripts folder unless a path is given)."""
         if path is None:

@@ -28,8 +28,9 @@ class StorytellerApp(App):
     ]
 
     def __init__(self, settings, personalities, narrator=None, quest_path: Path | None = None,
-                 session: Session | None = None, seed: int | None = None):
+                 session: Session | None = None, seed: int | None = None, watch: bool = False):
         super().__init__()
+        self.watch_quest = watch  # reload the quest when its files are saved
         self.settings = settings
         self.personalities = personalities
         self.narrator = narrator  # game.narration.TurnNarrator, or None to play without the Spirit
@@ -170,7 +171,7 @@ class StorytellerApp(App):
 
 
 def make_app(settings=None, personalities=None, narrator=None, quest_path=None, session=None,
-             seed=None) -> StorytellerApp:
+             seed=None, watch=False) -> StorytellerApp:
     """Build the app; settings and personalities are loaded when not given."""
     if personalities is None:
         from game.personality import load_personalities
@@ -181,4 +182,4 @@ def make_app(settings=None, personalities=None, narrator=None, quest_path=None, 
 
         settings, _ = load_settings(personalities=personalities)
     return StorytellerApp(settings, personalities, narrator=narrator, quest_path=quest_path,
-                          session=session, seed=seed)
+                          session=session, seed=seed, watch=watch)

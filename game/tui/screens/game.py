@@ -82,6 +82,27 @@ class GameScreen(Screen):
         self.refresh_options()
         self.refresh_status()
         self.query_one(ActionInput).focus()
+        if self.app.watch_quest:
+            from game.live_reload import QuestWatcher
+
+            self.watcher = QuestWatcher(self.session.quest.files)
+            self.set_interval(1.0, self.check_reload)
+
+    def check_reload(self) -> None:
+        """Live reload: the quest's files were saved; carry the game over or keep the old one."""
+        if not self.watcher.poll():
+            return
+        result = self.session.reload()
+        if result.engine is None:
+            errors = [p.format() for p in result.problems if p.severity == "error"]
+            more = f"\n(and {len(errors) - 3} more)" if len(errors) > 3 else ""
+            self.notify("\n".join(errors[:3]) + more, title="The quest has errors: still playing the old version",
+                        severity="error", timeout=15, markup=False)
+            return
+        self.watcher.watch(self.session.quest.files)
+        self.notify("; ".join(result.notes), title="Quest reloaded", markup=False)
+        self.refresh_options()
+        self.refresh_status()
 
     def replay_history(self) -> None:
         """Show a loaded game: the opening, then each turn as it was played."""
