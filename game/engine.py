@@ -20,7 +20,9 @@ from game.state import GameState, TurnRecord
 
 # Shown for a free action when no narrator will describe it.
 UNANSWERED = "Nothing in the quest answers that. (Try one of the options, or look around.)"
-MAX_CHAINED_MOVES = 8  # on_enter moves that lead on to further on_enter moves
+MAX_CHAINED_MOVES = 8
+# Turns kept for undo and history: long sessions stay flat in memory and on disk.
+HISTORY_LIMIT = 500  # on_enter moves that lead on to further on_enter moves
 
 HELP_TEXT = (
     "Type what you do in your own words, or the number of an option. "
@@ -119,7 +121,7 @@ class Engine:
 
     @property
     def undo_stack(self) -> list[tuple[GameState, int]]:
-        """Snapshots before each turn: (state, history length). Saves carry them."""
+        """Snapshots before each turn: (state, history length then). Saves carry them."""
         return list(self._undo)
 
     # -- turns ---------------------------------------------------------------------
@@ -224,6 +226,8 @@ class Engine:
         result = TurnResult(self.state.turn, raw.strip(), kind, paras, self.state.scene, entered,
                             ending, self.options(), counts=True, narrate=True)
         self.history.append(TurnRecord(self.state.turn, raw.strip(), kind, from_scene, result.authored))
+        if len(self.history) > HISTORY_LIMIT:
+            del self.history[: len(self.history) - HISTORY_LIMIT]
         return result
 
     def _ending_paras(self, ending: Ending) -> list[Para]:
@@ -238,14 +242,16 @@ class Engine:
     # -- undo ----------------------------------------------------------------------
     def _push_undo(self) -> None:
         self._undo.append((self.state.copy(), len(self.history)))
+        if len(self._undo) > HISTORY_LIMIT:
+            del self._undo[: len(self._undo) - HISTORY_LIMIT]
 
     def undo(self) -> bool:
-        """Go back one turn. False when already at the start."""
+        """Go back one turn (up to HISTORY_LIMIT turns). False when there is nothing to undo."""
         if not self._undo:
             return False
-        state, length = self._undo.pop()
+        state, _ = self._undo.pop()
         self.state = state
-        del self.history[length:]
+        self.history = [record for record in self.history if record.turn <= state.turn]
         return True
 
     def set_narration(self, text: str) -> None:

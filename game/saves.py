@@ -11,7 +11,9 @@ edited or foreign file gives a clear `GameFileError` that names it.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,6 +63,41 @@ def to_json(engine: Engine, extra: dict | None = None) -> str:
         "extra": extra or {},
     }
     return json.dumps(data, ensure_ascii=False, indent=1)
+
+
+def backup_path(path: Path, n: int) -> Path:
+    """The n-th earlier copy of a save: autosave.json -> autosave.1.json."""
+    return path.with_name(f"{path.stem}.{n}{path.suffix}")
+
+
+def rotate_backups(path: str | Path, keep: int = 3) -> None:
+    """Shift earlier copies (.1 -> .2 ...) and link the current file as .1.
+
+    The current file stays in place throughout (a hard link, or a copy where
+    links are not allowed), so a crash at any point leaves a loadable save.
+    """
+    path = Path(path)
+    if not path.is_file() or keep < 1:
+        return
+    for n in range(keep - 1, 0, -1):
+        older = backup_path(path, n)
+        if older.exists():
+            os.replace(older, backup_path(path, n + 1))
+    tmp = path.with_name(f".{path.name}.link")
+    try:
+        if tmp.exists():
+            tmp.unlink()
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, backup_path(path, 1))
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
 
 
 def save_game(path: str | Path, engine: Engine, extra: dict | None = None) -> Path:

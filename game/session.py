@@ -17,10 +17,11 @@ from game.atomic import write_atomic
 from game.engine import Engine
 from game.quest import Quest
 from game.quest_loader import load_quest
-from game.saves import read_save, restore, save_game, slot_path
+from game.saves import read_save, restore, rotate_backups, save_game, slot_path
 from game.transcript import to_markdown
 
-AUTOSAVE_PREFIX = "autosave-"
+AUTOSAVE_FOLDER = "autosave"
+AUTOSAVE_COPIES = 3  # earlier autosaves kept beside the current one (.1 is the turn before)
 
 
 @dataclass
@@ -81,10 +82,13 @@ class Session:
                 "samples": {str(t): {"texts": s.texts, "shown": s.shown} for t, s in self.samples.items()}}
 
     def autosave_path(self) -> Path:
-        return locations.saves_dir() / f"{AUTOSAVE_PREFIX}{self.quest.id}.json"
+        return autosave_dir() / f"{self.quest.id}.json"
 
     def autosave(self) -> Path:
-        return save_game(self.autosave_path(), self.engine, self._extra())
+        """Save after a turn, keeping the previous autosaves as .1, .2, .3."""
+        path = self.autosave_path()
+        rotate_backups(path, AUTOSAVE_COPIES)
+        return save_game(path, self.engine, self._extra())
 
     def save(self, slot: str) -> Path:
         return save_game(slot_path(locations.saves_dir(), slot), self.engine, self._extra())
@@ -135,17 +139,29 @@ class Session:
         return path
 
 
-def saved_games() -> list[Path]:
-    """Save files in the saves folder, newest first."""
-    folder = locations.saves_dir()
+def autosave_dir() -> Path:
+    return locations.saves_dir() / AUTOSAVE_FOLDER
+
+
+def _newest_first(files) -> list[Path]:
+    return sorted((p for p in files if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def autosaves() -> list[Path]:
+    """The current autosave of each quest (not the earlier copies), newest first."""
+    folder = autosave_dir()
     if not folder.is_dir():
         return []
-    files = [p for p in folder.glob("*.json") if p.is_file()]
-    return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+    return _newest_first(p for p in folder.glob("*.json") if not p.stem.rpartition(".")[2].isdigit())
+
+
+def saved_games() -> list[Path]:
+    """Named saves, then autosaves, each newest first."""
+    folder = locations.saves_dir()
+    slots = _newest_first(folder.glob("*.json")) if folder.is_dir() else []
+    return slots + autosaves()
 
 
 def latest_autosave() -> Path | None:
-    for path in saved_games():
-        if path.name.startswith(AUTOSAVE_PREFIX):
-            return path
-    return None
+    found = autosaves()
+    return found[0] if found else None

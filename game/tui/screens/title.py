@@ -57,14 +57,16 @@ class TitleScreen(Screen):
         self.entries = {}
         autosave = latest_autosave()
         if autosave is not None:
-            menu.add_option(Option(Text(f"Continue: {inert(autosave.stem.removeprefix('autosave-'))}"),
+            menu.add_option(Option(Text(f"Continue: {inert(autosave.stem)}"),
                                    id="continue"))
             self.entries["continue"] = autosave
         menu.add_option(Option(Text("Load a saved game..."), id="load"))
         for i, entry in enumerate(all_quests()):
             label = Text()
             label.append(inert(entry.title), style="bold")
-            label.append(f"  by {inert(entry.author)}  [{inert(entry.language)}, {entry.origin}]")
+            if entry.author:
+                label.append(f"  by {inert(entry.author)}")
+            label.append(f"  [{', '.join(inert(x) for x in (entry.language, entry.origin) if x)}]")
             if not entry.playable:
                 label.append("  (has errors)", style="bold red")
             key = f"quest-{i}"
