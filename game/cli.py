@@ -49,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="+", metavar="PATH")
 
     sub.add_parser("quests", help="list the bundled quests and your own")
+
+    new = sub.add_parser("new", help="write a commented starter quest to edit")
+    new.add_argument("name", help="quest name, e.g. my-quest (writes ./my-quest.yaml)")
+    new.add_argument("--mine", action="store_true", help="write it into your own quests folder")
+
+    qmap = sub.add_parser("map", help="show a quest's scenes and where they lead")
+    qmap.add_argument("quest", help="quest file, folder or id")
+    qmap.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
     return parser
 
 
@@ -74,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_narrate(args)
         if args.command == "model":
             return cmd_model(args)
+        if args.command == "new":
+            return cmd_new(args)
+        if args.command == "map":
+            return cmd_map(args)
         parser.print_help()  # pragma: no cover (argparse rejects unknown commands)
         return 2
     except KeyboardInterrupt:
@@ -258,4 +270,37 @@ def cmd_model(args) -> int:
         return 0
     for m in models:
         print(f"{m.repo_id}  {hub.format_size(m.size)}  {m.path}")
+    return 0
+
+
+def cmd_new(args) -> int:
+    from game import locations
+    from game.safe_text import inert
+    from game.scaffold import scaffold
+
+    try:
+        path = scaffold(args.name, locations.user_quests_dir() if args.mine else None)
+    except (ValueError, OSError) as exc:  # FileExistsError is an OSError
+        print(f"storyteller: {inert(str(exc))}", file=sys.stderr)
+        return 1
+    shown = display_path(path)
+    print(f"Wrote {shown}\nCheck it:  storyteller validate {shown}\nPlay it:   storyteller play {shown} --plain --watch")
+    return 0
+
+
+def cmd_map(args) -> int:
+    from game.quest_loader import load_quest
+    from game.quest_map import render_map
+
+    path = _resolve_quest(args.quest)
+    if path is None:
+        print(f"storyteller: no quest named '{args.quest}'; see `storyteller quests`", file=sys.stderr)
+        return 2
+    try:
+        quest = load_quest(path)
+    except GameFileError as exc:
+        for p in exc.problems:
+            print(p.format(), file=sys.stderr)
+        return 1
+    sys.stdout.write(render_map(quest, args.format))
     return 0
