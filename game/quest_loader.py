@@ -229,8 +229,10 @@ class _Builder:
             return None
         self.files.append(self.path)
         if not isinstance(doc, YMap):
-            self.report.error(1, 1, f"a quest file must be a mapping of keys (id:, title:, scenes: ...), "
-                                    f"not {_type_name(doc)}")
+            mark = getattr(doc, "mark", None)  # a list knows where it starts; a lone value does not
+            self.report.error(mark.line if mark else 1, mark.col if mark else 1,
+                              f"a quest file must be a mapping of keys (id:, title:, scenes: ...), "
+                              f"not {_type_name(doc)}")
             return None
         self.check_keys(doc, TOP_KEYS, ("id", "title", "start", "scenes", "endings"), "the quest")
         self.collect(doc)
@@ -287,6 +289,11 @@ class _Builder:
                 self.error(mark, f"included file '{name}' lies outside the quest's folder; "
                                  "a quest may only include files inside its own folder")
                 continue
+            if not resolved.is_file():
+                self.error(mark, f"included file '{name}' "
+                                 f"{'is not a file' if resolved.exists() else 'not found'}; "
+                                 "include names are relative to the quest's folder")
+                continue
             if resolved in seen:
                 self.error(mark, f"'{name}' is included twice (or is the quest file itself)")
                 continue
@@ -300,8 +307,10 @@ class _Builder:
             self.files.append(resolved)
             self.file = display
             if not isinstance(part, YMap):
-                self.report.error(1, 1, f"an included file must be a mapping with scenes:, items:, "
-                                        f"flags:, endings: or lore:, not {_type_name(part)}", path=display)
+                pmark = getattr(part, "mark", None)
+                self.report.error(pmark.line if pmark else 1, pmark.col if pmark else 1,
+                                  f"an included file must be a mapping with scenes:, items:, "
+                                  f"flags:, endings: or lore:, not {_type_name(part)}", path=display)
                 continue
             self.check_keys(part, INCLUDED_KEYS, (), "an included file")
             self.collect(part)

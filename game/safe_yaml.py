@@ -81,17 +81,19 @@ class _DepthLimitedLoader(yaml.SafeLoader):
     def __init__(self, stream):
         super().__init__(stream)
         self._depth = 0
+        self._nodes = 0
 
     def compose_node(self, parent, index):
         self._depth += 1
+        self._nodes += 1  # stop a dense file early instead of composing all of it first
         try:
-            if self._depth > MAX_DEPTH:
+            if self._depth > MAX_DEPTH or self._nodes > MAX_VALUES:
                 mark = self.peek_event().start_mark
-                raise yaml.YAMLError(
-                    _LimitError(mark.line + 1, mark.column + 1,
-                                f"values are nested more than {MAX_DEPTH} levels deep; "
-                                "flatten the structure")
-                )
+                message = (f"values are nested more than {MAX_DEPTH} levels deep; flatten the structure"
+                           if self._depth > MAX_DEPTH else
+                           f"file holds more than {MAX_VALUES:,} values, far more than any game "
+                           "file needs; split it into smaller files")
+                raise yaml.YAMLError(_LimitError(mark.line + 1, mark.column + 1, message))
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -127,7 +129,8 @@ def decode_utf8(data: bytes, display: str) -> str:
     except UnicodeDecodeError as exc:
         before = data[: exc.start]
         line = before.count(b"\n") + 1
-        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        # the bytes before the first bad one are valid UTF-8: count characters, like YAML marks
+        col = len(before[before.rfind(b"\n") + 1:].decode("utf-8")) + 1
         raise GameFileError(Problem(
             display, line, col,
             f"byte 0x{data[exc.start]:02x} is not valid UTF-8; save the file as UTF-8 text")) from None
@@ -173,6 +176,8 @@ def _problem_from_yaml_error(exc: yaml.YAMLError, display: str) -> Problem:
         lim = exc.args[0]
         return Problem(display, lim.line, lim.col, lim.message)
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if "could not find expected ':'" in str(getattr(exc, "problem", "")) and getattr(exc, "context_mark", None):
+        mark = exc.context_mark  # the key missing its ':', not the line after it
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)

@@ -1,0 +1,216 @@
+"""`storyteller validate PATH...`: exit 0 and one summary line per valid quest; exit 1 and
+`path:line:col: error: message` per problem, then a count; never a traceback."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from game.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBLEM_LINE = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+):(?P<col>\d+): error: (?P<message>.+)$")
+
+GOOD = """\
+id: lantern-test
+title: The Lantern Test
+start: cellar
+flags: {door_open: false}
+items:
+  lantern: {name: a brass lantern}
+scenes:
+  cellar:
+    title: The Cellar
+    description: A damp cellar.
+    choices:
+      - label: Take the lantern
+        if: {lacks: lantern}
+        effects: [{give: lantern}]
+    exits:
+      - label: North
+        to: hall
+        if: {has: lantern}
+  hall:
+    title: The Hall
+    description: A hall.
+    ending: out
+endings:
+  out: {title: Out, text: You made it.}
+"""
+
+# two mistakes: an exit to a scene that does not exist, and a typo in a key
+BAD = GOOD.replace("to: hall", "to: hal").replace("    description: A hall.", "    descripton: A hall.")
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def run_validate(capsys, *paths) -> tuple[int, list[str], str]:
+    code = main(["validate", *map(str, paths)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out.splitlines(), err
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    """Work inside tmp_path so paths print as the user typed them."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_valid_quests_print_one_summary_line_each(here, capsys):
+    write(here, "lantern.yaml", GOOD)
+    write(here, "woods/quest.yaml", GOOD.replace("id: lantern-test", "id: woods")
+          .replace("title: The Lantern Test", "title: Woods") + "include: [more.yaml]\n")
+    write(here, "woods/more.yaml", "scenes:\n  attic: {title: Attic, description: Dusty.}\n")
+    code, lines, err = run_validate(capsys, "lantern.yaml", "woods")
+    assert code == 0 and err == ""
+    assert lines == [
+        'lantern.yaml: ok: "The Lantern Test" (lantern-test): 2 scenes, 1 endings, 1 items, 1 flags',
+        'woods/quest.yaml: ok: "Woods" (woods): 3 scenes, 1 endings, 1 items, 1 flags',
+    ]
+
+
+def test_invalid_quest_prints_each_problem_at_its_line_then_a_count(here, capsys):
+    write(here, "bad.yaml", BAD)
+    code, lines, err = run_validate(capsys, "bad.yaml")
+    assert code == 1 and err == ""
+    assert lines == [
+        "bad.yaml:17:13: error: unknown scene 'hal' (did you mean 'hall'?); defined scenes: cellar, hall",
+        # a missing key is reported where its mapping starts: the scene's first key
+        "bad.yaml:20:5: error: scene 'hall' is missing the required key 'description'",
+        "bad.yaml:21:5: error: unknown key 'descripton' in scene 'hall' (did you mean 'description'?); "
+        "allowed keys: choices, description, ending, exits, hints, on_enter, recap, title",
+        "3 errors, 0 warnings",
+    ]
+
+
+def test_problems_come_in_file_order_and_every_line_has_the_format(here, capsys):
+    write(here, "bad.yaml", BAD)
+    code, lines, _ = run_validate(capsys, "bad.yaml")
+    *problem_lines, count = lines
+    parsed = [PROBLEM_LINE.match(line) for line in problem_lines]
+    assert all(parsed), problem_lines
+    positions = [(int(m["line"]), int(m["col"])) for m in parsed]
+    assert positions == sorted(positions) == [(17, 13), (20, 5), (21, 5)]
+    assert {m["path"] for m in parsed} == {"bad.yaml"}
+    assert count == "3 errors, 0 warnings" and code == 1
+
+
+def test_good_and_bad_together_exit_1_and_report_both(here, capsys):
+    write(here, "good.yaml", GOOD)
+    write(here, "bad.yaml", GOOD.replace("start: cellar", "start: cellr"))
+    code, lines, _ = run_validate(capsys, "good.yaml", "bad.yaml")
+    assert code == 1
+    assert lines == [
+        'good.yaml: ok: "The Lantern Test" (lantern-test): 2 scenes, 1 endings, 1 items, 1 flags',
+        "bad.yaml:3:8: error: unknown scene 'cellr' (did you mean 'cellar'?); defined scenes: cellar, hall",
+        "1 error, 0 warnings",
+    ]
+
+
+# Each kind of broken file: (file content, expected line, col, words in the message).
+BROKEN = {
+    "syntax": (GOOD.replace("title: The Hall", "title: The Hall: east wing"), 20, 20, "YAML syntax error"),
+    "duplicate-key": (GOOD.replace("    ending: out", "    ending: out\n    title: Again"), 23, 5,
+                      "duplicate key 'title' (first defined at line 20)"),
+    "tab": (GOOD.replace("    ending: out", "\tending: out"), 22, 1, "tab"),
+    "empty": ("# todo\n", 1, 1, "file is empty"),
+    "not-a-mapping": ("- id: x\n- title: y\n", 1, 1, "a quest file must be a mapping"),
+    "python-tag": (GOOD.replace("title: The Hall", "title: !!python/object/apply:os.system ['touch MARKER']"),
+                   20, 12, "tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed"),
+    "wrong-type": (GOOD.replace("title: The Hall", "title: [The, Hall]"), 20, 12,
+                   "'title' in scene 'hall' must be text, not a list"),
+    "unknown-item": (GOOD.replace("{has: lantern}", "{has: lamp}"), 18, 19, "unknown item 'lamp'"),
+    "unknown-flag": (GOOD.replace("{lacks: lantern}", "{flag: door_opn}"), 13, 20,
+                     "unknown flag 'door_opn' (did you mean 'door_open'?)"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_each_broken_file_gives_one_located_error(here, capsys, kind):
+    text, line, col, words = BROKEN[kind]
+    (here / f"{kind}.yaml").write_text(text, encoding="utf-8")
+    code, lines, err = run_validate(capsys, f"{kind}.yaml")
+    assert code == 1 and err == ""
+    assert len(lines) == 2, lines
+    m = PROBLEM_LINE.match(lines[0])
+    assert m and (m["path"], int(m["line"]), int(m["col"])) == (f"{kind}.yaml", line, col), lines[0]
+    assert words in m["message"]
+    assert lines[1] == "1 error, 0 warnings"
+    assert not (here / "MARKER").exists()
+
+
+def test_non_utf8_and_huge_files(here, capsys):
+    (here / "latin1.yaml").write_bytes(GOOD.replace("A damp cellar.", "A damp caf\xe9.").encode("latin-1"))
+    (here / "huge.yaml").write_text(GOOD + "summary: " + "x" * 3_000_000 + "\n")
+    code, lines, _ = run_validate(capsys, "latin1.yaml", "huge.yaml")
+    assert code == 1
+    assert lines[0].startswith("latin1.yaml:10:28: error: byte 0xe9 is not valid UTF-8")
+    assert lines[1].startswith("huge.yaml:1:1: error: file is larger than")
+    assert lines[2] == "2 errors, 0 warnings"
+
+
+def test_missing_path_and_bad_include(here, capsys):
+    write(here, "q/quest.yaml", GOOD + "include: [../outside.yaml]\n")
+    write(here, "outside.yaml", "items: {k: K}\n")
+    code, lines, _ = run_validate(capsys, "nope.yaml", "q")
+    assert code == 1
+    assert lines == [
+        "nope.yaml:1:1: error: file not found",
+        "q/quest.yaml:25:11: error: included file '../outside.yaml' lies outside the quest's folder; "
+        "a quest may only include files inside its own folder",
+        "2 errors, 0 warnings",
+    ]
+
+
+def test_alias_bomb_through_the_cli(here, capsys):
+    lines = ["id: bomb", 'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 8) + "]" for i in range(1, 10)]
+    (here / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    code, out, _ = run_validate(capsys, "bomb.yaml")
+    assert code == 1 and len(out) == 2
+    assert out[0].startswith("bomb.yaml:") and "values" in out[0] and out[1] == "1 error, 0 warnings"
+
+
+def test_validate_needs_a_path(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["validate"])
+    assert info.value.code == 2
+    assert "PATH" in capsys.readouterr().err
+
+
+def test_python_m_game_validate_in_a_real_process(tmp_path):
+    write(tmp_path, "good.yaml", GOOD)
+    write(tmp_path, "bad.yaml", BAD)
+    write(tmp_path, "evil.yaml", GOOD.replace(
+        "title: The Hall", "title: !!python/object/apply:os.system ['touch MARKER']"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "game", "validate", "good.yaml", "bad.yaml", "evil.yaml"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith('good.yaml: ok: "The Lantern Test" (lantern-test): 2 scenes')
+    problems = lines[1:-1]
+    assert [PROBLEM_LINE.match(line)["path"] for line in problems] == ["bad.yaml"] * 3 + ["evil.yaml"]
+    assert problems[-1].startswith("evil.yaml:20:12: error: tag ")
+    assert lines[-1] == "4 errors, 0 warnings"
+    assert not (tmp_path / "MARKER").exists()
+
+    ok = subprocess.run([sys.executable, "-m", "game", "validate", "good.yaml"],
+                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and ok.stderr == ""
+    assert ok.stdout.splitlines() == [
+        'good.yaml: ok: "The Lantern Test" (lantern-test): 2 scenes, 1 endings, 1 items, 1 flags']
