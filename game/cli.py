@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check quest files and folders for mistakes")
     validate.add_argument("paths", nargs="+", metavar="PATH")
+    validate.add_argument("--strict", action="store_true", help="treat warnings as errors (exit 1)")
+    validate.add_argument("--min-room", type=int, default=300, metavar="N",
+                          help="warn when a scene leaves fewer than N tokens of the narrator's "
+                               "window for history (default 300)")
 
     sub.add_parser("quests", help="list the bundled quests and your own")
 
@@ -95,23 +99,37 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_validate(args) -> int:
+    from game.personality import DEFAULT_PERSONALITY, load_personalities
+    from game.quest_lint import budget_tokenizer, lint
     from game.quest_loader import check_quest, resolve_quest_path
 
+    tokenizer, reason = budget_tokenizer()
+    if reason:
+        print(f"note: the token-budget check is skipped: {reason}", file=sys.stderr)
+    personalities, _ = load_personalities()
     errors = warnings = 0
     for raw in args.paths:
         path = Path(raw)
         quest, problems = check_quest(path)
+        if quest is not None and not any(p.severity == "error" for p in problems):
+            voice = personalities.get(quest.personality) or personalities[DEFAULT_PERSONALITY]
+            problems += lint(quest, tokenizer=tokenizer, max_new_tokens=voice.sampling.max_new_tokens,
+                             persona=voice.persona, min_room=args.min_room)
         for p in problems:
             print(p.format())
         errors += sum(p.severity == "error" for p in problems)
         warnings += sum(p.severity == "warning" for p in problems)
         if quest is not None and not any(p.severity == "error" for p in problems):
             print(f"{display_path(resolve_quest_path(path))}: ok: \"{quest.title}\" ({quest.id}): "
-                  f"{len(quest.scenes)} scenes, {len(quest.endings)} endings, "
-                  f"{len(quest.items)} items, {len(quest.flags)} flags")
+                  f"{_count(len(quest.scenes), 'scene')}, {_count(len(quest.endings), 'ending')}, "
+                  f"{_count(len(quest.items), 'item')}, {_count(len(quest.flags), 'flag')}")
     if errors or warnings:
-        print(f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")
-    return 1 if errors else 0
+        print(f"{_count(errors, 'error')}, {_count(warnings, 'warning')}")
+    return 1 if errors or (args.strict and warnings) else 0
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def cmd_quests(args) -> int:

@@ -114,6 +114,7 @@ class Quest:
     model: str | None = None
     items: dict[str, Item] = field(default_factory=dict)
     flags: dict[str, object] = field(default_factory=dict)
+    flag_where: dict[str, Where] = field(default_factory=dict)  # where each flag is declared
     lore: dict[str, LoreEntry] = field(default_factory=dict)
     source: Path | None = None  # the quest file (quest.yaml for folder quests)
     files: tuple[Path, ...] = ()  # every file read, for live reload

@@ -250,7 +250,8 @@ class _Builder:
         p = self.parts
         return Quest(
             id=meta["id"], title=meta["title"], start=meta["start"],
-            scenes=p.scenes, endings=p.endings, items=p.items, flags=p.flags, lore=p.lore,
+            scenes=p.scenes, endings=p.endings, items=p.items, flags=p.flags,
+            flag_where=p.flag_where, lore=p.lore,
             author=meta["author"] or "Anonymous", summary=meta["summary"] or "",
             language=meta["language"] or "en", version=meta["version"] or "",
             persona=meta["persona"], personality=meta["personality"],

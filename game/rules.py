@@ -34,9 +34,9 @@ def holds(condition: Condition | None, state: GameState) -> bool:
     if kind == "flags":
         return all(state.flags.get(f) == v for f, v in args)
     if kind == "at_least":
-        return all(_number(state.flags.get(f)) >= v for f, v in args)
+        return all(number(state.flags.get(f)) >= v for f, v in args)
     if kind == "at_most":
-        return all(_number(state.flags.get(f)) <= v for f, v in args)
+        return all(number(state.flags.get(f)) <= v for f, v in args)
     if kind == "visited":
         return all(state.visits.get(s, 0) > 0 for s in args)
     if kind == "not_visited":
@@ -48,7 +48,8 @@ def holds(condition: Condition | None, state: GameState) -> bool:
     raise ValueError(f"unknown condition kind {kind!r}")
 
 
-def _number(value) -> float:
+def number(value) -> float:
+    """A flag's value as a number (0 for anything that is not one)."""
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
@@ -85,7 +86,7 @@ def apply(effects, state: GameState, quest: Quest) -> Outcome:
                 state.flags[flag] = False
         elif kind == "add":
             for flag, amount in args:
-                state.flags[flag] = _number(state.flags.get(flag)) + amount
+                state.flags[flag] = number(state.flags.get(flag)) + amount
         elif kind == "move":
             move_to = args[0]
         elif kind == "end":

