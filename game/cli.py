@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--seed", type=int, help="seed for reproducible stories")
     play.add_argument("--no-spirit", action="store_true",
                       help="play without the language-model narrator (authored text only)")
+    play.add_argument("--load", metavar="SAVE", type=Path, help="continue a saved game (a save file)")
+    play.add_argument("--continue", dest="resume", action="store_true",
+                      help="continue the most recent autosave")
     play.add_argument("--watch", action="store_true",
                       help="reload the quest whenever its file is saved (for authors)")
     _model_options(play)
@@ -164,35 +167,58 @@ def cmd_play(args) -> int:
     from game.plain import PlainGame
     from game.quest_loader import load_quest
 
+    from game.session import Session, latest_autosave
+
     quest_name = getattr(args, "quest", None)
     plain = getattr(args, "plain", False)
+    session = None
+    save_path = getattr(args, "load", None)
+    if getattr(args, "resume", False):
+        save_path = latest_autosave()
+        if save_path is None:
+            print("storyteller: there is no autosave to continue yet", file=sys.stderr)
+            return 2
+    if save_path is not None:
+        try:
+            session = Session.load(save_path)
+        except GameFileError as exc:
+            for p in exc.problems:
+                print(p.format(), file=sys.stderr)
+            print("The save was left as it is.", file=sys.stderr)
+            return 1
+        for note in session.load_notes:
+            print(f"note: {note}", file=sys.stderr)
     if not plain:
-        return run_tui(args, quest_name)
-    path = _resolve_quest(quest_name)
-    if path is None:
-        print(f"storyteller: no quest named '{quest_name}'; see `storyteller quests`", file=sys.stderr)
-        return 2
-    try:
-        quest = load_quest(path)
-    except GameFileError as exc:
-        for p in exc.problems:
-            print(p.format(), file=sys.stderr)
-        print("The quest cannot be played until these are fixed.", file=sys.stderr)
-        return 1
+        return run_tui(args, quest_name, session)
+    if session is not None:
+        quest = session.quest
+    else:
+        path = _resolve_quest(quest_name)
+        if path is None:
+            print(f"storyteller: no quest named '{quest_name}'; see `storyteller quests`", file=sys.stderr)
+            return 2
+        try:
+            quest = load_quest(path)
+        except GameFileError as exc:
+            for p in exc.problems:
+                print(p.format(), file=sys.stderr)
+            print("The quest cannot be played until these are fixed.", file=sys.stderr)
+            return 1
+    loaded = _load_settings()
     narrate = None
     if not args.no_spirit:
         from game.plain import PlainSpirit
 
-        narrator = _turn_narrator(args, quest)
+        narrator = _turn_narrator(args, quest, loaded)
         if narrator is None:
             return 2
         narrator.service.start()
         narrate = PlainSpirit(narrator)
-    engine = Engine(quest, seed=args.seed)
-    return PlainGame(engine, narrate=narrate, watch=args.watch).run()
+    game = session if session is not None else Engine(quest, seed=args.seed)
+    return PlainGame(game, narrate=narrate, watch=args.watch, autosave=loaded[0].autosave).run()
 
 
-def run_tui(args, quest_name: str | None) -> int:
+def run_tui(args, quest_name: str | None, session=None) -> int:
     """Start the Textual app; the model loads in the background once it is up."""
     from game.tui.app import make_app
 
@@ -208,7 +234,7 @@ def run_tui(args, quest_name: str | None) -> int:
         narrator = _turn_narrator(args, loaded=(settings, personalities))
         if narrator is None:
             return 2
-    app = make_app(settings, personalities, narrator=narrator, quest_path=path,
+    app = make_app(settings, personalities, narrator=narrator, quest_path=path, session=session,
                    seed=getattr(args, "seed", None), watch=getattr(args, "watch", False))
     app.run()
     return 0

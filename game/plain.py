@@ -15,6 +15,7 @@ from typing import Callable, TextIO
 from game.engine import UNANSWERED, Engine, Para, TurnResult
 from game.narrator import cleaning
 from game.safe_text import inert
+from game.session import Session
 
 QUIT_WORDS = {"quit", "exit", "q"}
 UNDO_WORDS = {"undo"}  # not "u": the parser reads it as "up"
@@ -24,9 +25,12 @@ NarrateHook = Callable[[Engine, TurnResult, Callable[[str], None]], None]
 
 
 class PlainGame:
-    def __init__(self, engine: Engine, out: TextIO | None = None, inp: TextIO | None = None,
-                 narrate: NarrateHook | None = None, width: int = 78, watch: bool = False):
-        self.engine = engine
+    def __init__(self, game: "Engine | Session", out: TextIO | None = None, inp: TextIO | None = None,
+                 narrate: NarrateHook | None = None, width: int = 78, watch: bool = False,
+                 autosave: bool = False):
+        self.session = game if isinstance(game, Session) else Session(game.quest, game)
+        engine = self.session.engine
+        self.autosave = autosave
         self.watcher = None
         if watch:
             from game.live_reload import QuestWatcher
@@ -37,6 +41,19 @@ class PlainGame:
         self.narrate = narrate
         self.width = width
         self.echo = not _isatty(self.inp)
+
+    @property
+    def engine(self) -> Engine:
+        return self.session.engine
+
+    def save(self) -> None:
+        """Autosave after a turn; a failure is said once per turn and play goes on."""
+        if not self.autosave:
+            return
+        try:
+            self.session.autosave()
+        except OSError as exc:
+            self.write(f"(Autosave failed: {exc.strerror or exc}. The previous autosave is intact.)\n")
 
     def write(self, text: str = "") -> None:
         self.out.write(inert(text))
@@ -100,7 +117,7 @@ class PlainGame:
             if word in QUIT_WORDS:
                 return 0
             if word in UNDO_WORDS:
-                if self.engine.undo():
+                if self.session.undo():
                     self.write("(You step back one turn.)\n")
                     self.show(self.engine.opening())
                 else:
@@ -108,6 +125,8 @@ class PlainGame:
                 continue
             result = self.engine.act(action)
             self.show(result)
+            if result.counts:
+                self.save()
             if result.ending is not None:
                 self.write("\nTHE END\n")
                 return 0
@@ -115,16 +134,13 @@ class PlainGame:
 
     def reload(self) -> None:
         """The quest's files changed: carry the game over, or keep the old version."""
-        from game.live_reload import reload_engine
-
-        result = reload_engine(self.engine, self.engine.quest.source)
+        result = self.session.reload()
         if result.engine is None:
             self.write("(The quest file changed but cannot be loaded; still playing the old version.)\n")
             for problem in result.problems:
                 if problem.severity == "error":
                     self.write(f"  {problem.format()}\n")
             return
-        self.engine = result.engine
         self.watcher.watch(self.engine.quest.files)
         self.write("(The quest was reloaded: " + "; ".join(result.notes) + ".)\n")
 
