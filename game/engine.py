@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from game.parser import Command, best_match, parse
+from game.parser import Command, best_match, parse, score
 from game.quest import Choice, Ending, Quest, Scene
 from game.rules import apply, holds
 from game.state import GameState, TurnRecord
@@ -169,11 +169,15 @@ class Engine:
 
     def _free_text(self, raw: str, command: Command) -> TurnResult:
         offered = [c for c in self.scene.choices if c.key not in self.state.used]
+        open_now = [c for c in offered if holds(c.condition, self.state)]
         choice = best_match(command.text, offered, self.quest)
         if choice is None:
             return self._turn(raw, "free", [])
-        if holds(choice.condition, self.state):
-            return self._take(raw, choice)
+        available = best_match(command.text, open_now, self.quest)
+        # A locked choice answers only when the words fit it better than any open one.
+        if available is not None and score(command.text, available, self.quest) >= \
+                score(command.text, choice, self.quest):
+            return self._take(raw, available)
         message = choice.locked or "You can't do that right now."
         return self._turn(raw, "locked", [Para("text", message)])
 

@@ -700,3 +700,36 @@ def test_undo_and_redo_give_the_same_pick(engine):
 def test_engine_without_a_seed_picks_one(quest):
     engine = Engine(quest)
     assert isinstance(engine.seed, int)
+
+
+def test_an_open_choice_wins_a_tie_with_a_locked_one(tmp_path):
+    path = tmp_path / "tie.yaml"
+    path.write_text(textwrap.dedent("""\
+        id: tie
+        title: Tie
+        start: hall
+        flags: {lit: false}
+        scenes:
+          hall:
+            title: Hall
+            description: A hall.
+            choices:
+              - label: Read the dark book
+                words: [book]
+                if: {not_flag: lit}
+                text: Too dark to read.
+                locked: You cannot see it.
+              - label: Read the lit book
+                words: [book]
+                if: {flag: lit}
+                text: You read by the light.
+              - label: Light the lamp
+                words: [lamp]
+                effects: [{set: lit}]
+        endings:
+          done: {title: Done, text: Done.}
+        """))
+    engine = Engine(load_quest(path), seed=1)
+    assert engine.act("read the book").paragraphs[0].text == "Too dark to read."
+    engine.act("lamp")
+    assert engine.act("read the book").paragraphs[0].text == "You read by the light."
