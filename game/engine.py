@@ -14,20 +14,15 @@ import random
 from dataclasses import dataclass, field
 
 from game.parser import Command, best_match, parse, score
+from game.phrases import phrase
 from game.quest import Choice, Ending, Quest, Scene
 from game.rules import apply, holds
 from game.state import GameState, TurnRecord
 
-# Shown for a free action when no narrator will describe it.
-UNANSWERED = "Nothing in the quest answers that. (Try one of the options, or look around.)"
 MAX_CHAINED_MOVES = 8
 # Turns kept for undo and history: long sessions stay flat in memory and on disk.
 HISTORY_LIMIT = 500  # on_enter moves that lead on to further on_enter moves
 
-HELP_TEXT = (
-    "Type what you do in your own words, or the number of an option. "
-    "Commands: look (l), inventory (i), help (?), go <place>, take/use/talk to <thing>, undo."
-)
 
 
 @dataclass(frozen=True)
@@ -80,6 +75,10 @@ class Engine:
             self._opening_paras = None
 
     # -- queries -------------------------------------------------------------------
+    def say(self, key: str, **values) -> str:
+        """One of the game's own sentences, in the quest's language."""
+        return phrase(self.quest.language, key, **values)
+
     @property
     def scene(self) -> Scene:
         return self.quest.scenes[self.state.scene]
@@ -139,19 +138,19 @@ class Engine:
     def act(self, raw: str) -> TurnResult:
         command = parse(raw)
         if self.ended:
-            return self._info(raw, "ended", "The quest has ended. Start again to play once more.")
+            return self._info(raw, "ended", self.say("ended"))
         if command.kind == "empty":
             return self._info(raw, "empty", "")
         if command.kind == "help":
-            return self._info(raw, "help", HELP_TEXT)
+            return self._info(raw, "help", self.say("help"))
         if command.kind == "inventory":
             return self._info(raw, "inventory", self.inventory_text())
         if command.kind == "number":
             available = self.available()
             if not 1 <= command.number <= len(available):
                 count = len(available)
-                hint = f"pick 1 to {count}" if count else "there are no numbered options here"
-                return self._info(raw, "invalid", f"There is no option {command.number}: {hint}.")
+                hint = self.say("pick_range", count=count) if count else self.say("no_options")
+                return self._info(raw, "invalid", self.say("no_option", number=command.number, hint=hint))
             return self._take(raw, available[command.number - 1])
         if command.kind == "look":
             return self._turn(raw, "look", [Para("scene-title", self.scene.title),
@@ -160,8 +159,8 @@ class Engine:
 
     def inventory_text(self) -> str:
         if not self.state.inventory:
-            return "You carry nothing."
-        lines = ["You carry:"]
+            return self.say("carry_nothing")
+        lines = [self.say("carry")]
         for item_id in self.state.inventory:
             item = self.quest.items[item_id]
             lines.append(f"- {item.name}" + (f": {item.description}" if item.description else ""))
@@ -178,7 +177,7 @@ class Engine:
         if available is not None and score(command.text, available, self.quest) >= \
                 score(command.text, choice, self.quest):
             return self._take(raw, available)
-        message = choice.locked or "You can't do that right now."
+        message = choice.locked or self.say("locked")
         return self._turn(raw, "locked", [Para("text", message)])
 
     def _take(self, raw: str, choice: Choice) -> TurnResult:
@@ -235,7 +234,7 @@ class Engine:
         return result
 
     def _ending_paras(self, ending: Ending) -> list[Para]:
-        verdict = "You won." if ending.outcome == "win" else "You lost."
+        verdict = self.say("won" if ending.outcome == "win" else "lost_game")
         return [Para("ending-title", ending.title), Para("ending", ending.text), Para("info", verdict)]
 
     def _info(self, raw: str, kind: str, text: str) -> TurnResult:

@@ -11,13 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from game.phrases import COMMAND_WORDS as COMMANDS
 from game.quest import Choice, Quest
 
-COMMANDS = {
-    "look": "look", "l": "look", "look around": "look",
-    "inventory": "inventory", "inv": "inventory", "i": "inventory",
-    "help": "help", "?": "help", "h": "help", "commands": "help",
-}
 DIRECTIONS = {"n": "north", "s": "south", "e": "east", "w": "west", "u": "up", "d": "down",
               "ne": "northeast", "nw": "northwest", "se": "southeast", "sw": "southwest"}
 VERBS = {"go", "walk", "run", "head", "move", "enter", "climb", "take", "get", "grab", "pick",

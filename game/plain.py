@@ -12,13 +12,11 @@ import sys
 import textwrap
 from typing import Callable, TextIO
 
-from game.engine import UNANSWERED, Engine, Para, TurnResult
+from game.engine import Engine, Para, TurnResult
 from game.narrator import cleaning
+from game.phrases import QUIT_WORDS, UNDO_WORDS  # undo is never "u": the parser reads it as "up"
 from game.safe_text import inert
 from game.session import Session
-
-QUIT_WORDS = {"quit", "exit", "q"}
-UNDO_WORDS = {"undo"}  # not "u": the parser reads it as "up"
 
 # Called after each turn's authored text: (engine, result, write) -> whether it narrated.
 NarrateHook = Callable[[Engine, TurnResult, Callable[[str], None]], None]
@@ -72,7 +70,7 @@ class PlainGame:
         if self.narrate is not None and result.narrate:
             told = self.narrate(self.engine, result, self.write)
         if result.kind == "free" and not told:
-            self.para(UNANSWERED)
+            self.para(self.engine.say("unanswered"))
         if not result.ending and result.kind not in ("empty",):
             self.show_options(result)
 
@@ -96,10 +94,10 @@ class PlainGame:
         quest = self.engine.quest
         self.write(f"{quest.title}\n")
         if quest.author:
-            self.write(f"by {quest.author}\n")
+            self.write(self.engine.say("by", author=quest.author) + "\n")
         self.show(self.engine.opening())
         if self.engine.ended:
-            self.write("\nTHE END\n")
+            self.write("\n" + self.engine.say("the_end") + "\n")
             return 0
         while True:
             if not self.echo:
@@ -118,17 +116,17 @@ class PlainGame:
                 return 0
             if word in UNDO_WORDS:
                 if self.session.undo():
-                    self.write("(You step back one turn.)\n")
+                    self.write(self.engine.say("undone") + "\n")
                     self.show(self.engine.opening())
                 else:
-                    self.write("(Nothing to undo: this is the start.)\n")
+                    self.write(self.engine.say("undo_start") + "\n")
                 continue
             result = self.engine.act(action)
             self.show(result)
             if result.counts:
                 self.save()
             if result.ending is not None:
-                self.write("\nTHE END\n")
+                self.write("\n" + self.engine.say("the_end") + "\n")
                 return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from game.phrases import phrase
 from game.quest import Condition, Quest
 from game.state import GameState
 
@@ -72,12 +73,12 @@ def apply(effects, state: GameState, quest: Quest) -> Outcome:
             for item in args:
                 if item not in state.inventory:
                     state.inventory.append(item)
-                    messages.append(f"You now have {quest.items[item].name}.")
+                    messages.append(phrase(quest.language, "gained", item=quest.items[item].name))
         elif kind == "take":
             for item in args:
                 if item in state.inventory:
                     state.inventory.remove(item)
-                    messages.append(f"You no longer have {quest.items[item].name}.")
+                    messages.append(phrase(quest.language, "lost", item=quest.items[item].name))
         elif kind == "set":
             for flag, value in args:
                 state.flags[flag] = value

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from game.phrases import phrase
+
 from game.quest_loader import check_quest, load_quest
 from tests.conftest import QUESTS, ROOT
 
@@ -45,9 +47,9 @@ def assert_ended_with(run: subprocess.CompletedProcess, quest, ending_id: str) -
     out = flat(run.stdout)
     assert ending.title in out
     assert flat(ending.text) in out
-    assert ("You won." if ending.outcome == "win" else "You lost.") in out
+    assert phrase(quest.language, "won" if ending.outcome == "win" else "lost_game") in out
     # The quest ended the game: the line after the last action was never read.
-    assert run.stdout.rstrip().endswith("THE END")
+    assert run.stdout.rstrip().endswith(phrase(quest.language, "the_end"))
     assert NEVER_READ not in run.stdout
     for other in set(quest.endings) - {ending_id}:
         assert quest.endings[other].title not in out

@@ -376,3 +376,12 @@ def test_skazitel_understands_russian_phrasings(before, phrase, check, quests):
     result = engine.act(phrase)
     assert result.kind in ("choice", "exit"), result.kind
     assert check(engine)
+
+
+def test_skazitel_speaks_russian_in_the_games_own_words(tmp_path):
+    run = play(SKAZITEL, ["и", "2", "помощь"], tmp_path)
+    out = flat(run.stdout)
+    assert "автор: Артель сказителей" in out
+    assert "У вас ничего нет." in out  # "и" is the inventory
+    assert "Варианта 2 нет" in out or "Теперь у вас есть" in out or "==" in out
+    assert "You " not in out

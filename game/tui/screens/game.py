@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from game.diagnostics import GameFileError
-from game.engine import UNANSWERED, Para, TurnResult
+from game.engine import Para, TurnResult
 from game.narrator import cleaning
 from game.session import Session
 from game.tui.messages import NarrationChunk, NarrationDone, NarrationRestart
@@ -34,12 +34,13 @@ class GameScreen(Screen):
         Binding("escape", "cancel_narration", "Stop", id="cancel",
                 tooltip="Stop the Spirit's narration (the turn keeps the quest's text)"),
         Binding("ctrl+r", "retry", "Retry", id="retry", tooltip="Narrate the last turn again"),
-        Binding("ctrl+b", "previous_sample", "Prev. take", id="previous-sample",
+        Binding("ctrl+b", "previous_sample", "Prev. take", id="previous-sample", show=False,
                 tooltip="Show an earlier narration of the last turn"),
         Binding("ctrl+z", "undo", "Undo", id="undo", tooltip="Go back one turn"),
         Binding("ctrl+s", "save", "Save", id="save"),
         Binding("ctrl+o", "load", "Load", id="load"),
-        Binding("ctrl+t", "export", "Export", id="export", tooltip="Export the story as Markdown"),
+        Binding("ctrl+t", "export", "Export", id="export", show=False,
+                tooltip="Export the story as Markdown"),
         Binding("f1", "help", "Help", id="help"),
         Binding("f2", "context", "Context", id="context",
                 tooltip="What the Spirit saw last turn, token by token"),
@@ -57,6 +58,7 @@ class GameScreen(Screen):
         self.last_prompt = None  # BuiltPrompt of the last narration
         self.narration_widgets: dict[int, object] = {}
         self.turn_widgets: dict[int, list] = {}
+        self._offers_stop = False
 
     @property
     def engine(self):
@@ -67,7 +69,7 @@ class GameScreen(Screen):
         yield Static(id="options")
         yield ActionInput(id="action")
         yield StatusBar(id="status")
-        yield Footer()
+        yield Footer(compact=True)  # fits 80 columns; F1 lists every key
 
     def on_mount(self) -> None:
         story = self.query_one(StoryLog)
@@ -78,7 +80,7 @@ class GameScreen(Screen):
         else:
             story.add_paragraphs(self.engine.opening().paragraphs)
         for note in self.session.load_notes:
-            self.notify(note, title="The quest has changed", severity="warning")
+            self.notify(note, title="The quest has changed", severity="warning", markup=False)
         self.refresh_options()
         self.refresh_status()
         self.query_one(ActionInput).focus()
@@ -145,6 +147,14 @@ class GameScreen(Screen):
         if self.last_prompt is not None:
             bar.context_used = self.last_prompt.prompt_tokens + self.last_prompt.max_new_tokens
             bar.context_window = self.last_prompt.window
+        if self._offers_stop != (self.narrating is not None):
+            self._offers_stop = self.narrating is not None
+            self.refresh_bindings()  # "Stop" is in the footer only while the Spirit narrates
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "cancel_narration":
+            return self.narrating is not None
+        return True
 
     # -- the player's input ----------------------------------------------------------
     @on(ActionInput.Submitted)
@@ -194,7 +204,7 @@ class GameScreen(Screen):
             if p.text:
                 widgets.append(story.add(p.kind, p.text))
         if result.kind == "free" and (self.app.narrator is None or self.app.spirit_status != "ready"):
-            widgets.append(story.add("info", UNANSWERED))
+            widgets.append(story.add("info", self.engine.say("unanswered")))
         if result.counts:
             self.turn_widgets[result.turn] = widgets
             self.autosave()

@@ -9,13 +9,10 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from game.engine import HELP_TEXT
+from game.phrases import phrase
 
+# Lines stay under 72 characters: the help dialog is that wide at 80 columns.
 COMMANDS = """\
-Playing
-  Type what you do in your own words ("open the door", "take the lantern"),
-  or the number of an option. look (l), inventory (i) and help always work.
-
 Commands (type them in the input line)
   /undo            go back one turn (all the way to the start)
   /retry           narrate the last turn again with a new sample
@@ -25,10 +22,12 @@ Commands (type them in the input line)
   /forget <n>      remove memory note n        /memory   list them
   /context         what the Spirit saw last turn
   /settings        narrator personality and sampling
-  /restart         start this quest again      /quit     quit (the game is autosaved)
+  /restart         start this quest again
+  /quit            quit (the game is autosaved)
 
-The game autosaves after every turn; "Continue" on the title screen resumes it.
-Keys can be remapped in the settings file (keys: {binding-id: key})."""
+The game autosaves after every turn; "Continue" on the title screen
+resumes it. Keys can be remapped in the settings file
+(keys: {binding-id: key})."""
 
 
 class HelpScreen(ModalScreen):
@@ -38,7 +37,7 @@ class HelpScreen(ModalScreen):
         with Vertical(id="dialog", classes="wide"):
             yield Static(Text("Help", style="bold"), classes="dialog-title")
             with VerticalScroll():
-                yield Static(Text(HELP_TEXT + "\n"))
+                yield Static(Text(phrase("en", "help") + "\n"))
                 yield Static(Text(COMMANDS + "\n"))
                 yield Static(Text(self.keys_text()))
 
@@ -47,7 +46,11 @@ class HelpScreen(ModalScreen):
 
         lines = ["Keys (binding id in brackets, for remapping)"]
         keymap = dict(self.app.settings.keys)
+        seen = set()
         for binding in GameScreen.BINDINGS + list(self.app.BINDINGS):
+            if binding.id in seen:
+                continue
+            seen.add(binding.id)
             key = keymap.get(binding.id, binding.key)
             lines.append(f"  {key:<10} {binding.description}  [{binding.id}]")
         return "\n".join(lines)

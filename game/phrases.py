@@ -1,0 +1,69 @@
+"""The game's own words in the story (not the quest's): per quest language.
+
+A Russian quest should not say "You now have ковш". The engine, the rules and
+the plain front end take their sentences from here, by the quest's `language`;
+unknown languages fall back to English. Built-in commands are understood in
+every language listed, whatever the quest's language.
+"""
+
+from __future__ import annotations
+
+PHRASES: dict[str, dict[str, str]] = {
+    "en": {
+        "gained": "You now have {item}.",
+        "lost": "You no longer have {item}.",
+        "won": "You won.",
+        "lost_game": "You lost.",
+        "carry_nothing": "You carry nothing.",
+        "carry": "You carry:",
+        "no_option": "There is no option {number}: {hint}.",
+        "pick_range": "pick 1 to {count}",
+        "no_options": "there are no numbered options here",
+        "locked": "You can't do that right now.",
+        "ended": "The quest has ended. Start again to play once more.",
+        "unanswered": "Nothing in the quest answers that. (Try one of the options, or look around.)",
+        "help": ("Type what you do in your own words, or the number of an option. "
+                 "Commands: look (l), inventory (i), help (?), go <place>, take/use/talk to <thing>, undo."),
+        "by": "by {author}",
+        "the_end": "THE END",
+        "undone": "(You step back one turn.)",
+        "undo_start": "(Nothing to undo: this is the start.)",
+    },
+    "ru": {
+        "gained": "Теперь у вас есть: {item}.",
+        "lost": "У вас больше нет: {item}.",
+        "won": "Вы победили.",
+        "lost_game": "Вы проиграли.",
+        "carry_nothing": "У вас ничего нет.",
+        "carry": "У вас с собой:",
+        "no_option": "Варианта {number} нет: {hint}.",
+        "pick_range": "выберите от 1 до {count}",
+        "no_options": "здесь нет пронумерованных вариантов",
+        "locked": "Сейчас этого сделать нельзя.",
+        "ended": "Квест окончен. Начните заново, чтобы сыграть ещё раз.",
+        "unanswered": "Квест на это не отвечает. (Выберите вариант или осмотритесь.)",
+        "help": ("Пишите, что делаете, своими словами, или номер варианта. "
+                 "Команды: осмотреться (о), инвентарь (и), помощь (?), отмена (undo)."),
+        "by": "автор: {author}",
+        "the_end": "КОНЕЦ",
+        "undone": "(Вы вернулись на ход назад.)",
+        "undo_start": "(Отменять нечего: это начало.)",
+    },
+}
+
+# Built-in commands, in every language (the parser lower-cases input first).
+COMMAND_WORDS: dict[str, str] = {
+    "look": "look", "l": "look", "look around": "look",
+    "inventory": "inventory", "inv": "inventory", "i": "inventory",
+    "help": "help", "?": "help", "h": "help", "commands": "help",
+    "осмотреться": "look", "осмотрись": "look", "смотреть": "look", "о": "look",
+    "инвентарь": "inventory", "вещи": "inventory", "и": "inventory",
+    "помощь": "help", "справка": "help", "команды": "help",
+}
+UNDO_WORDS = {"undo", "отмена", "отменить"}
+QUIT_WORDS = {"quit", "exit", "q"}  # not "выйти": in a Russian quest it means "go out"
+
+
+def phrase(language: str, key: str, **values) -> str:
+    table = PHRASES.get((language or "en").split("-")[0].lower(), PHRASES["en"])
+    return table.get(key, PHRASES["en"][key]).format(**values)
