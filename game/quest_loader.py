@@ -234,7 +234,8 @@ class _Builder:
                               f"a quest file must be a mapping of keys (id:, title:, scenes: ...), "
                               f"not {_type_name(doc)}")
             return None
-        self.check_keys(doc, TOP_KEYS, ("id", "title", "start", "scenes", "endings"), "the quest")
+        # scenes: and endings: may come from included files; their absence is checked at the end
+        self.check_keys(doc, TOP_KEYS, ("id", "title", "start"), "the quest")
         self.collect(doc)
         self.includes(doc)
         meta = {k: self.text(doc, k, "the quest", required=k in ("id", "title", "start"))
@@ -578,7 +579,7 @@ class _Builder:
                                   f"flag '{ref.id}' is used as a number here but starts as "
                                   f"{_type_name(table[ref.id])}; give it a number under flags: (e.g. {ref.id}: 0)",
                                   path=w.path)
-        if not p.scenes and not self.report.errors:
-            self.report.error(1, 1, "the quest has no scenes; add at least one under scenes:")
-        if not p.endings and not self.report.errors:
-            self.report.error(1, 1, "the quest has no endings; add at least one under endings:")
+        if not p.scenes:
+            self.report.error(1, 1, "the quest has no scenes; add at least one under scenes:", path=self.display)
+        if not p.endings:
+            self.report.error(1, 1, "the quest has no endings; add at least one under endings:", path=self.display)
