@@ -161,11 +161,28 @@ def _resolve_quest(name: str | None) -> Path | None:
     return find_quest(name)
 
 
+def _open_quest(name: str | None, after_errors: str = ""):
+    """(quest, 0), or (None, exit code) after saying on stderr why it cannot be used."""
+    from game.quest_loader import load_quest
+
+    path = _resolve_quest(name)
+    if path is None:
+        print(f"storyteller: no quest named '{name}'; see `storyteller quests`", file=sys.stderr)
+        return None, 2
+    try:
+        return load_quest(path), 0
+    except GameFileError as exc:
+        for p in exc.problems:
+            print(p.format(), file=sys.stderr)
+        if after_errors:
+            print(after_errors, file=sys.stderr)
+        return None, 1
+
+
 def cmd_play(args) -> int:
     """`storyteller` and `storyteller play [QUEST]`: the TUI, or plain mode with --plain."""
     from game.engine import Engine
     from game.plain import PlainGame
-    from game.quest_loader import load_quest
 
     from game.session import Session, latest_autosave
 
@@ -193,17 +210,9 @@ def cmd_play(args) -> int:
     if session is not None:
         quest = session.quest
     else:
-        path = _resolve_quest(quest_name)
-        if path is None:
-            print(f"storyteller: no quest named '{quest_name}'; see `storyteller quests`", file=sys.stderr)
-            return 2
-        try:
-            quest = load_quest(path)
-        except GameFileError as exc:
-            for p in exc.problems:
-                print(p.format(), file=sys.stderr)
-            print("The quest cannot be played until these are fixed.", file=sys.stderr)
-            return 1
+        quest, code = _open_quest(quest_name, "The quest cannot be played until these are fixed.")
+        if quest is None:
+            return code
     loaded = _load_settings()
     narrate = None
     if not args.no_spirit:
@@ -333,18 +342,10 @@ def cmd_new(args) -> int:
 
 
 def cmd_map(args) -> int:
-    from game.quest_loader import load_quest
     from game.quest_map import render_map
 
-    path = _resolve_quest(args.quest)
-    if path is None:
-        print(f"storyteller: no quest named '{args.quest}'; see `storyteller quests`", file=sys.stderr)
-        return 2
-    try:
-        quest = load_quest(path)
-    except GameFileError as exc:
-        for p in exc.problems:
-            print(p.format(), file=sys.stderr)
-        return 1
+    quest, code = _open_quest(args.quest)
+    if quest is None:
+        return code
     sys.stdout.write(render_map(quest, args.format))
     return 0

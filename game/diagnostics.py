@@ -8,6 +8,7 @@ problems; it is the only exception the loaders raise for bad input.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,3 +71,9 @@ def display_path(path: str | Path) -> str:
         return str(p.resolve().relative_to(Path.cwd().resolve()))
     except (ValueError, OSError):
         return str(p)
+
+
+def did_you_mean(word, choices) -> str:
+    """' (did you mean 'x'?)' for a close match among choices, else ''."""
+    close = difflib.get_close_matches(str(word), sorted(str(c) for c in choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

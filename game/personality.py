@@ -19,13 +19,12 @@ checks of a ``sampling:`` block and of persona text, which settings files reuse.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from game import locations
-from game.diagnostics import GameFileError, Problem, Report, display_path
+from game.diagnostics import GameFileError, Problem, Report, did_you_mean, display_path
 from game.safe_yaml import Mark, load_yaml_file
 from game.sampling import RANGES, SAMPLING_KEYS, Sampling, check_value
 
@@ -52,12 +51,6 @@ FALLBACK = Personality(
     DEFAULT_PERSONALITY, "The Storyteller Spirit", "An ancient voice of the digital realm.",
     "The Storyteller Spirit is an ancient voice from the ruins of the digital realm. "
     "It tells you what you see and feel, in a few vivid sentences.", Sampling())
-
-
-def did_you_mean(word: str, choices) -> str:
-    """' (did you mean 'x'?)' for a close match among choices, else ''."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def unknown_key_message(key: str, known, where: str, sampling_inside: bool = False) -> str:

@@ -17,12 +17,11 @@ validator); `load_quest(path)` returns a playable quest or raises
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from game.diagnostics import GameFileError, Problem, Report, display_path
+from game.diagnostics import GameFileError, Problem, Report, did_you_mean, display_path
 from game.quest import (Choice, Condition, Effect, Ending, Item, LoreEntry, Quest, Scene,
                         Where)
 from game.safe_yaml import YList, YMap, load_yaml_file
@@ -81,11 +80,6 @@ def check_quest(path: str | Path) -> tuple[Quest | None, list[Problem]]:
     quest = builder.build()
     problems = sorted(set(builder.report.problems), key=lambda p: (p.path, p.line, p.col, p.message))
     return quest, problems
-
-
-def did_you_mean(word: str, options) -> str:
-    close = difflib.get_close_matches(str(word), sorted(options), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _type_name(value) -> str:
