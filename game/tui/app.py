@@ -76,7 +76,7 @@ class StorytellerApp(App):
             self.spirit_detail = event.message + (f" {fraction:.0%}" if fraction is not None else "")
         elif kind == "Ready":
             self.spirit_status, self.spirit_detail = "ready", ""
-            self.notify(f"The Storyteller Spirit is awake ({event.model} on {event.device}).")
+            self.notify(f"The Storyteller Spirit is awake ({event.model} on {event.device}).", markup=False)
         elif kind == "Silent":
             self.spirit_status, self.spirit_detail = "silent", event.reason
             if not self._told_silent:
@@ -160,7 +160,7 @@ class StorytellerApp(App):
             self.narrator.persona, self.narrator.sampling = persona, sampling
         self.set_keymap(dict(settings.keys))
 
-    async def action_quit(self) -> None:
+    def action_quit(self) -> None:  # plain, not async: /quit calls it directly too
         from game.tui.screens.game import GameScreen
 
         for screen in self.screen_stack:

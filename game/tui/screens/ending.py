@@ -6,7 +6,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
@@ -27,11 +27,13 @@ class EndingScreen(ModalScreen[str]):
         state = engine.state
         verdict = "You won." if ending.outcome == "win" else "You lost."
         carried = ", ".join(engine.quest.items[i].name for i in state.inventory if i in engine.quest.items)
-        summary = (f"{verdict} {state.turn} turns, {len(state.visits)} of {len(engine.quest.scenes)} "
+        turns = f"{state.turn} turn" + ("" if state.turn == 1 else "s")
+        summary = (f"{verdict} {turns}, {len(state.visits)} of {len(engine.quest.scenes)} "
                    f"places seen" + (f", carrying {carried}." if carried else "."))
         with Vertical(id="dialog"):
             yield Static(Text(inert(ending.title), style="bold"), classes="dialog-title")
-            yield Static(Text(inert(ending.text)))
+            with VerticalScroll(id="ending-text"):  # a long ending scrolls; the buttons stay
+                yield Static(Text(inert(ending.text)))
             yield Static(Text(summary, style="italic"), id="ending-summary")
             with Horizontal(classes="buttons"):
                 yield Button("Play again", id="again", variant="primary")

@@ -142,8 +142,10 @@ class GameScreen(Screen):
         bar.inventory = tuple(engine.quest.items[i].name for i in engine.state.inventory
                               if i in engine.quest.items)
         bar.spirit = "narrating" if self.narrating is not None else app.spirit_status
-        # the first clause only: the full reason is in the notification and in help
-        bar.spirit_detail = app.spirit_detail.split(":")[0] if app.spirit_status != "ready" else ""
+        detail = app.spirit_detail if app.spirit_status != "ready" else ""
+        if app.spirit_status == "silent":  # the first clause only: the full reason is in the
+            detail = detail.split(":")[0]  # notification and in help; download progress stays whole
+        bar.spirit_detail = detail
         if self.last_prompt is not None:
             bar.context_used = self.last_prompt.prompt_tokens + self.last_prompt.max_new_tokens
             bar.context_window = self.last_prompt.window
@@ -220,6 +222,7 @@ class GameScreen(Screen):
         app = self.app
         if app.narrator is None or app.spirit_status != "ready":
             return
+        app.narrator.memory = list(self.session.memory)  # the player's pinned notes (/remember)
         prepared = app.narrator.prepare(self.engine, result, attempt)
         self.last_prompt = prepared.prompt
         self.generation += 1

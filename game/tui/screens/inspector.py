@@ -33,11 +33,12 @@ class ContextInspector(ModalScreen):
                 f"{p.prompt_tokens + p.max_new_tokens} of the {p.window}-token window. "
                 f"{len(trimmed)} segment(s) trimmed, {len(clipped)} clipped."))
             table = DataTable(id="segments", cursor_type="row", zebra_stripes=True)
-            table.add_columns("segment", "what", "tokens", "status")
+            # the long labels last, so a narrow terminal cuts only them
+            table.add_columns("segment", "tokens", "status", "what")
             for s in p.segments:
-                table.add_row(s.kind, Text(inert(s.label)), f"{s.tokens}/{s.full_tokens}"
-                              if s.status == "clipped" else str(s.full_tokens if s.status == "trimmed" else s.tokens),
-                              s.status)
+                tokens = (f"{s.tokens}/{s.full_tokens}" if s.status == "clipped"
+                          else str(s.full_tokens if s.status == "trimmed" else s.tokens))
+                table.add_row(s.kind, tokens, s.status, Text(inert(s.label)))
             yield table
             with VerticalScroll(id="prompt-text"):
                 yield Static(Text(inert(p.text)))

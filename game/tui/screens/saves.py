@@ -14,7 +14,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from game.safe_text import inert
-from game.session import saved_games
+from game.session import autosave_dir, saved_games
 
 
 class SaveScreen(ModalScreen[str | None]):
@@ -45,9 +45,11 @@ class LoadScreen(ModalScreen):
             if not self.files:
                 yield Static("No saved games yet. (Esc to go back)")
             menu = OptionList(id="saves")
+            autosaves = autosave_dir()
             for i, path in enumerate(self.files):
                 when = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
-                menu.add_option(Option(Text(f"{inert(path.stem)}   {when}"), id=str(i)))
+                name = f"autosave of {path.stem}" if path.parent == autosaves else path.stem
+                menu.add_option(Option(Text(f"{inert(name)}   {when}"), id=str(i)))
             yield menu
 
     @on(OptionList.OptionSelected)

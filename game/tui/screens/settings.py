@@ -33,22 +33,26 @@ class SettingsScreen(ModalScreen):
             yield Static(Text("Settings", style="bold"), classes="dialog-title")
             with VerticalScroll(id="settings-form"):
                 yield Label("Personality (applies from the next turn)")
-                yield Select([(f"{p.name}: {p.description}", pid) for pid, p in personalities.items()],
+                # Text, not str: a player's personality file may contain "[...]"
+                yield Select([(Text(inert(f"{p.name}: {p.description}")), pid)
+                              for pid, p in personalities.items()],
                              value=settings.active_personality(personalities).id,
                              allow_blank=False, id="personality")
                 yield Static(Text(inert(persona), style="italic"), id="persona-text")
                 for key in SAMPLING_KEYS:
                     lo, hi, help_text = RANGES[key][1], RANGES[key][2], RANGES[key][3]
-                    yield Label(f"{key} ({lo:g} to {hi:g}): {help_text}")
-                    yield Input(str(getattr(sampling, key)), id=f"s-{key}")
+                    with Horizontal(classes="field"):
+                        yield Label(f"{key} ({lo:g} to {hi:g})", classes="field-name")
+                        yield Input(str(getattr(sampling, key)), id=f"s-{key}", compact=True)
+                    yield Static(help_text, classes="field-help", markup=False)
                 yield Label("Model: hub id or model folder (applies at the next launch)")
-                yield Input(settings.model, id="model")
+                yield Input(settings.model, id="model", compact=True)
                 yield Label("Device and number format (apply at the next launch)")
                 with Horizontal(classes="row"):
                     yield Select([(d, d) for d in DEVICES], value=settings.device, allow_blank=False, id="device")
                     yield Select([(d, d) for d in DTYPES], value=settings.dtype, allow_blank=False, id="dtype")
                 yield Label("Seed (empty: a new story every time)")
-                yield Input("" if settings.seed is None else str(settings.seed), id="seed")
+                yield Input("" if settings.seed is None else str(settings.seed), id="seed", compact=True)
             yield Static(id="settings-error")
             with Horizontal(classes="buttons"):
                 yield Button("Save", id="save", variant="primary")

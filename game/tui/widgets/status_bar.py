@@ -17,29 +17,30 @@ class StatusBar(Static):
     StatusBar { height: auto; max-height: 3; background: $panel; color: $text; padding: 0 1; }
     """
 
-    scene: reactive[str] = reactive("")
-    turn: reactive[int] = reactive(0)
-    inventory: reactive[tuple] = reactive(())
-    context_used: reactive[int] = reactive(0)
-    context_window: reactive[int] = reactive(0)
-    spirit: reactive[str] = reactive("loading")  # loading, ready, narrating, silent
-    spirit_detail: reactive[str] = reactive("")
+    # layout=True: a change can make the bar wrap onto another line (or need one less)
+    scene: reactive[str] = reactive("", layout=True)
+    turn: reactive[int] = reactive(0, layout=True)
+    inventory: reactive[tuple] = reactive((), layout=True)
+    context_used: reactive[int] = reactive(0, layout=True)
+    context_window: reactive[int] = reactive(0, layout=True)
+    spirit: reactive[str] = reactive("loading", layout=True)  # loading, ready, narrating, silent
+    spirit_detail: reactive[str] = reactive("", layout=True)
 
     def render(self) -> Text:
+        # Most important first: a long inventory wraps last and is what gets cut (i lists it).
         text = Text(no_wrap=False, overflow="fold")
         text.append(inert(self.scene), style="bold")
-        text.append(f"  turn {self.turn}")
-        carrying = ", ".join(self.inventory) if self.inventory else "nothing"
-        text.append(f"  carrying: {inert(carrying)}")
-        if self.context_window:
-            used, window = self.context_used, self.context_window
-            filled = round(10 * used / window) if window else 0
-            text.append(f"  context {used}/{window} [{'#' * filled}{'.' * (10 - filled)}]")
+        text.append(f"  turn {self.turn}  ")
         label = {"loading": "Spirit: waking", "ready": "Spirit: ready", "narrating": "Spirit: narrating",
                  "silent": "Spirit: silent"}.get(self.spirit, self.spirit)
         style = {"ready": "green", "narrating": "cyan", "silent": "yellow", "loading": "magenta"}.get(self.spirit, "")
-        text.append("  ")
         text.append(label, style=f"bold {style}")
         if self.spirit_detail:
             text.append(f" ({inert(self.spirit_detail)})", style="dim")
+        if self.context_window:
+            used, window = self.context_used, self.context_window
+            filled = min(10, round(10 * used / window)) if window else 0
+            text.append(f"  context {used}/{window} [{'#' * filled}{'.' * (10 - filled)}]")
+        carrying = ", ".join(self.inventory) if self.inventory else "nothing"
+        text.append(f"  carrying: {inert(carrying)}")
         return text
