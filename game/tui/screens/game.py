@@ -16,7 +16,6 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from game.diagnostics import GameFileError
 from game.engine import Para, TurnResult
 from game.narrator import cleaning
 from game.session import Session

@@ -73,7 +73,8 @@ class TitleScreen(Screen):
             menu.add_option(Option(label, id=key))
             self.entries[key] = entry
         menu.focus()
-        menu.highlighted = 0
+        # Continue when there is a game to continue, else the first quest.
+        menu.highlighted = 0 if "continue" in self.entries else min(1, menu.option_count - 1)
 
     @on(OptionList.OptionHighlighted)
     def highlighted(self, event: OptionList.OptionHighlighted) -> None:
