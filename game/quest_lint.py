@@ -6,7 +6,7 @@ each at the author's file:line:col with a way to fix it):
 
 * scenes no path reaches from the start, and endings no path reaches;
 * scenes with no way out that are not endings;
-* flags set but never read, or read but never changed;
+* flags set but never read, read but never changed, or never used at all;
 * items given but never used, or required (`has:`) but never given;
 * choices whose condition can never hold;
 * scenes whose fixed prompt parts (persona, state card, scene text, hints, all
@@ -334,7 +334,8 @@ class _Analysis:
         declared = _flag_positions(quest)
         out = []
         for flag in quest.flags:
-            where = declared.get(flag) or writes.get(flag) or reads.get(flag)
+            where = (declared.get(flag) or writes.get(flag) or reads.get(flag)
+                     or Where(str(quest.source or "<quest>"), 1, 1))
             if flag in writes and flag not in reads:
                 out.append(_warn(where, f"flag '{flag}' is changed ({_at(writes[flag], where)}) but no "
                                         "condition ever reads it, so it changes nothing in the quest (the "
@@ -346,6 +347,9 @@ class _Analysis:
                                         f"always {_show(quest.flags[flag])} and every condition on it "
                                         "always gives the same answer; change it in an effect, or drop the "
                                         "condition"))
+            elif flag not in reads and flag not in writes:
+                out.append(_warn(where, f"flag '{flag}' is declared but no condition reads it and no "
+                                        "effect changes it; use it, or remove it"))
         return out
 
     def item_warnings(self) -> list[Problem]:
