@@ -12,6 +12,7 @@ from pathlib import Path
 
 from game import __version__
 from game.diagnostics import GameFileError, display_path
+from game.safe_text import inert
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +124,7 @@ def cmd_validate(args) -> int:
         errors += sum(p.severity == "error" for p in problems)
         warnings += sum(p.severity == "warning" for p in problems)
         if quest is not None and not any(p.severity == "error" for p in problems):
-            print(f"{display_path(resolve_quest_path(path))}: ok: \"{quest.title}\" ({quest.id}): "
+            print(f"{display_path(resolve_quest_path(path))}: ok: \"{inert(quest.title)}\" ({quest.id}): "
                   f"{_count(len(quest.scenes), 'scene')}, {_count(len(quest.endings), 'ending')}, "
                   f"{_count(len(quest.items), 'item')}, {_count(len(quest.flags), 'flag')}")
     if errors or warnings:
@@ -144,9 +145,9 @@ def cmd_quests(args) -> int:
         print("No quests found.")
     for e in entries:
         status = "" if e.playable else "  [has errors: run storyteller validate]"
-        print(f"{e.id}  ({e.origin}, {e.language})  {e.title} by {e.author}{status}")
+        print(inert(f"{e.id}  ({e.origin}, {e.language})  {e.title} by {e.author}{status}"))
         if e.summary:
-            print(f"    {e.summary}")
+            print(f"    {inert(e.summary)}")
         print(f"    {display_path(e.path)}")
     print(f"\nYour own quests go in: {locations.user_quests_dir()}")
     return 0

@@ -31,11 +31,11 @@ scenes:
     choices:
       - label: Take the lantern
         if: {lacks: lantern}
-        effects: [{give: lantern}]
+        effects: [{give: lantern}, {set: door_open}]
     exits:
       - label: North
         to: hall
-        if: {has: lantern}
+        if: {has: lantern, flag: door_open}
   hall:
     title: The Hall
     description: A hall.
@@ -134,7 +134,7 @@ BROKEN = {
                    20, 12, "tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed"),
     "wrong-type": (GOOD.replace("title: The Hall", "title: [The, Hall]"), 20, 12,
                    "'title' in scene 'hall' must be text, not a list"),
-    "unknown-item": (GOOD.replace("{has: lantern}", "{has: lamp}"), 18, 19, "unknown item 'lamp'"),
+    "unknown-item": (GOOD.replace("{has: lantern,", "{has: lamp,"), 18, 19, "unknown item 'lamp'"),
     "unknown-flag": (GOOD.replace("{lacks: lantern}", "{flag: door_opn}"), 13, 20,
                      "unknown flag 'door_opn' (did you mean 'door_open'?)"),
 }

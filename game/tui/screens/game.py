@@ -222,7 +222,11 @@ class GameScreen(Screen):
         if app.narrator is None or app.spirit_status != "ready":
             return
         app.narrator.memory = list(self.session.memory)  # the player's pinned notes (/remember)
-        prepared = app.narrator.prepare(self.engine, result, attempt)
+        try:
+            prepared = app.narrator.prepare(self.engine, result, attempt)
+        except ValueError as exc:  # a model window too small for any prompt
+            self.notify(f"The Spirit cannot narrate this turn: {exc}", severity="warning", markup=False)
+            return
         self.last_prompt = prepared.prompt
         self.generation += 1
         generation = self.generation
