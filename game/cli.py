@@ -297,7 +297,6 @@ def cmd_narrate(args) -> int:
     if service.status != "ready":
         print(f"storyteller: the Spirit is silent: {service.reason}", file=sys.stderr)
         return 1
-    from game.safe_text import inert
 
     sys.stdout.write(inert(args.prompt))
     sys.stdout.flush()
@@ -329,7 +328,6 @@ def cmd_model(args) -> int:
 
 def cmd_new(args) -> int:
     from game import locations
-    from game.safe_text import inert
     from game.scaffold import scaffold
 
     try:

@@ -12,6 +12,8 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from game.safe_text import inert
+
 
 @dataclass(frozen=True, order=True)
 class Problem:
@@ -22,7 +24,8 @@ class Problem:
     severity: str = "error"  # "error" or "warning"
 
     def format(self) -> str:
-        return f"{self.path}:{self.line}:{self.col}: {self.severity}: {self.message}"
+        """'file:line:col: severity: message', inert: quest text in it never drives a terminal."""
+        return inert(f"{self.path}:{self.line}:{self.col}: {self.severity}: {self.message}")
 
     def __str__(self) -> str:
         return self.format()
@@ -69,7 +72,7 @@ def display_path(path: str | Path) -> str:
     p = Path(path)
     try:
         return str(p.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
         return str(p)
 
 

@@ -96,12 +96,25 @@ class TurnNarrator:
         return self._builder
 
     def prepare(self, engine: Engine, result: TurnResult, attempt: int = 0) -> PreparedTurn:
-        """Build the prompt for the newest turn. Needs a ready service."""
+        """Build the prompt for the newest turn. Needs a ready service.
+
+        When max_new_tokens leaves the model's window too little room (a model with a
+        small window, settings made for a bigger one), this turn is narrated with half
+        the window instead; a window too small even for that raises ValueError.
+        """
         request = context_request(engine, result, self.persona, self.memory)
-        prompt = self.builder().build(request, self.sampling.max_new_tokens)
+        sampling = self.sampling
+        try:
+            prompt = self.builder().build(request, sampling.max_new_tokens)
+        except ValueError:
+            half = self.builder().window // 2
+            if not 0 < half < sampling.max_new_tokens:
+                raise
+            sampling = sampling.with_values(max_new_tokens=half)
+            prompt = self.builder().build(request, half)
         seed = None if self.seed is None else self.seed + result.turn + attempt * RETRY_SEED_STEP
         previous = [t.narration for t in engine.history[:-1] if t.narration][-3:]
-        return PreparedTurn(result.turn, prompt, self.sampling, seed, previous)
+        return PreparedTurn(result.turn, prompt, sampling, seed, previous)
 
     def run(self, prepared: PreparedTurn, on_chunk: Callable[[str], None] | None = None,
             on_restart: Callable[[str], None] | None = None,

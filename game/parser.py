@@ -47,7 +47,7 @@ def parse(raw: str) -> Command:
     if not text:
         return Command("empty", "")
     stripped = text.rstrip(".")
-    if stripped.isdigit() and len(stripped) <= 4:
+    if stripped.isdecimal() and len(stripped) <= 4:  # isdigit() admits '²', which int() refuses
         return Command("number", stripped, int(stripped))
     if text in COMMANDS:
         return Command(COMMANDS[text], text)

@@ -180,7 +180,11 @@ class PlainSpirit:
                 write(f"\n(The Storyteller Spirit is silent: {service.reason}. "
                       "The quest's own words go on.)\n")
             return False
-        prepared = self.narrator.prepare(engine, result)
+        try:
+            prepared = self.narrator.prepare(engine, result)
+        except ValueError as exc:  # the model's window cannot hold a prompt at all
+            write(f"\n(The Spirit cannot narrate this turn: {exc}.)\n")
+            return False
         shown = ""
         raw = ""
 

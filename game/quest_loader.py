@@ -24,13 +24,14 @@ from pathlib import Path
 from game.diagnostics import GameFileError, Problem, Report, did_you_mean, display_path
 from game.quest import (Choice, Condition, Effect, Ending, Item, LoreEntry, Quest, Scene,
                         Where)
-from game.safe_yaml import YList, YMap, load_yaml_file
+from game.safe_yaml import MAX_VALUES, YList, YMap, load_yaml_file
 
 QUEST_FILE = "quest.yaml"
 MAX_SCENES = 2000
 MAX_CHOICES = 200
 MAX_ENTRIES = 5000  # items, flags, endings, lore entries each
 MAX_INCLUDES = 100
+MAX_QUEST_BYTES = 2_000_000  # all of a quest's files together (each file: safe_yaml.MAX_BYTES)
 MAX_TEXT = 20_000
 MAX_CONDITION_DEPTH = 16
 
@@ -77,9 +78,34 @@ def load_quest(path: str | Path) -> Quest:
 def check_quest(path: str | Path) -> tuple[Quest | None, list[Problem]]:
     """Build the quest and return it (None if it could not be built) with all problems."""
     builder = _Builder(resolve_quest_path(path))
+    if Path(path).is_dir():  # a quest folder uses only what lies inside it, quest.yaml included
+        try:
+            inside = builder.path.resolve().is_relative_to(Path(path).resolve())
+        except (OSError, RuntimeError):
+            inside = False
+        if not inside:
+            return None, [Problem(builder.display, 1, 1, f"{QUEST_FILE} links to a file outside the "
+                                  "quest's folder (or in a loop); a quest folder may only use files "
+                                  "inside it")]
     quest = builder.build()
     problems = sorted(set(builder.report.problems), key=lambda p: (p.path, p.line, p.col, p.message))
     return quest, problems
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _count_values(value) -> int:
+    """Keys, values and items in a loaded YAML document."""
+    if isinstance(value, dict):
+        return 1 + sum(1 + _count_values(v) for v in value.values())
+    if isinstance(value, list):
+        return 1 + sum(_count_values(v) for v in value)
+    return 1
 
 
 def _type_name(value) -> str:
@@ -125,6 +151,8 @@ class _Builder:
         self.parts = _Parts()
         self.files: list[Path] = []
         self.file = self.display  # display path of the file being read
+        self.bytes = self.values = 0  # size and number of values of the files read so far
+        self.overflow = False  # a quest-wide limit was passed: read no more included files
 
     # -- small helpers -------------------------------------------------------------
     def where(self, mark) -> Where:
@@ -195,12 +223,21 @@ class _Builder:
         return True
 
     def entries(self, m: YMap | None, what: str):
-        """Yield (id, value, key mark) for an id-keyed mapping, checking ids and size."""
+        """Yield (id, value, key mark) for an id-keyed mapping, checking ids and size.
+
+        The limits hold for the whole quest: entries from earlier files count too.
+        """
         if m is None:
             return
-        if len(m) > (MAX_SCENES if what == "scene" else MAX_ENTRIES):
-            self.error(m.mark, f"too many {what}s ({len(m):,}); a quest may have at most "
-                               f"{MAX_SCENES if what == 'scene' else MAX_ENTRIES:,}")
+        limit = MAX_SCENES if what == "scene" else MAX_ENTRIES
+        p = self.parts
+        earlier = len({"scene": p.scenes, "item": p.items, "flag": p.flags,
+                       "ending": p.endings, "lore": p.lore}[what])
+        if earlier + len(m) > limit:
+            where = f", {earlier:,} of them in earlier files" if earlier else ""
+            self.error(m.mark, f"too many {what}s ({earlier + len(m):,}{where}); a quest may have "
+                               f"at most {limit:,}")
+            self.overflow = True
             return
         for ident, value in m.items():
             if self.check_id(m.key_mark(ident), ident, what):
@@ -222,6 +259,8 @@ class _Builder:
             self.report.problems.extend(exc.problems)
             return None
         self.files.append(self.path)
+        self.bytes += _size(self.path)
+        self.values += _count_values(doc)
         if not isinstance(doc, YMap):
             mark = getattr(doc, "mark", None)  # a list knows where it starts; a lone value does not
             self.report.error(mark.line if mark else 1, mark.col if mark else 1,
@@ -294,6 +333,18 @@ class _Builder:
                 self.error(mark, f"'{name}' is included twice (or is the quest file itself)")
                 continue
             seen.add(resolved)
+            if self.overflow:
+                break  # the quest is already too big: reading more would only take time
+            self.bytes += _size(resolved)
+            # each file is bounded by safe_yaml; these bound the whole quest
+            too_big = (f"with '{name}' the quest's files add up to more than "
+                       f"{MAX_QUEST_BYTES // 1_000_000} MB" if self.bytes > MAX_QUEST_BYTES else
+                       f"the files before '{name}' already hold more than {MAX_VALUES:,} values"
+                       if self.values > MAX_VALUES else None)
+            if too_big:
+                self.error(mark, f"{too_big}, the limit for a whole quest; '{name}' and the "
+                                 "files after it were not read")
+                break
             display = display_path(target)
             try:
                 part = load_yaml_file(resolved, display)
@@ -301,6 +352,7 @@ class _Builder:
                 self.report.problems.extend(exc.problems)
                 continue
             self.files.append(resolved)
+            self.values += _count_values(part)
             self.file = display
             if not isinstance(part, YMap):
                 pmark = getattr(part, "mark", None)

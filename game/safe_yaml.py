@@ -16,6 +16,8 @@ turns their bytes into Python values. It:
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,7 +166,14 @@ class _LimitError:
 def read_text(path: Path, display: str, max_bytes: int = MAX_BYTES) -> str:
     """Read a UTF-8 text file with a size limit; errors name the file and position."""
     try:
-        with open(path, "rb") as fh:
+        # O_NONBLOCK: a named pipe opens at once (and is refused below) instead of hanging
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(mode):
+                raise GameFileError(Problem(display, 1, 1, "is not a regular file (a pipe or a "
+                                                           "device?); give the path of a text file"))
             data = fh.read(max_bytes + 1)
     except IsADirectoryError:
         raise GameFileError(Problem(display, 1, 1, "is a folder, not a file")) from None

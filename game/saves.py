@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -116,10 +117,15 @@ def read_save(path: str | Path) -> SaveData:
         raise GameFileError(Problem(shown, line, col, message))
 
     try:
-        with open(path, "rb") as fh:
+        # O_NONBLOCK: a named pipe opens at once (and is refused below) instead of hanging
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                fail("is not a save file (a folder, a pipe or a device)")
             raw = fh.read(MAX_SAVE_BYTES + 1)
     except FileNotFoundError:
         fail("save file not found")
+    except IsADirectoryError:
+        fail("is not a save file (a folder, a pipe or a device)")
     except OSError as exc:
         fail(f"cannot read the save file: {exc.strerror or exc}")
     if len(raw) > MAX_SAVE_BYTES:

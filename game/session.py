@@ -14,7 +14,7 @@ from pathlib import Path
 
 from game import locations
 from game.atomic import write_atomic
-from game.engine import Engine
+from game.engine import HISTORY_LIMIT, Engine
 from game.quest import Quest
 from game.quest_loader import load_quest
 from game.saves import read_save, restore, rotate_backups, save_game, slot_path
@@ -52,6 +52,10 @@ class Session:
         samples.texts.append(text)
         samples.shown = len(samples.texts) - 1
         self._sync(turn)
+        if len(self.samples) > HISTORY_LIMIT:  # bounded like the history: long sessions stay flat
+            kept = {record.turn for record in self.engine.history}
+            for old in [t for t in self.samples if t not in kept]:
+                del self.samples[old]
 
     def cycle_sample(self, turn: int, step: int = -1) -> str | None:
         """Show an earlier (step -1) or later (+1) sample of a turn; None if it has only one."""
@@ -82,7 +86,7 @@ class Session:
                 "samples": {str(t): {"texts": s.texts, "shown": s.shown} for t, s in self.samples.items()}}
 
     def autosave_path(self) -> Path:
-        return autosave_dir() / f"{self.quest.id}.json"
+        return autosave_dir() / autosave_name(self.quest.id)
 
     def autosave(self) -> Path:
         """Save after a turn, keeping the previous autosaves as .1, .2, .3."""
@@ -141,6 +145,16 @@ class Session:
 
 def autosave_dir() -> Path:
     return locations.saves_dir() / AUTOSAVE_FOLDER
+
+
+def autosave_name(quest_id: str) -> str:
+    """The autosave file of a quest: '<id>.json'.
+
+    An id that ends like an earlier copy ('tale.1', '2024') gets a '~', which ids
+    never hold, so it never clashes with another quest's copies ('tale' keeps
+    'tale.1.json') and is listed as a current autosave.
+    """
+    return f"{quest_id}{'~' if quest_id.rpartition('.')[2].isdigit() else ''}.json"
 
 
 def _newest_first(files) -> list[Path]:

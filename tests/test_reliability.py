@@ -1,0 +1,687 @@
+"""Nothing crashes and nothing is lost: saves under crashes and full disks, broken settings,
+a model that fails, untrusted text, and a thousand-turn session.
+
+The model tests run the real tiny GPT-2 (`tiny_model_dir`) through the real
+`NarratorService`; failures are made by replacing the model's forward pass (the
+fast path's `backend.forward`) with one that raises, hangs, crawls or writes
+escape sequences. Processes that must really die (SIGKILL, `os._exit`) or that
+need a memory limit run as children.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+import game.atomic
+from game import locations
+from game.cli import main
+from game.diagnostics import GameFileError
+from game.engine import HISTORY_LIMIT, Engine
+from game.narration import TurnNarrator
+from game.narrator.model_builder import build_gpt2
+from game.narrator.service import NarratorService
+from game.plain import PlainGame, PlainSpirit
+from game.quest_loader import load_quest
+from game.sampling import Sampling
+from game.saves import SAVE_VERSION, backup_path, read_save, save_game
+from game.session import AUTOSAVE_COPIES, Session, autosave_dir, autosaves, latest_autosave
+from tests.conftest import QUESTS
+
+ROOT = Path(__file__).resolve().parent.parent
+QUEST = QUESTS / "call-of-the-storyteller.yaml"
+PERSONA = "The Storyteller Spirit tells what happens next."
+FEW = Sampling(max_new_tokens=8)
+
+
+def env_for(tmp_path: Path, **extra) -> dict:
+    """A child's environment: its own config and data folders, no network."""
+    return {**os.environ, "STORYTELLER_CONFIG_DIR": str(tmp_path / "cfg"),
+            "STORYTELLER_DATA_DIR": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1", **extra}
+
+
+def plain(game, lines: str, narrate=None, autosave: bool = True) -> tuple[int, str]:
+    out = io.StringIO()
+    code = PlainGame(game, out=out, inp=io.StringIO(lines), narrate=narrate, autosave=autosave).run()
+    return code, out.getvalue()
+
+
+def autosave_file(quest_id: str = "call-of-the-storyteller") -> Path:
+    return autosave_dir() / f"{quest_id}.json"
+
+
+# == saves =====================================================================================
+CHILD_SAVE = """
+import os, sys
+from game.engine import Engine
+from game.quest_loader import load_quest
+from game.saves import save_game
+engine = Engine(load_quest(sys.argv[1]), seed=1)
+path = sys.argv[2]
+save_game(path, engine)  # turn 0: the good save
+engine.act("take the lantern")
+engine.act("go north")
+os.replace = lambda src, dst: os._exit(1)  # the process dies between writing and renaming
+save_game(path, engine)
+"""
+
+
+def test_a_process_that_dies_between_write_and_rename_leaves_the_previous_save(tmp_path):
+    path = tmp_path / "saves" / "slot.json"
+    proc = subprocess.run([sys.executable, "-c", CHILD_SAVE, str(QUEST), str(path)], cwd=ROOT,
+                          env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    save = read_save(path)
+    assert save.state.turn == 0 and save.state.inventory == []
+    assert [p.name for p in path.parent.glob("*.json")] == ["slot.json"]  # the half-save is a hidden temp file
+    Session.load(path).engine.act("look")  # and the game plays on from it
+
+
+CHILD_AUTOSAVE = """
+import sys
+from game.quest_loader import load_quest
+from game.session import Session
+session = Session(load_quest(sys.argv[1]), seed=1)
+moves = ["take the lantern", "go north", "listen to the fans", "south", "look", "dance"]
+turn = 0
+while True:
+    session.engine.act(moves[turn % len(moves)])
+    turn += 1
+    session.autosave()
+    print(session.engine.state.turn, flush=True)
+"""
+
+
+def test_sigkill_at_random_moments_of_autosaving_never_leaves_a_broken_save(tmp_path, monkeypatch):
+    monkeypatch.setenv("STORYTELLER_DATA_DIR", str(tmp_path / "data"))
+    rng = random.Random(2024)
+    for _ in range(6):
+        child = subprocess.Popen([sys.executable, "-c", CHILD_AUTOSAVE, str(QUEST)], cwd=ROOT,
+                                 env=env_for(tmp_path), stdout=subprocess.PIPE, text=True)
+        try:
+            wanted, last = rng.randint(2, 25), 0
+            while last < wanted:
+                last = int(child.stdout.readline())
+            time.sleep(rng.uniform(0, 0.02))  # somewhere inside the next save or rotation
+            child.send_signal(signal.SIGKILL)
+            child.wait(30)
+        finally:
+            child.kill()
+            child.stdout.close()
+        current = read_save(autosave_file())
+        assert current.state.turn >= last  # no save the player was told about is lost
+        for n in range(1, AUTOSAVE_COPIES + 1):
+            copy = backup_path(autosave_file(), n)
+            if copy.exists():
+                assert read_save(copy).state.turn <= current.state.turn  # killed after rotating: equal
+        assert autosaves() == [autosave_file()]  # leftover temp files are never taken for saves
+        Session.load(autosave_file()).engine.act("look")
+
+
+def test_full_disk_during_autosave_is_said_and_play_goes_on(tmp_path, monkeypatch):
+    quest = load_quest(QUEST)
+    code, _ = plain(Engine(quest, seed=1), "take the lantern\n")
+    assert code == 0 and read_save(autosave_file()).state.turn == 1
+    real_fsync = game.atomic.os.fsync
+
+    def full(fd):
+        real_fsync(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(game.atomic.os, "fsync", full)
+    session = Session.load(autosave_file())
+    code, out = plain(session, "go north\nlisten to the fans\n")
+    assert code == 0
+    assert out.count("(Autosave failed: No space left on device. The previous autosave is intact.)") == 2
+    assert session.engine.state.turn == 3  # the game went on
+    assert read_save(autosave_file()).state.turn == 1  # the last good autosave is intact
+    monkeypatch.setattr(game.atomic.os, "fsync", real_fsync)
+    files = sorted(autosave_dir().iterdir())
+    assert files and all(read_save(p).state.turn == 1 for p in files)  # no half-written file anywhere
+
+
+def test_a_saves_folder_that_cannot_be_made_is_said_and_play_goes_on(tmp_path, monkeypatch):
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the data folder should be")  # mkdir fails here, even for root
+    monkeypatch.setenv("STORYTELLER_DATA_DIR", str(blocker))
+    code, out = plain(Engine(load_quest(QUEST), seed=1), "take the lantern\ngo north\n")
+    assert code == 0 and "== The Overgrown Server Hall ==" in out
+    assert out.count("(Autosave failed: ") == 2 and "The previous autosave is intact.)" in out
+    assert "Traceback" not in out
+
+
+def test_autosave_keeps_the_three_turns_before_each_loadable(tmp_path):
+    session = Session(load_quest(QUEST), seed=1)
+    moves = ["take the lantern", "go north", "listen to the fans", "south", "look", "read the glyphs", "dance"]
+    for move in moves:
+        session.engine.act(move)
+        session.autosave()
+    path = autosave_file()
+    assert read_save(path).state.turn == len(moves)
+    for n in range(1, AUTOSAVE_COPIES + 1):
+        copy = Session.load(backup_path(path, n))
+        assert copy.engine.state.turn == len(moves) - n
+        assert copy.engine.history[-1].action == moves[len(moves) - n - 1]
+        copy.engine.act("look")
+    assert not backup_path(path, AUTOSAVE_COPIES + 1).exists()
+    assert latest_autosave() == path
+
+
+def test_quests_whose_ids_look_like_numbered_copies_keep_their_own_autosaves(tmp_path):
+    text = QUEST.read_text(encoding="utf-8")
+    sessions = {}
+    for quest_id in ("tale", "tale.1", "tale.2", "2024"):
+        path = tmp_path / f"{quest_id}.yaml"
+        path.write_text(text.replace("id: call-of-the-storyteller", f"id: {quest_id}"), encoding="utf-8")
+        sessions[quest_id] = Session(load_quest(path), seed=1)
+    for turn in range(4):  # "tale" makes tale.1, tale.2 and tale.3 copies on the way
+        for session in sessions.values():
+            session.engine.act("look")
+            session.autosave()
+    for quest_id, session in sessions.items():
+        save = read_save(session.autosave_path())
+        assert save.quest_id == quest_id and save.state.turn == 4
+    assert sorted(read_save(p).quest_id for p in autosaves()) == sorted(sessions)
+
+
+@pytest.fixture
+def good_save(tmp_path):
+    engine = Engine(load_quest(QUEST), seed=1)
+    for move in ("take the lantern", "go north"):
+        engine.act(move)
+    return save_game(tmp_path / "slot.json", engine)
+
+
+def damage(path: Path, how: str) -> bytes:
+    text = path.read_text(encoding="utf-8")
+    if how == "truncated":
+        text = text[: len(text) // 2]
+    elif how == "edited":
+        data = json.loads(text)
+        data["state"]["turn"] = "many"
+        text = json.dumps(data)
+    elif how == "newer":
+        data = json.loads(text)
+        data["version"] = SAVE_VERSION + 1
+        text = json.dumps(data)
+    path.write_text(text, encoding="utf-8")
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("how, words", [("truncated", "damaged (truncated or edited)"),
+                                        ("edited", "wrong type"),
+                                        ("newer", f"format {SAVE_VERSION + 1} is newer than this game")])
+def test_a_damaged_or_newer_save_is_refused_clearly_and_never_overwritten(good_save, how, words,
+                                                                          monkeypatch, capsys):
+    before = damage(good_save, how)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("look\n"))
+    assert main(["play", "--plain", "--no-spirit", "--load", str(good_save)]) == 1
+    err = capsys.readouterr().err
+    assert f"{good_save}:" in err and words in err and "The save was left as it is." in err
+    assert good_save.read_bytes() == before
+    # The same file as the autosave: --continue refuses it, and a new game keeps it as a copy.
+    autosave_file().parent.mkdir(parents=True)
+    autosave_file().write_bytes(before)
+    assert main(["play", "--plain", "--no-spirit", "--continue"]) == 1
+    assert words in capsys.readouterr().err and autosave_file().read_bytes() == before
+    code, _ = plain(Engine(load_quest(QUEST), seed=1), "look\n")
+    assert code == 0 and backup_path(autosave_file(), 1).read_bytes() == before
+
+
+def test_a_save_from_an_earlier_version_of_the_quest_plays_on_with_notes(tmp_path, monkeypatch, capsys):
+    original = QUEST.read_text(encoding="utf-8")
+    path = tmp_path / "quest.yaml"
+    path.write_text(original, encoding="utf-8")
+    engine = Engine(load_quest(path), seed=1)
+    for move in ("take the lantern", "go north", "south", "read the glyphs", "go north"):
+        engine.act(move)
+    assert engine.state.inventory == ["lantern"] and engine.state.scene == "server_hall"
+    save = save_game(tmp_path / "slot.json", engine)
+    # The author edits the quest: the lantern item is gone, a flag is added.
+    edited = original.replace("  lantern:\n", "  lamp:\n", 1).replace("give: lantern", "give: lamp") \
+        .replace("has: lantern", "has: lamp").replace("lacks: lantern", "lacks: lamp") \
+        .replace("take: lantern", "take: lamp")
+    edited = edited.replace("flags:\n", "flags:\n  brand_new: 7\n", 1)
+    path.write_text(edited, encoding="utf-8")
+    load_quest(path)  # the edit is a valid quest
+    monkeypatch.setattr(sys, "stdin", io.StringIO("look\nundo\nundo\n"))
+    assert main(["play", "--plain", "--no-spirit", "--load", str(save)]) == 0
+    captured = capsys.readouterr()
+    assert "note: item 'lantern' no longer exists in the quest and was dropped" in captured.err
+    assert "== The Overgrown Server Hall ==" in captured.out and "Traceback" not in captured.err
+    session = Session.load(save)
+    assert session.engine.state.inventory == [] and session.engine.state.flags["brand_new"] == 7
+    assert session.engine.undo() and session.engine.state.scene == "threshold"
+
+
+# == settings ==================================================================================
+@pytest.mark.parametrize("kind", ["binary", "syntax", "folder", "pipe", "out-of-range"])
+def test_a_broken_settings_file_never_stops_plain_play(tmp_path, kind):
+    settings = tmp_path / "cfg" / "settings.yaml"
+    settings.parent.mkdir(parents=True)
+    if kind == "binary":
+        settings.write_bytes(random.Random(3).randbytes(3000))
+    elif kind == "syntax":
+        settings.write_text("seed: 3\nsampling: {temperature: [\n")
+    elif kind == "folder":
+        settings.mkdir()
+    elif kind == "pipe":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("named pipes are POSIX")
+        os.mkfifo(settings)
+    else:
+        settings.write_text("seed: -5\nsampling:\n  temperature: 9\n  max_new_tokens: 4096\ndevice: gpu\n")
+    proc = subprocess.run([sys.executable, "-m", "game", "play", str(QUEST), "--plain", "--no-spirit"],
+                          input="take the lantern\ngo north\n", cwd=ROOT, env=env_for(tmp_path),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert "You now have a cursor lantern." in proc.stdout and "== The Overgrown Server Hall ==" in proc.stdout
+    assert f"{settings}:" in proc.stderr
+    if kind == "out-of-range":
+        for words in ("seed is -5; it must be null", "from 0 to 4294967295",
+                      "temperature is 9, outside the allowed range 0.05 to 2",
+                      "max_new_tokens is 4096, outside the allowed range 8 to 512",
+                      "device is 'gpu'", "choose one of: auto, cpu, cuda"):
+            assert words in proc.stderr
+    if kind in ("binary", "syntax", "folder", "pipe"):
+        assert "the default settings are used" in proc.stderr
+    assert settings.is_dir() if kind == "folder" else settings.exists()
+
+
+# == the model =================================================================================
+@pytest.fixture(scope="module")
+def service(tiny_model_dir) -> NarratorService:
+    spirit = NarratorService(str(tiny_model_dir), device="cpu")
+    spirit.load()
+    assert spirit.status == "ready"
+    return spirit
+
+
+def spirit(service, sampling: Sampling = FEW) -> PlainSpirit:
+    return PlainSpirit(TurnNarrator(service, PERSONA, sampling, seed=1), out_err=io.StringIO())
+
+
+def patch_forward(monkeypatch, service, make):
+    """Replace the model's forward pass: make(original) -> the new forward."""
+    backend = service.generator.backend
+    monkeypatch.setattr(backend, "forward", make(backend.forward))
+
+
+def broken_model(tmp_path: Path, tiny: Path, how: str) -> str:
+    import shutil
+
+    folder = tmp_path / f"model-{how}"
+    if how == "missing":
+        return str(folder)
+    if how == "offline-hub":
+        return "no-such-org/no-such-model-xyz"
+    shutil.copytree(tiny, folder)
+    if how == "corrupt-weights":
+        (folder / "model.safetensors").write_bytes(random.Random(1).randbytes(5000))
+    elif how == "truncated-weights":
+        data = (folder / "model.safetensors").read_bytes()
+        (folder / "model.safetensors").write_bytes(data[: len(data) // 3])
+    elif how == "no-weights":
+        (folder / "model.safetensors").unlink()
+    elif how == "garbage-config":
+        (folder / "config.json").write_bytes(b"\x00\xff not json")
+    return str(folder)
+
+
+@pytest.mark.parametrize("how", ["offline-hub", "missing", "corrupt-weights", "truncated-weights",
+                                 "no-weights", "garbage-config"])
+def test_a_model_that_cannot_load_is_one_line_and_the_quest_plays_on(tmp_path, tiny_model_dir, how,
+                                                                      monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # no network
+    model = broken_model(tmp_path, tiny_model_dir, how)
+    broken = NarratorService(model, device="cpu")
+    began = time.monotonic()
+    broken.start()
+    assert broken.wait(60) and time.monotonic() - began < 30
+    assert broken.status == "silent" and "\n" not in broken.reason
+    assert broken.reason.startswith(f"could not load model '{model}': ")
+    code, out = plain(Engine(load_quest(QUEST), seed=1), "take the lantern\ngo north\nlook\n",
+                      narrate=spirit(broken))
+    assert code == 0
+    assert out.count(f"(The Storyteller Spirit is silent: {broken.reason}. The quest's own words go on.)") == 1
+    assert "You now have a cursor lantern." in out and "== The Overgrown Server Hall ==" in out
+    assert read_save(autosave_file()).state.turn == 3
+
+
+def test_running_out_of_memory_while_loading_is_said_and_the_quest_plays_on(tmp_path, tiny_model_dir):
+    import shutil
+
+    folder = tmp_path / "absurd"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["n_positions"] = 2**31  # a position table of 256 GB
+    (folder / "config.json").write_text(json.dumps(config))
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30)); "
+    code = limit + "from game.cli import main; raise SystemExit(main())"
+    proc = subprocess.run([sys.executable, "-c", code, "play", str(QUEST), "--plain", "--model", str(folder)],
+                          input="take the lantern\ngo north\n", cwd=ROOT, env=env_for(tmp_path),
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    silent = [line for line in proc.stdout.splitlines() if "The Storyteller Spirit is silent" in line]
+    assert len(silent) == 1 and "can't allocate memory" in silent[0], proc.stdout
+    assert "== The Overgrown Server Hall ==" in proc.stdout
+
+
+def test_an_error_in_the_middle_of_a_generation_is_said_and_the_next_turn_narrates(service, monkeypatch):
+    calls = {"n": 0}
+
+    def make(original):
+        def forward(ids, start, all_logits=False):
+            calls["n"] += 1
+            if calls["n"] == 4:  # a few tokens into the first narration
+                raise RuntimeError("CUDA error: an illegal memory access was encountered\n"
+                                   "CUDA kernel errors might be asynchronously reported")
+            return original(ids, start, all_logits)
+        return forward
+
+    patch_forward(monkeypatch, service, make)
+    engine = Engine(load_quest(QUEST), seed=1)
+    code, out = plain(engine, "take the lantern\ngo north\nlook\n", narrate=spirit(service))
+    assert code == 0 and calls["n"] > 4
+    assert out.count("(The Spirit lost its words: generation failed: CUDA error: an illegal memory "
+                     "access was encountered)\n") == 1
+    after = out[out.index("(The Spirit lost its words"):]
+    assert "== The Overgrown Server Hall ==" in after and "\n~ " in after  # later turns are narrated
+    assert engine.state.turn == 3 and read_save(autosave_file()).state.turn == 3
+
+
+class Script(io.StringIO):
+    """Input lines, with a callback run before a given line is read."""
+
+    def __init__(self, lines: str, before: dict):
+        super().__init__(lines)
+        self.before, self.read = before, 0
+
+    def readline(self, *args):
+        if self.read in self.before:
+            self.before.pop(self.read)()
+        self.read += 1
+        return super().readline(*args)
+
+
+def test_a_generation_that_never_ends_is_abandoned_with_a_message_and_play_goes_on(service, monkeypatch):
+    release = threading.Event()
+    calls = {"n": 0}
+
+    def make(original):
+        def forward(ids, start, all_logits=False):
+            calls["n"] += 1
+            if calls["n"] == 2:  # the model hangs after its first token
+                release.wait(120)
+            return original(ids, start, all_logits)
+        return forward
+
+    patch_forward(monkeypatch, service, make)
+    monkeypatch.setattr(service, "timeout", 0.5)
+
+    def unstick():  # the hung generation thread may finish now; wait for it before the next turn
+        release.set()
+        for thread in threading.enumerate():
+            if thread.name == "storyteller-generate":
+                thread.join(30)
+                assert not thread.is_alive()
+
+    engine = Engine(load_quest(QUEST), seed=1)
+    out = io.StringIO()
+    began = time.monotonic()
+    game = PlainGame(engine, out=out, inp=Script("take the lantern\ngo north\n", {1: unstick}),
+                     narrate=spirit(service), autosave=True)
+    assert game.run() == 0
+    assert time.monotonic() - began < 60
+    text = out.getvalue()
+    assert text.count("(The Spirit lost its words: the model wrote nothing for 0.5 s; narration abandoned)") == 1
+    after = text[text.index("(The Spirit lost its words"):]
+    assert "== The Overgrown Server Hall ==" in after and "\n~ " in after
+    assert engine.state.turn == 2 and read_save(autosave_file()).state.turn == 2
+
+
+def test_a_generation_that_crawls_on_is_cut_at_the_time_limit_and_play_goes_on(service, monkeypatch):
+    def make(original):
+        def forward(ids, start, all_logits=False):
+            time.sleep(0.05)
+            return original(ids, start, all_logits)
+        return forward
+
+    patch_forward(monkeypatch, service, make)
+    monkeypatch.setattr(service, "timeout", 1.0)
+    engine = Engine(load_quest(QUEST), seed=1)
+    began = time.monotonic()
+    code, out = plain(engine, "take the lantern\ngo north\n", narrate=spirit(service, Sampling(max_new_tokens=512)))
+    assert code == 0 and time.monotonic() - began < 30  # 512 tokens would take 25 s or more each
+    assert "== The Overgrown Server Hall ==" in out and engine.state.turn == 2
+    assert all(len(service.tokenizer.encode(t.narration)) < 200 for t in engine.history)
+
+
+def test_a_window_too_small_for_max_new_tokens_narrates_shorter_instead_of_crashing(tmp_path):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from game.narrator.model_builder import write_tokenizer
+
+    folder = write_tokenizer(tmp_path / "small-window")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=128, vocab_size=50257,
+                               bos_token_id=50256, eos_token_id=50256)).save_pretrained(folder)
+    small = NarratorService(str(folder), device="cpu")
+    small.load()
+    assert small.window == 128
+    engine = Engine(load_quest(QUEST), seed=1)
+    code, out = plain(engine, "take the lantern\ngo north\n",
+                      narrate=spirit(small, Sampling(max_new_tokens=200)))
+    assert code == 0 and "== The Overgrown Server Hall ==" in out
+    assert "cannot narrate" not in out and out.count("\n~ ") >= 1
+
+
+async def test_the_app_says_when_the_spirit_lost_its_words_and_the_next_turn_narrates(service, monkeypatch):
+    from game.tui.app import make_app
+    from game.tui.screens.game import GameScreen
+    from game.tui.widgets.action_input import ActionInput
+    from game.tui.widgets.story_log import StoryParagraph
+
+    calls = {"n": 0}
+
+    def make(original):
+        def forward(ids, start, all_logits=False):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\n(GPU 0; 4 GiB total)")
+            return original(ids, start, all_logits)
+        return forward
+
+    patch_forward(monkeypatch, service, make)
+    app = make_app(narrator=TurnNarrator(service, PERSONA, FEW, seed=1), quest_path=QUEST)
+    notes = []
+    original_notify = app.notify
+    app.notify = lambda message, **kw: (notes.append((str(message), kw.get("severity"))),
+                                        original_notify(message, **kw))[1]
+
+    async def until(predicate, what):
+        deadline = time.monotonic() + 60
+        while not predicate():
+            assert time.monotonic() < deadline, what
+            await pilot.pause(0.05)
+
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(lambda: isinstance(app.screen, GameScreen), "the game screen")
+        screen = app.screen
+        for action in ("take the lantern", "go north"):
+            screen.query_one(ActionInput).value = action
+            await pilot.press("enter")
+            await until(lambda: screen.narrating is None, f"the narration of {action!r}")
+        assert ("The Spirit lost its words: generation failed: CUDA out of memory. Tried to allocate "
+                "2.00 GiB", "error") in notes
+        texts = [(p.kind, p.text) for p in screen.query(StoryParagraph)]
+        assert ("change", "You now have a cursor lantern.") in texts  # the turn kept its authored text
+        hall = texts.index(("scene-title", "The Overgrown Server Hall"))
+        assert any(kind == "narration" and text for kind, text in texts[hall:])  # the next turn was narrated
+        assert app.is_running and screen.engine.state.turn == 2
+    assert read_save(autosave_file()).state.turn == 2
+
+
+# == untrusted text ============================================================================
+EVIL = "Look: \x1b]8;;http://x\x07link\x1b]8;;\x07 and [red]x[/] [@click=app.quit]q[/]\x1b[2J\x9b6n done."
+
+
+def test_escape_sequences_written_by_the_model_reach_the_terminal_inert(service, monkeypatch):
+    import torch
+
+    wanted = service.tokenizer.encode(EVIL) + [service.tokenizer.eos_token_id]
+    step = {"k": 0, "last": None}
+
+    def make(original):
+        def forward(ids, start, all_logits=False):  # the model writes EVIL, token by token
+            logits = original(ids, start, all_logits)
+            fed_back = list(ids) == [step["last"]]  # else a new generation starts from its prompt
+            step["k"] = min(step["k"] + 1, len(wanted) - 1) if fed_back else 0
+            step["last"] = wanted[step["k"]]
+            forced = torch.full_like(logits, -100.0)
+            forced[step["last"]] = 100.0
+            return forced
+        return forward
+
+    patch_forward(monkeypatch, service, make)
+    engine = Engine(load_quest(QUEST), seed=1)
+    code, out = plain(engine, "take the lantern\n", narrate=spirit(service, Sampling(max_new_tokens=64)))
+    assert code == 0
+    assert "\x1b]8;;" in engine.history[-1].narration  # the model really wrote them
+    assert not any(c in out for c in "\x1b\x07\x9b")
+    assert "~ Look: \ufffd]8;;http://x\ufffdlink\ufffd]8;;\ufffd and [red]x[/] [@click=app.quit]q[/]" \
+           "\ufffd[2J\ufffd6n done." in out
+
+
+def test_escape_sequences_in_a_quest_reach_the_validator_output_inert(tmp_path, capsys):
+    path = tmp_path / "quest.yaml"
+    path.write_text(textwrap.dedent("""\
+        id: evil
+        title: "Evil \\e]0;pwned\\a title"
+        start: a
+        "\\e[2J\\e]8;;http://x\\alink": 1
+        scenes:
+          a: {title: A, description: D, ending: e}
+        endings:
+          e: {title: E, text: T}
+        """), encoding="utf-8")
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "unknown key '\ufffd[2J\ufffd]8;;http://x\ufffdlink'" in out
+    assert not any(c in out for c in "\x1b\x07\x9b")
+
+
+async def test_escape_sequences_and_markup_in_a_quest_show_inert_and_literal_in_the_app(tmp_path):
+    from game.tui.app import make_app
+    from game.tui.screens.game import GameScreen
+
+    path = tmp_path / "quest.yaml"
+    path.write_text(textwrap.dedent("""\
+        id: evil-tui
+        title: "Evil \\e]0;pwned\\a [i]quest[/i]"
+        start: a
+        scenes:
+          a:
+            title: "Hall [b]bold[/b] \\e[7m"
+            description: "Here \\e]8;;http://x\\alink\\e]8;;\\a and [red]x[/] \\e[31mred\\e[0m end."
+            exits:
+              - {label: "Leave [u]now[/u] \\e[5mblink", to: b}
+          b: {title: Out, description: Outside., ending: e}
+        endings:
+          e: {title: E, text: T}
+        """), encoding="utf-8")
+    app = make_app(narrator=None, quest_path=path)
+    async with app.run_test(size=(120, 30)) as pilot:
+        deadline = time.monotonic() + 30
+        while not isinstance(app.screen, GameScreen) and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        await pilot.pause()
+        strips = list(app.screen._compositor.render_strips())
+        screen = "\n".join(strip.text for strip in strips)
+        assert "Here \ufffd]8;;http://x\ufffdlink\ufffd]8;;\ufffd and [red]x[/] \ufffd[31mred\ufffd[0m end." \
+               in " ".join(screen.split())
+        assert "Hall [b]bold[/b] \ufffd[7m" in screen and "Leave [u]now[/u] \ufffd[5mblink" in screen
+        assert not any(c in screen for c in "\x1b\x07\x9b")
+        for strip in strips:
+            for segment in strip:
+                if "[red]x[/]" in segment.text:
+                    assert segment.style is None or segment.style.color is None or \
+                           segment.style.color.name != "red"
+                assert segment.style is None or segment.style.link is None  # no hyperlink was made
+        assert app.is_running
+
+
+# == a long session ============================================================================
+def test_a_thousand_turns_stay_flat_in_memory_prompt_and_autosave(service):
+    """1,000 plain-mode turns: every prompt built and checked, every 50th narrated by the model."""
+    engine = Engine(load_quest(QUEST), seed=1)
+    session = Session(engine.quest, engine)
+    narrator = TurnNarrator(service, PERSONA, Sampling(max_new_tokens=8), seed=1)
+    real = PlainSpirit(narrator, out_err=io.StringIO())
+    window = service.window
+    measured, sizes, narrated = {}, [], []
+
+    def narrate(engine, result, write):
+        turn = result.turn
+        if turn == 150:
+            tracemalloc.start()
+        if turn in (200, 600, 1000):
+            measured[turn] = (tracemalloc.get_traced_memory()[0], _rss())
+        prepared = narrator.prepare(engine, result)  # the real prompt, with the real tokenizer
+        assert prepared.prompt.prompt_tokens + prepared.sampling.max_new_tokens <= window
+        assert f"> {' '.join(result.action.split())}" in prepared.prompt.text
+        if turn % 50 == 0:
+            told = real(engine, result, write)
+            narrated.append(engine.history[-1].narration)
+            text = engine.history[-1].narration
+        else:
+            told, text = True, f"The Spirit recalls turn {turn}: the ruins hum and the fans turn slowly."
+            engine.set_narration(text)
+        session.add_sample(turn, text)
+        if turn % 100 == 0:
+            sizes.append(session.autosave().stat().st_size)
+        return told
+
+    moves = "".join(f"{m}\n" for i in range(250) for m in
+                    ("go north", "south", "look", f"I hum a song about pattern {i}"))
+    out = io.StringIO()
+    try:
+        code = PlainGame(session, out=out, inp=io.StringIO(moves), narrate=narrate).run()
+    finally:
+        tracemalloc.stop()
+    assert code == 0 and engine.state.turn == 1000
+    assert len(narrated) == 20 and "Traceback" not in out.getvalue()
+    assert len(engine.history) == HISTORY_LIMIT and len(engine.undo_stack) == HISTORY_LIMIT
+    assert len(session.samples) <= HISTORY_LIMIT + 1
+    (heap_200, rss_200), (heap_600, _), (heap_1000, rss_1000) = measured[200], measured[600], measured[1000]
+    assert heap_1000 - heap_200 < 8_000_000, measured  # Python objects: bounded by the history...
+    assert heap_1000 - heap_600 < 1_000_000, measured  # ...and flat once the history is full (turn 500)
+    assert rss_1000 - rss_200 < 150_000_000, (rss_200, rss_1000)  # the process: no runaway growth
+    assert max(sizes) < 1_500_000 and sizes[-1] < sizes[4] * 1.3, sizes  # flat once history is full
+    restored = Session.load(autosave_file())
+    assert restored.engine.state.turn == 1000 and len(restored.samples) <= HISTORY_LIMIT + 1
+
+
+def _rss() -> int:
+    """The process's resident memory in bytes (Linux; 0 elsewhere, where only the heap is checked)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
