@@ -62,9 +62,9 @@ from game.personality import DEFAULT_PERSONALITY, KEYS as PERSONALITY_KEYS
 from game.personality import MAX_PERSONA_CHARS, load_personalities, load_personality_file
 from game.quest_loader import (CHOICE_KEYS, CONDITION_KEYS, EFFECT_KEYS, ENDING_KEYS, ITEM_KEYS,
                                LORE_KEYS, MAX_CHOICES, MAX_CONDITION_DEPTH, MAX_ENTRIES,
-                               MAX_INCLUDES, MAX_SCENES, MAX_TEXT, SCENE_KEYS, TOP_KEYS,
+                               MAX_INCLUDES, MAX_QUEST_BYTES, MAX_SCENES, MAX_TEXT, SCENE_KEYS, TOP_KEYS,
                                check_quest, load_quest)
-from game.safe_yaml import MAX_BYTES, YList, YMap, load_yaml_text
+from game.safe_yaml import MAX_BYTES, MAX_VALUES, YList, YMap, load_yaml_text
 from game.sampling import SAMPLING_KEYS, Sampling
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -473,7 +473,8 @@ def test_quoted_numbers_come_from_the_code():
         f"at most {MAX_SCENES:,} scenes, {MAX_CHOICES} choices (and {MAX_CHOICES} exits) per scene, "
         f"{MAX_ENTRIES:,} items, flags, endings or lore entries each, {MAX_INCLUDES} included files, "
         f"conditions nested {MAX_CONDITION_DEPTH} deep, {MAX_TEXT:,} characters in one text, "
-        f"and {MAX_BYTES // 1_000_000} MB per file",
+        f"{MAX_BYTES // 1_000_000} MB per file, and {MAX_QUEST_BYTES // 1_000_000} MB or "
+        f"{MAX_VALUES:,} values for the whole quest",
     ]
     for phrase in phrases:
         assert phrase in FLAT, f"docs/quests.md should say: {phrase}"
