@@ -62,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("name", help="quest name, e.g. my-quest (writes ./my-quest.yaml)")
     new.add_argument("--mine", action="store_true", help="write it into your own quests folder")
 
+    bench = sub.add_parser("bench", help="measure the narrator's speed against the plain pipeline")
+    bench.add_argument("--model", metavar="DIR", help="model folder (default: distilgpt2's shape, random weights)")
+    bench.add_argument("--json", metavar="FILE", type=Path, help="also write the figures as JSON")
+    bench.add_argument("--quality", action="store_true",
+                       help="compare each precision with fp32 on a bundled English text (needs real weights)")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions")
+    bench.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto",
+                       help="the game side's precision")
+
     qmap = sub.add_parser("map", help="show a quest's scenes and where they lead")
     qmap.add_argument("quest", help="quest file, folder or id")
     qmap.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
@@ -74,6 +83,8 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"),
                         help="the model's number format")
     parser.add_argument("--personality", metavar="P", help="narrator personality id")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"),
+                        help="how the narrator does its sums (auto picks what is fast and safe here)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_new(args)
         if args.command == "map":
             return cmd_map(args)
+        if args.command == "bench":
+            from game.bench import run_bench
+
+            return run_bench(args.model, args.json, args.quality, quick=args.quick, precision=args.precision)
         parser.print_help()  # pragma: no cover (argparse rejects unknown commands)
         return 2
     except KeyboardInterrupt:
@@ -275,6 +290,7 @@ def _turn_narrator(args, quest=None, loaded=None):
     return make_turn_narrator(settings, personalities, quest=quest, model=getattr(args, "model", None),
                               device=getattr(args, "device", None), dtype=getattr(args, "dtype", None),
                               seed=getattr(args, "seed", None), personality=personality,
+                              precision=getattr(args, "precision", None),
                               context_log=getattr(args, "context_log", None))
 
 

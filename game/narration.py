@@ -139,7 +139,8 @@ class TurnNarrator:
 def make_turn_narrator(settings, personalities, *, quest=None, model: str | None = None,
                        device: str | None = None, dtype: str | None = None,
                        seed: int | None = None, personality: str | None = None,
-                       context_log: Path | None = None, on_event=None) -> TurnNarrator:
+                       precision: str | None = None, context_log: Path | None = None,
+                       on_event=None) -> TurnNarrator:
     """A TurnNarrator (and its not-yet-started service) from settings and overrides.
 
     The personality is, in order: the one asked for, the quest's suggestion when
@@ -156,6 +157,7 @@ def make_turn_narrator(settings, personalities, *, quest=None, model: str | None
         settings = settings.with_changes(personality=chosen)
     persona, sampling = settings.effective_sampling(personalities)
     service = NarratorService(model or settings.model, device=device or settings.device,
-                              dtype=dtype or settings.dtype, on_event=on_event)
+                              dtype=dtype or settings.dtype, precision=precision or settings.precision,
+                              on_event=on_event)
     return TurnNarrator(service, persona, sampling,
                         seed=seed if seed is not None else settings.seed, context_log=context_log)

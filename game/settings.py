@@ -28,6 +28,7 @@ from game.sampling import RANGES, SAMPLING_KEYS, Sampling, check_value
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")  # as game.narrator.precision.PRECISIONS (no torch here)
 SEED_MAX = 2**32 - 1  # what every random generator the model uses accepts
 MAX_FILE_BYTES = 64_000
 
@@ -108,6 +109,7 @@ _CHECKS = {
     "model": _model,
     "device": _choice("device", DEVICES),
     "dtype": _choice("dtype", DTYPES),
+    "precision": _choice("precision", PRECISIONS),
     "seed": _seed,
     "autosave": _autosave,
     "keys": _keys,
@@ -124,6 +126,7 @@ class Settings:
     model: str = "distilgpt2"
     device: str = "auto"
     dtype: str = "auto"
+    precision: str = "auto"
     seed: int | None = None
     autosave: bool = True
     keys: Mapping[str, str] = field(default_factory=dict)  # action id -> key
@@ -313,6 +316,14 @@ def render_settings(settings: Settings) -> str:
 # float16. The smaller ones use less memory on a graphics card; on the
 # processor keep auto.
 {_entry("dtype", settings.dtype)}
+# How the narrator does its sums on the processor, trading a little accuracy
+# for speed: auto (the fastest safe choice for this computer), fp32 (exact,
+# slowest), bf16 (fast on processors with bfloat16 support), or int8 (the
+# fastest: 8-bit weights, about 4 times less to read per word). With auto,
+# a processor with fast 8-bit arithmetic gets int8, one with bfloat16 gets
+# bf16, any other fp32; a graphics card gets bf16 or fp32. See
+# docs/performance.md for the measurements.
+{_entry("precision", settings.precision)}
 # A whole number from 0 to {SEED_MAX} makes the narration come out the
 # same each time you replay the same moves; null gives a new story every time.
 {_entry("seed", settings.seed)}

@@ -1,9 +1,12 @@
 """The Storyteller Spirit's runtime: loading the model and streaming narration.
 
-`NarratorService` owns one `transformers.pipeline("text-generation")` (default
-`distilgpt2`; any hub id or local folder of a causal LM works). Importing this
-module imports neither torch nor transformers: they are imported by the loader
-thread and by generation.
+`NarratorService` owns one causal language model and its tokenizer (default
+`distilgpt2`; any hub id or local folder of a causal LM works), run by the fast
+generation path (`game.narrator.fastgen`) in the chosen `precision` (see
+`game.narrator.precision`): a GPT-2 folder is read straight into it, any other
+model is loaded with transformers' `AutoModelForCausalLM`; the tokenizer comes
+from `AutoTokenizer`. Importing this module imports neither torch nor
+transformers: they are imported by the loader thread and by generation.
 
 Loading (`start()`, on a daemon thread) reports through `on_event` with
 `Loading`, then `Ready` or `Silent` (called on the loader thread). It tries the
@@ -12,20 +15,21 @@ through `game.narrator.hub`, whose short timeouts make an offline machine give
 up in seconds. A service that could not load is "silent" with a one-line
 `reason`; the game then goes on with authored text.
 
-Generation (`stream()` / `narrate()`, call them from a worker thread) runs
-`model.generate` on its own thread with a `TextIteratorStreamer`, so text
-arrives as it is made; a stopping criterion watches a `threading.Event`, so a
-cancel takes effect within one token. Seeds make stories reproducible (same
-seed, model, prompt and settings → same text); generations are serialized by
-a lock. Stop strings (default "\\n>", the player's next action) end the
-generation and never reach the caller. `narrate` cleans the reply with
-`game.narrator.cleaning`, and re-samples once with a stronger repetition
-penalty when `cleaning.judge` finds it bad.
+Generation (`stream()` / `narrate()`, call them from a worker thread) runs the
+fast path's decode loop on its own thread; each token is passed back as it is
+made and decoded incrementally, so text arrives as it is written. The loop
+checks the cancel event after every token, so a cancel takes effect within one
+token. The key/value cache of the last prompt and narration is kept, so the
+next turn computes only what changed since (`clear_cache()` drops it). Seeds
+make stories reproducible (same seed, model, prompt and settings → same text);
+generations are serialized by a lock. Stop strings (default "\\n>", the
+player's next action) end the generation and never reach the caller. `narrate`
+cleans the reply with `game.narrator.cleaning`, and re-samples once with a
+stronger repetition penalty when `cleaning.judge` finds it bad.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 import threading
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, Union
 
-from game.narrator import cleaning, hub
+from game.narrator import cleaning, fastgen, hub, precision as formats
 from game.sampling import RANGES, Sampling
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "distilgpt2"
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+PRECISIONS = formats.PRECISIONS
+_DTYPE_PRECISION = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 TIMEOUT = 60.0           # wall-clock limit of one generation, seconds
 PENALTY_STEP = 0.3       # added to the repetition penalty when re-sampling
 # Config fields that hold a model's context window, by model family.
@@ -97,13 +103,15 @@ class NarratorService:
     """The text-generation model, loaded once in the background and reused."""
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
-                 on_event: Callable[[Event], None] | None = None, timeout: float = TIMEOUT):
+                 precision: str = "auto", on_event: Callable[[Event], None] | None = None,
+                 timeout: float = TIMEOUT):
         self.model_name = model
         self.timeout = timeout
-        self._want_device, self._want_dtype = device, dtype
+        self._want_device, self._want_dtype, self._want_precision = device, dtype, precision
         self._on_event = on_event
         self._status, self._reason = "idle", None
-        self._pipe = None
+        self._fast = None        # fastgen.FastGenerator once ready
+        self._tokenizer = None
         self._device: str | None = None
         self._window: int | None = None
         self._eos: int | None = None
@@ -131,7 +139,23 @@ class NarratorService:
     @property
     def tokenizer(self):
         """The loaded tokenizer (None until ready), for counting prompt tokens."""
-        return self._pipe.tokenizer if self._pipe is not None else None
+        return self._tokenizer
+
+    @property
+    def precision(self) -> str | None:
+        """The number format the model runs in ('fp32', 'bf16', 'int8'), once ready."""
+        return self._fast.precision if self._fast is not None else None
+
+    @property
+    def generator(self):
+        """The `fastgen.FastGenerator` (None until ready): tests and the benchmark look inside."""
+        return self._fast
+
+    def clear_cache(self) -> None:
+        """Forget the cached prompt prefix: the next generation computes its whole prompt."""
+        with self._lock:
+            if self._fast is not None:
+                self._fast.forget()
 
     @property
     def device(self) -> str | None:
@@ -161,11 +185,12 @@ class NarratorService:
         name = self.model_name
         self._emit(Loading(f"Waking the Storyteller Spirit ({name})..."))
         try:
-            pipe = self._load_pipeline(name)
-            window = _context_window(pipe.model.config, pipe.tokenizer)
-            eos = pipe.tokenizer.eos_token_id
+            fast, tokenizer, config, device = self._load_model(name)
+            window = _context_window(config, tokenizer)
+            eos = tokenizer.eos_token_id
             if eos is None:
-                eos = pipe.model.generation_config.eos_token_id or pipe.tokenizer.pad_token_id
+                eos = getattr(config, "eos_token_id", None)
+                eos = tokenizer.pad_token_id if eos is None else eos
             if isinstance(eos, (list, tuple)):
                 eos = eos[0]
         except hub.HubError as error:
@@ -176,29 +201,32 @@ class NarratorService:
         except Exception as error:  # anything at all: the game must go on without the model
             log.debug("loading %s failed", name, exc_info=True)
             return self._silence(f"could not load model '{name}': {_one_line(error)}")
-        self._pipe, self._window, self._eos = pipe, window, eos
-        self._device = str(pipe.model.device.type)
+        self._fast, self._tokenizer, self._window, self._eos = fast, tokenizer, window, eos
+        self._device = device
         self._status = "ready"
         event = Ready(name, self._device, window)
         self._settled.set()
         self._emit(event)
         return event
 
-    def _load_pipeline(self, name: str):
-        """The pipeline from a local folder, the local cache, or (last) a hub download."""
+    def _load_model(self, name: str):
+        """(generator, tokenizer, config, device) from a local folder, the cache, or (last) the hub."""
         if self._want_device not in DEVICES:
             raise ValueError(f"unknown device '{self._want_device}' (use one of: {', '.join(DEVICES)})")
         if self._want_dtype not in DTYPES:
             raise ValueError(f"unknown dtype '{self._want_dtype}' (use one of: {', '.join(DTYPES)})")
+        if self._want_precision not in PRECISIONS:
+            raise ValueError(f"unknown precision '{self._want_precision}' "
+                             f"(use one of: {', '.join(PRECISIONS)})")
         if hub.is_local_model(name):
             folder = Path(name).expanduser()
             if not folder.is_dir():
                 raise ValueError(f"there is no folder '{name}' (pass a model folder, or a hub id like distilgpt2)")
             if not (folder / "config.json").is_file():
                 raise ValueError(f"'{name}' is not a model folder (it has no config.json)")
-            return self._pipeline(str(folder))
+            return self._open(str(folder))
         try:
-            return self._pipeline(name)
+            return self._open(name)
         except OSError:
             from huggingface_hub import try_to_load_from_cache
 
@@ -207,24 +235,61 @@ class NarratorService:
         self._emit(Loading(f"Downloading {name} from the Hugging Face hub...", 0.0))
         folder = hub.download(name, on_progress=self._download_progress)
         self._emit(Loading(f"Loading {name}...", 1.0))
-        return self._pipeline(str(folder))
+        return self._open(str(folder))
 
-    def _pipeline(self, model: str):
+    def _open(self, model: str):
+        """Load the tokenizer, the config and the weights into the fast path.
+
+        A GPT-2 with one model.safetensors is read straight into the lean path
+        while another thread imports transformers and loads the tokenizer (the
+        weight conversion runs in torch, outside the GIL); any other model is
+        loaded by AutoModelForCausalLM and wrapped. How busy other programs keep
+        the cores while torch is imported decides how many threads convert the
+        weights (see `precision.CoreMeter`).
+        """
+        meter = formats.CoreMeter()
+        meter.begin()
         import torch
-        from transformers import pipeline
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()  # no library chatter or bars over the game screen
-        hf_logging.disable_progress_bar()
+        meter.end()
         device = self._want_device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         elif device == "cuda" and not torch.cuda.is_available():
             self._emit(Loading("CUDA was asked for but no CUDA GPU is available; using the CPU"))
             device = "cpu"
-        dtype = self._want_dtype if self._want_dtype == "auto" else getattr(torch, self._want_dtype)
-        return pipeline("text-generation", model=model, device=device, dtype=dtype,
-                        local_files_only=True)
+        chosen = self._want_precision
+        if chosen == "auto" and self._want_dtype != "auto":
+            chosen = _DTYPE_PRECISION[self._want_dtype]  # an explicit dtype is kept as loaded
+        folder = Path(model) if Path(model).is_dir() else _cached_folder(model)
+        if folder is None or not fastgen.lean_checkpoint(folder):
+            tokenizer, config = _tokenizer_and_config(model)
+            from transformers import AutoModelForCausalLM
+
+            dtype = "auto" if self._want_dtype == "auto" else getattr(torch, self._want_dtype)
+            loaded = AutoModelForCausalLM.from_pretrained(model, dtype=dtype, local_files_only=True)
+            fast = fastgen.FastGenerator.from_model(loaded.to(device), chosen, meter=meter)
+            if fast.note:
+                self._emit(Loading(fast.note))
+            return fast, tokenizer, config, device
+        loaded: dict = {}
+
+        def load_tokenizer() -> None:
+            try:
+                loaded["tokenizer"], _ = _tokenizer_and_config(model, config=False)
+            except BaseException as error:
+                loaded["error"] = error
+
+        helper = threading.Thread(target=load_tokenizer, name="storyteller-tokenizer", daemon=True)
+        helper.start()
+        config = fastgen.checkpoint_config(folder)
+        fast = fastgen.FastGenerator.from_checkpoint(folder, config, chosen, device=device, meter=meter)
+        helper.join()
+        if "error" in loaded:
+            raise loaded["error"]
+        if fast.note:
+            self._emit(Loading(fast.note))
+        return fast, loaded["tokenizer"], config, device
 
     def _download_progress(self, done: int, total: int) -> None:
         fraction = done / total if total else None
@@ -254,10 +319,14 @@ class NarratorService:
     def stream(self, prompt: str, sampling: Sampling, *, seed: int | None = None,
                cancel: threading.Event | None = None,
                stop_strings: Sequence[str] = cleaning.DEFAULT_STOPS,
-               timeout: float | None = None) -> "NarrationStream":
-        """Start-on-iteration stream of raw text chunks; see `NarrationStream`."""
+               timeout: float | None = None, min_new_tokens: int = 0) -> "NarrationStream":
+        """Start-on-iteration stream of raw text chunks; see `NarrationStream`.
+
+        `min_new_tokens` keeps the model from ending (end-of-text) before that
+        many tokens; the benchmark uses it to time a fixed length.
+        """
         return NarrationStream(self, prompt, sampling, seed, cancel, tuple(stop_strings),
-                               self.timeout if timeout is None else timeout)
+                               self.timeout if timeout is None else timeout, min_new_tokens)
 
     def narrate(self, prompt: str, sampling: Sampling, *, seed: int | None = None,
                 previous: Sequence[str] = (), stop_strings: Sequence[str] = cleaning.DEFAULT_STOPS,
@@ -311,18 +380,22 @@ class NarrationStream:
     loop early and calling `close()` (or dropping the stream) stops the
     generation and frees the model for the next one. Afterwards: `text` (all yielded text),
     `raw` (everything the model wrote), `new_tokens`, `cancelled`, `stopped`
-    (a stop string ended it), `timed_out`. Raises `NarratorError` (one line)
-    when the model is not ready or generation fails.
+    (a stop string ended it), `timed_out`, `token_times` (`time.perf_counter()`
+    when each token was made) and `reused` (prompt tokens taken from the cache).
+    Raises `NarratorError` (one line) when the model is not ready or generation fails.
     """
 
     def __init__(self, service: NarratorService, prompt: str, sampling: Sampling, seed: int | None,
-                 cancel: threading.Event | None, stop_strings: tuple[str, ...], timeout: float):
+                 cancel: threading.Event | None, stop_strings: tuple[str, ...], timeout: float,
+                 min_new_tokens: int = 0):
         self._service, self._prompt, self._sampling, self._seed = service, prompt, sampling, seed
         self._cancel = cancel or threading.Event()
         self._stops = tuple(s for s in stop_strings if s)
         self._timeout = timeout
+        self._min_new_tokens = min_new_tokens
         self.text = self.raw = ""
-        self.new_tokens = 0
+        self.new_tokens = self.reused = 0
+        self.token_times: list[float] = []
         self.cancelled = self.stopped = self.timed_out = False
         self._chunks: Iterator[str] | None = None
 
@@ -342,13 +415,13 @@ class NarrationStream:
             why = f": {service.reason}" if service.reason else ""
             raise NarratorError(f"the Storyteller Spirit is {service.status}{why}")
         with service._lock:
-            streamer, thread, result, halt = self._begin()
+            tokens, thread, result, halt = self._begin()
             started = time.monotonic()
             longest = max((len(s) for s in self._stops), default=1)
             lead = self._prompt[-(longest - 1):] if longest > 1 else ""  # stops may span the prompt's end
             pending = ""
             try:
-                for chunk in streamer:
+                for chunk in _decoded(tokens, service.tokenizer, self._timeout + 10):
                     self.raw += chunk
                     pending += chunk
                     seen = lead + pending
@@ -376,69 +449,60 @@ class NarrationStream:
                 thread.join(self._timeout)
                 self.cancelled = self._cancel.is_set()
                 self.timed_out = time.monotonic() - started >= self._timeout
-                self.new_tokens = result.get("new_tokens", 0)
+                self.new_tokens, self.reused = len(self.token_times), result.get("reused", 0)
             if "error" in result:
                 raise NarratorError(f"generation failed: {_one_line(result['error'])}")
 
     def _begin(self):
-        """Tokenize, seed and start `generate` on its own thread."""
-        import torch
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
-
+        """Tokenize and start the fast path's decode loop on its own thread."""
         service, sampling = self._service, self._sampling
-        pipe = service._pipe
-        tokenizer, model = pipe.tokenizer, pipe.model
-        ids = tokenizer(self._prompt, return_tensors="pt").input_ids
-        if ids.shape[-1] == 0:  # an empty prompt: start from the end-of-text token
-            ids = torch.tensor([[service._eos]])
-        budget = max(1, service.window - sampling.max_new_tokens)
-        ids = ids[:, -budget:].to(model.device)  # keep the prompt's end if it is too long
-        halt = threading.Event()
-        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True,
-                                        timeout=self._timeout + 10)
-        kwargs = dict(
-            input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
-            do_sample=True, temperature=sampling.temperature, top_k=sampling.top_k,
-            top_p=sampling.top_p, repetition_penalty=sampling.repetition_penalty,
-            no_repeat_ngram_size=sampling.no_repeat_ngram_size,
-            max_new_tokens=sampling.max_new_tokens, pad_token_id=service._eos,
-            max_time=self._timeout,
-            stopping_criteria=StoppingCriteriaList([_halt_criterion()(halt, self._cancel)]))
-        if self._seed is not None:
-            torch.manual_seed(self._seed)
-        result: dict = {}
-        thread = threading.Thread(target=_generate, args=(model, kwargs, result),
-                                  name="storyteller-generate", daemon=True)
+        ids = service.tokenizer(self._prompt).input_ids or [service._eos]  # empty: start from end-of-text
+        ids = ids[-max(1, service.window - sampling.max_new_tokens):]  # keep the prompt's end if too long
+        halt, tokens, result = threading.Event(), queue.Queue(), {}
+        times, cancel = self.token_times, self._cancel
+
+        def on_token(token: int) -> None:
+            times.append(time.perf_counter())
+            tokens.put(token)
+
+        def run() -> None:  # the generation thread: tokens go to the queue, None ends it
+            try:
+                service._fast.generate(
+                    ids, sampling, seed=self._seed, max_new_tokens=sampling.max_new_tokens,
+                    min_new_tokens=self._min_new_tokens, eos=service._eos, on_token=on_token,
+                    should_stop=lambda: halt.is_set() or cancel.is_set(), max_time=self._timeout)
+                result["reused"] = service._fast.reused
+            except BaseException as error:
+                result["error"] = error
+            finally:
+                tokens.put(None)
+
+        thread = threading.Thread(target=run, name="storyteller-generate", daemon=True)
         thread.start()
-        return streamer, thread, result, halt
+        return tokens, thread, result, halt
 
 
-def _generate(model, kwargs: dict, result: dict) -> None:
-    """Body of the generation thread: run generate, record the token count or the error."""
-    try:
-        output = model.generate(**kwargs)
-        result["new_tokens"] = int(output.shape[-1] - kwargs["input_ids"].shape[-1])
-    except BaseException as error:
-        result["error"] = error
-        streamer = kwargs["streamer"]
-        streamer.text_queue.put(streamer.stop_signal)  # wake the reader
+def _decoded(tokens: queue.Queue, tokenizer, timeout: float) -> Iterator[str]:
+    """Text pieces from a queue of token ids (None ends it), each as soon as it is whole.
 
-
-@functools.cache
-def _halt_criterion():
-    """The StoppingCriteria class that stops generation when any of its events is set."""
-    import torch
-    from transformers import StoppingCriteria
-
-    class Halt(StoppingCriteria):
-        def __init__(self, *events: threading.Event):
-            self.events = events
-
-        def __call__(self, input_ids, scores, **kwargs):
-            stop = any(event.is_set() for event in self.events)
-            return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
-
-    return Halt
+    Decodes a short window of recent tokens each time, and holds back a piece
+    that ends inside a character (byte-level tokens may split one). Raises
+    queue.Empty when no token arrives for `timeout` seconds.
+    """
+    ids: list[int] = []
+    start = done = 0  # ids[start:done] is decoded already; ids[done:] is not yet shown
+    while (token := tokens.get(timeout=timeout)) is not None:
+        ids.append(token)
+        text = tokenizer.decode(ids[start:], skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            continue  # an unfinished character: wait for its next byte
+        shown = tokenizer.decode(ids[start:done], skip_special_tokens=True)
+        start, done = done, len(ids)
+        if len(text) > len(shown):
+            yield text[len(shown):]
+    if done < len(ids):
+        text = tokenizer.decode(ids[start:], skip_special_tokens=True)
+        yield text[len(tokenizer.decode(ids[start:done], skip_special_tokens=True)):]
 
 
 def _partial_stop(text: str, stops: Sequence[str]) -> int:
@@ -450,6 +514,25 @@ def _partial_stop(text: str, stops: Sequence[str]) -> int:
                 best = size
                 break
     return best
+
+
+def _tokenizer_and_config(model: str, config: bool = True):
+    """The tokenizer (and the config, unless `config` is False) of a folder or cached hub model."""
+    from transformers import AutoConfig, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # no library chatter or bars over the game screen
+    hf_logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=True)
+    return tokenizer, (AutoConfig.from_pretrained(model, local_files_only=True) if config else None)
+
+
+def _cached_folder(name: str) -> Path | None:
+    """The local snapshot folder of a hub model in the Hugging Face cache, if it is there."""
+    from huggingface_hub import try_to_load_from_cache
+
+    config = try_to_load_from_cache(name, "config.json")
+    return Path(config).parent if isinstance(config, str) else None
 
 
 def _context_window(config, tokenizer) -> int:

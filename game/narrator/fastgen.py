@@ -1,0 +1,558 @@
+"""The fast generation path: the model in its chosen precision, a prefix cache, a lean decode loop.
+
+`FastGenerator.from_checkpoint(folder, config, precision)` reads a GPT-2
+(gpt2, distilgpt2) straight from its model.safetensors, one tensor at a time,
+into a lean forward pass written here (transformers' model classes are never
+imported); `FastGenerator.from_model(model, precision)` wraps any loaded
+Hugging Face causal LM: a GPT-2 gets the same lean pass over its weights, any
+other model runs its own forward with a `DynamicCache`.
+
+The lean GPT-2 pass: weights converted by `game.narrator.precision` (GPT-2's
+`Conv1D` layers become Linear layers with the transposed weight; in int8 the
+embedding is int8 rows with a scale each, and the tied LM head gets its own
+packed int8 copy made from them), a key/value cache preallocated for the whole
+window (cropping it is free, a token costs no copying), and one call per
+token with nothing else in between.
+
+The prefix cache: after a generation the key/values stay. The next `generate`
+finds the longest common token prefix with its prompt, crops the cache there
+(`DynamicCache.crop` on the generic path) and computes only the rest. Prompts
+are computed in chunks of `ALIGN` tokens on a fixed grid of positions, and
+only whole grid chunks of earlier prompts are reused, so every number comes
+out exactly as without the cache: the cache changes how soon a story comes,
+never which story (greedy or seeded, in every precision).
+
+Sampling (`Sampler`) does what transformers' processors do for repetition
+penalty, no-repeat n-grams, temperature, top-k and top-p, in that order, but
+cheaply: the penalty works on the gathered logits of the tokens seen, top-k
+runs once on the full vocabulary, temperature and top-p only on those k. A
+`torch.Generator` seeded per generation makes seeded stories reproducible; in
+fp32 it draws exactly as transformers does, so a seed gives the classic
+pipeline's very story (bf16 and int8 logits differ anyway: they draw once,
+among the k candidates). `sampling=None` decodes greedily (the argmax, no
+processors), for tests.
+
+Importing this module imports no torch; call it from the loader or generation
+thread. One generation at a time (the service holds a lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from game.narrator import precision as formats
+
+_GELU = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
+TABLE_ROWS = 8192  # the embedding table is converted this many rows at a time
+TRIM_AFTER = 64  # after computing more prompt tokens than this, freed memory goes back to the system
+ALIGN = 128  # prompts are computed in chunks of this many tokens, at fixed positions (see _prefill)
+
+
+def lean_checkpoint(folder) -> bool:
+    """Whether `folder` holds a GPT-2 the lean path can read directly (one model.safetensors)."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return ((folder / "model.safetensors").is_file() and isinstance(config, dict)
+            and config.get("architectures") in (None, ["GPT2LMHeadModel"])
+            and _lean_ok(_Defaults(config), "GPT2LMHeadModel"))
+
+
+def parameter_count(config) -> int:
+    """A GPT-2's number of weights, from its config."""
+    width = config.n_embd
+    return (config.vocab_size + config.n_positions) * width + config.n_layer * (12 * width * width + 13 * width)
+
+
+def checkpoint_config(folder):
+    """A GPT-2 folder's config.json as attributes (GPT-2's defaults fill the gaps); no transformers needed."""
+    return _Defaults(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")))
+
+
+class _Defaults:
+    """A config.json as attributes, with GPT-2's defaults for what it leaves out."""
+
+    GPT2 = dict(model_type=None, activation_function="gelu_new", scale_attn_weights=True,
+                scale_attn_by_inverse_layer_idx=False, reorder_and_upcast_attn=False,
+                add_cross_attention=False, n_layer=12, n_head=12, n_embd=768, n_positions=1024,
+                layer_norm_epsilon=1e-5, vocab_size=50257, tie_word_embeddings=True,
+                eos_token_id=50256, pad_token_id=None)
+
+    def __init__(self, config: dict):
+        self.__dict__.update(self.GPT2, **config)
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common start of two token lists."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class FastGenerator:
+    """One model ready for token-by-token generation, with the key/value cache of its last sequence."""
+
+    def __init__(self, backend, precision: str, window: int, vocab: int, note: str | None = None,
+                 threads: int | None = None, meter=None):
+        self.backend = backend
+        self.precision = precision  # concrete: fp32, bf16 or int8
+        self.note = note  # why the precision differs from the one asked for, if it does
+        self.window = window
+        self.vocab = vocab
+        self.cached: list[int] = []  # the tokens whose keys/values are in the cache
+        self.reused = 0  # prompt tokens the last generation took from the cache
+        self._trim = False
+        self._grid = 0  # cached tokens computed on the prompt grid (see `_prefill`)
+        self._cores = meter or formats.CoreMeter()
+        self.fixed_threads = threads  # None: each generation uses the cores others left free
+        self.threads = 0  # torch threads of the last run
+        _give_back_freed_memory()
+
+    @classmethod
+    def from_model(cls, model, precision: str = "auto", *, window: int | None = None,
+                   lean: bool = True, threads: int | None = None, meter=None) -> "FastGenerator":
+        """Convert `model` to `precision` ("auto" chooses for its device) and wrap it.
+
+        After this, use the generator, not the model: in bf16 and int8 the lean
+        path copies what it needs and the model may be dropped. `lean=False`
+        forces the generic path (the model's own forward with a DynamicCache).
+        Each generation runs on as many threads as the physical cores other
+        programs left free during the last one (`meter`, a `precision.CoreMeter`;
+        the conversion uses what it says now), or on `threads` threads when
+        given: int8 gives the very same numbers on any number of threads, fp32
+        and bf16 may differ in the last digits.
+        """
+        import torch
+
+        meter = meter or formats.CoreMeter()
+        torch.set_num_threads(threads or meter.free)
+        device = model.device.type
+        chosen, note = formats.choose(precision, device, sum(p.numel() for p in model.parameters()))
+        model.eval()
+        config = model.config
+        window = window or getattr(config, "n_positions", None) or config.max_position_embeddings
+        with torch.inference_mode(), _loading_memory():
+            if lean and _lean_ok(config, type(model).__name__):
+                weights = dict(model.named_parameters())
+                weights["lm_head.weight"] = model.lm_head.weight
+                tied = weights["lm_head.weight"] is weights["transformer.wte.weight"]
+
+                def fetch(name: str, rows: tuple[int, int] | None = None):
+                    tensor = weights[name if name.startswith("lm_head") else "transformer." + name].detach()
+                    return tensor if rows is None else tensor[rows[0]:rows[1]]
+
+                backend = _Gpt2(config, fetch, chosen, model.device, window, tied)
+            else:
+                backend = _Generic(model, chosen)
+        return cls(backend, chosen, window, config.vocab_size, note, threads, meter)
+
+    @classmethod
+    def from_checkpoint(cls, folder, config, precision: str = "auto", *, device: str = "cpu",
+                        window: int | None = None, threads: int | None = None,
+                        meter=None) -> "FastGenerator":
+        """The lean GPT-2 path straight from a folder's model.safetensors (see `lean_checkpoint`).
+
+        Reads one tensor at a time (the big embedding table in slices of rows)
+        and converts it at once, so memory holds little more than the result;
+        transformers' model classes are never imported. `config` is the
+        folder's config (`checkpoint_config`); `threads` and `meter` as in `from_model`.
+        """
+        import torch
+        from safetensors import safe_open
+
+        meter = meter or formats.CoreMeter()
+        torch.set_num_threads(threads or meter.free)
+        chosen, note = formats.choose(precision, device, parameter_count(config))
+        path = str(Path(folder) / "model.safetensors")
+        with safe_open(path, "pt") as f:
+            names = set(f.keys())
+        prefix = "transformer." if "transformer.wte.weight" in names else ""
+
+        def fetch(name: str, rows: tuple[int, int] | None = None):
+            if name == "lm_head.weight" and name not in names:
+                name = "wte.weight"  # tied to the embedding
+            key = name if name.startswith("lm_head") else prefix + name
+            with safe_open(path, "pt") as f:  # opened per tensor: its pages are let go at once
+                return f.get_tensor(key) if rows is None else f.get_slice(key)[rows[0]:rows[1]]
+
+        window = window or config.n_positions
+        with torch.inference_mode(), _loading_memory():
+            backend = _Gpt2(config, fetch, chosen, torch.device(device), window,
+                            tied=config.tie_word_embeddings or "lm_head.weight" not in names)
+        return cls(backend, chosen, window, config.vocab_size, note, threads, meter)
+
+    @property
+    def kind(self) -> str:
+        """'lean-gpt2' or 'generic'."""
+        return self.backend.kind
+
+    def _use_threads(self) -> None:
+        """Set torch's threads for this generator: fixed, or the cores others left free last time."""
+        import torch
+
+        self.threads = self.fixed_threads or self._cores.free
+        torch.set_num_threads(self.threads)  # process-wide, so set every time (it costs nothing)
+
+    def forget(self) -> None:
+        """Drop the cached prefix (the next generation computes its whole prompt)."""
+        self.backend.truncate(0)
+        self.cached = []
+        self._grid = 0
+
+    def _advance(self, ids: list[int], all_logits: bool = False):
+        """Feed `ids` after the cached tokens; logits of the last (or every) new position."""
+        start = len(self.cached)
+        try:
+            logits = self.backend.forward(ids, start, all_logits)
+        except BaseException:
+            self.forget()  # a half-written cache must not be trusted
+            raise
+        self.cached.extend(ids)
+        return logits
+
+    def _prefill(self, ids: list[int], reuse_cache: bool):
+        """Crop the cache to the common prefix with `ids`, compute the rest; last position's logits.
+
+        Prompts are computed in chunks on a fixed grid of positions ([0, ALIGN),
+        [ALIGN, 2 ALIGN), ...) and only whole grid chunks are reused, so every
+        number is computed exactly as without a cache: the cache changes how
+        fast a story comes, never which story.
+        """
+        same = min(common_prefix(self.cached, ids), len(ids) - 1, self._grid) if reuse_cache else 0
+        keep = same - same % ALIGN
+        self.backend.truncate(keep)
+        del self.cached[keep:]
+        self.reused = keep
+        for start in range(keep, len(ids), ALIGN):
+            logits = self._advance(ids[start:start + ALIGN])
+        self._grid = len(ids) - len(ids) % ALIGN  # the whole grid chunks; a partial one is redone
+        return logits
+
+    def logits(self, ids: Sequence[int]):
+        """Logits (fp32) at every position of `ids`, computed from scratch: shape (len, vocab)."""
+        import torch
+
+        ids = list(ids)
+        self._use_threads()
+        with torch.inference_mode():
+            self.forget()
+            out = torch.cat([self._advance(ids[i:i + ALIGN], all_logits=True) for i in range(0, len(ids), ALIGN)])
+            self.forget()
+        return out
+
+    def generate(self, prompt: Sequence[int], sampling=None, *, seed: int | None = None,
+                 max_new_tokens: int = 64, min_new_tokens: int = 0, eos: int | None = None,
+                 should_stop: Callable[[], bool] = lambda: False,
+                 on_token: Callable[[int], None] | None = None,
+                 max_time: float | None = None, reuse_cache: bool = True) -> list[int]:
+        """New tokens after `prompt` (a non-empty token list); the prompt's end is kept if too long.
+
+        `sampling` is a `game.sampling.Sampling` (None: greedy). Stops at `eos`
+        (once `min_new_tokens` are out), at `max_new_tokens`, after `max_time`
+        seconds, or when `should_stop()` turns true; both are checked after
+        each token, so at least one token is made. `on_token(id)` is called
+        for each token as soon as it is chosen. Raises ValueError for bad
+        sampling values.
+        """
+        import torch
+
+        if not prompt:
+            raise ValueError("the prompt has no tokens")
+        max_new_tokens = max(1, min(max_new_tokens, self.window - 1))
+        prompt = list(prompt)[-(self.window - max_new_tokens):]
+        deadline = None if max_time is None else time.monotonic() + max_time
+        sampler = None if sampling is None else \
+            Sampler(sampling, seed, prompt, self.vocab, exact_draws=self.precision == "fp32")
+        out: list[int] = []
+        self._use_threads()
+        self._cores.begin()
+        with torch.inference_mode():
+            logits = self._prefill(prompt, reuse_cache)
+            if len(prompt) - self.reused > TRIM_AFTER:
+                self._trim = True
+            while True:
+                if eos is not None and len(out) < min_new_tokens:
+                    logits[eos] = float("-inf")
+                token = int(logits.argmax()) if sampler is None else sampler.pick(logits)
+                out.append(token)
+                if on_token is not None:
+                    on_token(token)
+                if (token == eos and len(out) >= min_new_tokens) or len(out) >= max_new_tokens \
+                        or should_stop() or (deadline is not None and time.monotonic() >= deadline):
+                    self._cores.end()
+                    if self._trim:  # a long prompt's working memory: give it back, off the clock
+                        _give_back_freed_memory()
+                        self._trim = False
+                    return out
+                if sampler is not None:
+                    sampler.saw(token)
+                logits = self._advance([token])
+
+
+@contextlib.contextmanager
+def _loading_memory():
+    """While weights are converted, glibc maps big temporaries on their own and unmaps them when
+    freed (no fragmented heap left behind); afterwards working buffers of up to 32 MB are reused."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        yield  # not glibc
+        return
+    mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    try:
+        yield
+    finally:
+        mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def _give_back_freed_memory() -> None:
+    """Return the memory freed while converting weights to the system (glibc keeps it otherwise)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to do
+
+
+class Sampler:
+    """Chooses each next token like transformers' sampling, with less work per token."""
+
+    def __init__(self, sampling, seed: int | None, context: Sequence[int], vocab: int,
+                 exact_draws: bool = True):
+        """`exact_draws`: draw as transformers does (one number per vocabulary entry), so that
+        fp32 logits give transformers' very tokens; otherwise draw once among the k candidates."""
+        import torch
+
+        s = sampling
+        if not s.temperature > 0:
+            raise ValueError(f"temperature must be a positive number, not {s.temperature}")
+        if not 0 < s.top_p <= 1:
+            raise ValueError(f"top_p must be above 0 and at most 1, not {s.top_p}")
+        if s.top_k < 0 or s.repetition_penalty <= 0 or s.no_repeat_ngram_size < 0:
+            raise ValueError("top_k and no_repeat_ngram_size must be 0 or more and "
+                             "repetition_penalty above 0")
+        self.temperature, self.top_p, self.penalty = s.temperature, s.top_p, s.repetition_penalty
+        self.k = s.top_k if 0 < s.top_k < vocab else vocab
+        self.vocab, self.exact_draws = vocab, exact_draws
+        self.n = s.no_repeat_ngram_size
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+        self.history = list(context)
+        self.seen = set(self.history)
+        self._seen_ids = torch.tensor(sorted(self.seen), dtype=torch.long)
+        self._new_seen: list[int] = []
+        self.ngrams: dict[tuple[int, ...], set[int]] = {}
+        if self.n:
+            for i in range(len(self.history) - self.n + 1):
+                self._add_ngram(i)
+
+    def _add_ngram(self, i: int) -> None:
+        gram = self.history[i:i + self.n]
+        self.ngrams.setdefault(tuple(gram[:-1]), set()).add(gram[-1])
+
+    def saw(self, token: int) -> None:
+        """Record a chosen token (it is penalized and counts for n-grams from now on)."""
+        self.history.append(token)
+        if token not in self.seen:
+            self.seen.add(token)
+            self._new_seen.append(token)
+        if self.n and len(self.history) >= self.n:
+            self._add_ngram(len(self.history) - self.n)
+
+    def pick(self, logits) -> int:
+        """The next token from the last position's logits (a 1-D float tensor, changed in place)."""
+        import torch
+
+        if self.penalty != 1.0:
+            if self._new_seen:
+                self._seen_ids = torch.cat([self._seen_ids, torch.tensor(self._new_seen, dtype=torch.long)])
+                self._new_seen = []
+            ids = self._seen_ids.to(logits.device)
+            score = logits.index_select(0, ids)
+            logits.index_copy_(0, ids, torch.where(score < 0, score * self.penalty, score / self.penalty))
+        if self.n and len(self.history) >= self.n - 1:
+            banned = self.ngrams.get(tuple(self.history[len(self.history) - self.n + 1:]))
+            if banned:
+                logits[list(banned)] = float("-inf")
+        values, indices = torch.topk(logits, self.k)
+        probs = torch.softmax(values / self.temperature, dim=0)
+        if self.top_p < 1.0:
+            before = probs.cumsum(0) - probs  # the chance of the likelier tokens
+            probs = probs.masked_fill(before >= self.top_p, 0.0)
+        if self.exact_draws:
+            # torch.multinomial over the whole vocabulary (what transformers does) draws one Exp(1)
+            # number per token and takes the largest p / q: drawing the same numbers gives the
+            # same token for the same seed and logits, for the price of the draws alone
+            draws = torch.empty(self.vocab).exponential_(generator=self.generator)
+            indices = indices.cpu()
+            return int(indices[torch.argmax(probs.cpu() / draws[indices])])
+        return int(indices[torch.multinomial(probs.cpu(), 1, generator=self.generator)])
+
+
+# --- backends ----------------------------------------------------------------------------
+
+def _lean_ok(config, architecture: str) -> bool:
+    """Whether the lean GPT-2 forward computes exactly what this model's own forward does."""
+    return (getattr(config, "model_type", None) == "gpt2" and architecture == "GPT2LMHeadModel"
+            and config.activation_function in _GELU and config.scale_attn_weights
+            and not config.scale_attn_by_inverse_layer_idx and not config.reorder_and_upcast_attn
+            and not config.add_cross_attention)
+
+
+class _Gpt2:
+    """GPT-2's forward pass over converted weights, with a preallocated key/value cache."""
+
+    kind = "lean-gpt2"
+
+    def __init__(self, config, fetch, precision: str, device, window: int, tied: bool = True):
+        """`fetch(name, rows=None)` gives a weight by its GPT-2 name ("h.0.attn.c_attn.weight")."""
+        import torch
+
+        act = formats.dtype_of(precision)
+        self.act, self.device = act, device
+        self.heads, self.width, self.eps = config.n_head, config.n_embd, config.layer_norm_epsilon
+        self.gelu = _GELU[config.activation_function]
+
+        def get(name):
+            return fetch(name).to(device)
+
+        def norm(name):
+            return get(name + ".weight").to(act), get(name + ".bias").to(act)
+
+        def dense(name):  # GPT-2's Conv1D stores (in, out): a Linear wants the transpose
+            return formats.linear(get(name + ".weight").t(), get(name + ".bias"), precision)
+
+        self.layers = [
+            (norm(f"h.{i}.ln_1"), dense(f"h.{i}.attn.c_attn"), dense(f"h.{i}.attn.c_proj"),
+             norm(f"h.{i}.ln_2"), dense(f"h.{i}.mlp.c_fc"), dense(f"h.{i}.mlp.c_proj"))
+            for i in range(config.n_layer)]
+        self.ln_f = norm("ln_f")
+        self.wpe = get("wpe.weight").to(act)
+        # int8: the embedding is int8 rows with a scale each, and the tied LM head is packed from them
+        self.wte, self.wte_scales = self._table(fetch, "wte.weight", config.vocab_size, precision)
+        head, scales = (self.wte, self.wte_scales) if tied else \
+            self._table(fetch, "lm_head.weight", config.vocab_size, precision)
+        if precision == "int8":
+            self.head = formats.int8_linear(head, scales)
+        else:
+            self.head = formats.linear(head, None, precision)  # shares the table when tied
+        # the key/value cache: bf16 unless the model runs in fp32 (or fp16); (layers, 1, heads, window, dim)
+        self.kv = torch.bfloat16 if precision == "int8" else act
+        shape = (len(self.layers), 1, self.heads, window, self.width // self.heads)
+        self.keys = torch.zeros(shape, dtype=self.kv, device=device)
+        self.values = torch.zeros(shape, dtype=self.kv, device=device)
+
+    def _table(self, fetch, name: str, vocab: int, precision: str):
+        """A (vocab, width) matrix read in slices of rows: (int8 rows, their scales) in int8,
+        else (the matrix in the activation dtype, None)."""
+        import torch
+
+        if precision == "int8":
+            table = torch.empty(vocab, self.width, dtype=torch.int8, device=self.device)
+            scales = torch.empty(vocab, device=self.device)
+        else:
+            table, scales = torch.empty(vocab, self.width, dtype=self.act, device=self.device), None
+        for start in range(0, vocab, TABLE_ROWS):
+            end = min(vocab, start + TABLE_ROWS)
+            rows = fetch(name, (start, end)).to(self.device)
+            if scales is None:
+                table[start:end] = rows
+            else:
+                table[start:end], scales[start:end] = formats.quantize_rows(rows)
+        return table, scales
+
+    def truncate(self, n: int) -> None:
+        pass  # positions past the cached length are simply overwritten
+
+    def forward(self, ids: list[int], start: int, all_logits: bool = False):
+        import torch
+        import torch.nn.functional as F
+
+        n, end, width, heads = len(ids), start + len(ids), self.width, self.heads
+        if end > self.keys.shape[3]:
+            raise ValueError(f"{end} tokens do not fit the {self.keys.shape[3]}-token window")
+        tokens = torch.tensor(ids, device=self.device)
+        positions = torch.arange(start, end, device=self.device)
+        h = self.wte[tokens].to(self.act)
+        if self.wte_scales is not None:
+            h = h * self.wte_scales[tokens].unsqueeze(1)
+        h = h + self.wpe[positions]
+        mask = None
+        if n > 1 and start > 0:  # the new tokens see the whole cached prefix and their own past
+            mask = torch.ones(n, end, dtype=torch.bool, device=self.device).tril(start)
+        causal = n > 1 and start == 0
+        for i, (ln1, qkv, proj, ln2, fc, out) in enumerate(self.layers):
+            x = F.layer_norm(h, (width,), ln1[0], ln1[1], self.eps)
+            q, k, v = qkv(x).view(1, n, 3, heads, -1).permute(2, 0, 3, 1, 4)  # each (1, heads, n, dim)
+            self.keys[i, :, :, start:end] = k
+            self.values[i, :, :, start:end] = v
+            att = F.scaled_dot_product_attention(q.to(self.kv), self.keys[i, :, :, :end],
+                                                 self.values[i, :, :, :end], attn_mask=mask, is_causal=causal)
+            h = h + proj(att[0].transpose(0, 1).reshape(n, width).to(self.act))
+            x = F.layer_norm(h, (width,), ln2[0], ln2[1], self.eps)
+            h = h + out(F.gelu(fc(x), approximate=self.gelu))
+        if not all_logits:
+            h = h[-1:]
+        logits = self.head(F.layer_norm(h, (width,), self.ln_f[0], self.ln_f[1], self.eps)).float()
+        return logits if all_logits else logits[0]
+
+
+class _Generic:
+    """Any causal LM: its own forward, with a DynamicCache cropped to the reused prefix."""
+
+    kind = "generic"
+
+    def __init__(self, model, precision: str):
+        import torch
+        from transformers import DynamicCache
+
+        if precision == "int8":
+            from torch import nn
+
+            for parent in list(model.modules()):
+                for name, child in list(parent.named_children()):
+                    if isinstance(child, nn.Linear):
+                        setattr(parent, name, formats.quantize(child))
+        else:
+            model.to(formats.dtype_of(precision))
+        self.model = model
+        self.cache = DynamicCache(config=model.config)
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._keep_arg = "logits_to_keep" in params
+        self._torch = torch
+
+    def truncate(self, n: int) -> None:
+        have = self.cache.get_seq_length()
+        if have > n:
+            self.cache.crop(n - have)  # a negative count: remove that many from the end
+
+    def forward(self, ids: list[int], start: int, all_logits: bool = False):
+        torch = self._torch
+        tokens = torch.tensor([ids], device=self.model.device)
+        kwargs = {self._cache_arg: self.cache, "use_cache": True}
+        if self._keep_arg and not all_logits:
+            kwargs["logits_to_keep"] = 1
+        logits = self.model(input_ids=tokens, **kwargs).logits[0].float()
+        return logits if all_logits else logits[-1]

@@ -1,0 +1,249 @@
+"""Number formats for the narrator's weights, and the threads that do the sums.
+
+Owns the `precision` setting's meaning. `choose(precision, device, parameters)`
+turns "auto" into a concrete format for the machine at hand; `linear(weight,
+bias, precision)` builds one Linear layer in that format (`int8_linear` and
+`quantize_rows` for int8); `threads()` is the number of physical cores and
+`CoreMeter` how many of them other programs leave free. Importing this module
+imports no torch.
+
+    fp32  the checkpoint's own numbers: exact, the slowest (4 bytes a weight)
+    bf16  bfloat16 weights and activations: half the memory traffic; with AMX
+          (amx_bf16) or avx512_bf16 a long prompt is much faster, one token is not
+    int8  dynamic int8: weights are 8-bit with one scale per output row (the
+          embedding too), each layer's input is quantized on the fly (one
+          scale per call); a quarter of the memory traffic and VNNI kernels.
+          Layer norms, attention and activations stay fp32, the key/value cache
+          is bf16.
+
+`auto` keeps fp32 for a small model (under `SMALL_MODEL` parameters: its speed is
+not set by its weights, and fp32 is exact), picks int8 on a CPU with fast int8
+dot products (avx512_vnni, avx_vnni or amx_int8) and a quantized engine in
+torch, else bf16 on a CPU with native bf16 (avx512_bf16 or amx_bf16), else fp32;
+on a CUDA GPU it picks bf16 when the GPU supports it, else fp32. int8 is
+CPU-only: asking for it on a GPU gives fp32. docs/performance.md has the
+measurements and the trade-offs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+import warnings
+
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+FORMATS = ("fp32", "bf16", "fp16", "int8")  # fp16 only when the model was loaded as float16
+INT8_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+SMALL_MODEL = 20_000_000  # parameters; below this `auto` keeps fp32
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (from /proc/cpuinfo; empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@functools.cache
+def threads() -> int:
+    """Physical cores this process may run on (hyper-threads share a core's math units)."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+    cores, cpu, physical = set(), None, "0"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if key == "processor":
+                    cpu = int(value)
+                elif key == "physical id":
+                    physical = value
+                elif key == "core id" and cpu in allowed:
+                    cores.add((physical, value))
+    except (OSError, ValueError):
+        pass
+    return max(1, len(cores) or len(allowed))
+
+
+class CoreMeter:
+    """How many physical cores other programs leave free while the model works.
+
+    A torch thread that has to wait for its core stalls every step of the work
+    it shares, so on a busy machine fewer threads finish sooner. `begin()` and
+    `end()` bracket a generation; `free` is then the physical cores that other
+    programs left free meanwhile (this process's own time is not counted), and
+    the next generation uses that many threads. Reads /proc/stat and
+    /proc/self/stat; where they do not exist `free` stays `threads()`.
+    """
+
+    SHORTEST = 0.2  # seconds: shorter spans are too coarse to judge (the kernel counts in 10 ms ticks)
+
+    def __init__(self):
+        self.cores = self.free = threads()
+        self._begun = None
+
+    @staticmethod
+    def _sample() -> tuple[int, int, int, float] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as fh:
+                ticks = [int(x) for x in fh.readline().split()[1:9]]  # user nice system idle iowait ...
+            with open("/proc/self/stat", encoding="ascii") as fh:
+                mine = fh.read().rpartition(")")[2].split()
+            return sum(ticks), ticks[3] + ticks[4], int(mine[11]) + int(mine[12]), time.monotonic()
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def begin(self) -> None:
+        self._begun = self._sample()
+
+    def end(self) -> None:
+        now, then = self._sample(), self._begun
+        if now is None or then is None or now[3] - then[3] < self.SHORTEST or now[0] <= then[0]:
+            return
+        total, idle, mine = (a - b for a, b in zip(now[:3], then[:3]))
+        others = (total - idle - mine) / total * (os.cpu_count() or self.cores)  # in CPUs
+        self.free = max(1, min(self.cores, self.cores - round(others)))
+
+
+@functools.cache
+def int8_engine() -> str | None:
+    """The torch quantized engine for int8 layers here, or None when there is none.
+
+    x86/fbgemm first: its packed weights take little more room than the int8
+    values, and it runs one row (a decode step) fast. oneDNN prefills long
+    prompts faster with AMX, but keeps a second copy of every weight and
+    state for every prompt length it sees (memory grows over a session).
+    """
+    import torch
+
+    if not hasattr(torch.ops.quantized, "linear_dynamic"):
+        return None
+    engines = torch.backends.quantized.supported_engines
+    return next((e for e in ("x86", "fbgemm", "onednn", "qnnpack") if e in engines), None)
+
+
+def bf16_native() -> bool:
+    """Whether this CPU does bf16 arithmetic natively (not emulated)."""
+    flags = cpu_flags()
+    if flags:
+        return any(f in flags for f in BF16_FLAGS)
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def choose(precision: str, device: str = "cpu", parameters: int | None = None) -> tuple[str, str | None]:
+    """The concrete precision for a setting on a device, and a note when the wish was changed.
+
+    `auto` keeps fp32 for a model under `SMALL_MODEL` parameters: so little
+    weight is not what limits its speed, and fp32 is exact. Raises ValueError
+    for an unknown setting.
+    """
+    if precision not in PRECISIONS + FORMATS:
+        raise ValueError(f"unknown precision '{precision}' (use one of: {', '.join(PRECISIONS)})")
+    if device != "cpu":
+        if precision == "int8":
+            return "fp32", "int8 runs on the processor only; using fp32 on the graphics card"
+        if precision == "auto":
+            import torch
+
+            return ("bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"), None
+        return precision, None
+    if precision == "int8" and int8_engine() is None:
+        return "fp32", "this torch has no int8 engine; using fp32"
+    if precision != "auto":
+        return precision, None
+    if parameters is not None and parameters < SMALL_MODEL:
+        return "fp32", None
+    if int8_engine() is not None and cpu_flags() & set(INT8_FLAGS):
+        return "int8", None
+    return ("bf16" if bf16_native() else "fp32"), None
+
+
+def dtype_of(precision: str):
+    """The torch dtype of activations (and of weights, except for int8)."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+
+
+def linear(weight, bias, precision: str):
+    """A layer computing x @ weight.T + bias in `precision`; weight is (out, in).
+
+    fp32 keeps the given tensors (no copy); bf16 casts them; int8 quantizes the
+    weight per output row (`Int8Linear`).
+    """
+    from torch import nn
+
+    if precision == "int8":
+        return int8_linear(*quantize_rows(weight), bias)
+    dtype = dtype_of(precision)
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+    layer.weight = nn.Parameter(weight.detach().to(dtype), requires_grad=False)
+    if bias is not None:
+        layer.bias = nn.Parameter(bias.detach().to(dtype), requires_grad=False)
+    return layer
+
+
+def quantize_rows(weight):
+    """Symmetric int8 per row: (int8 values, fp32 scales) with weight ≈ values * scales[:, None]."""
+    import torch
+
+    weight = weight.detach().float()
+    scales = torch.linalg.vector_norm(weight, float("inf"), dim=1).clamp_min_(1e-12).div_(127)
+    values = (weight / scales[:, None]).round_().clamp_(-127, 127).to(torch.int8)
+    return values, scales
+
+
+def int8_linear(values, scales, bias=None):
+    """An `Int8Linear` from int8 weight rows and their scales (see `quantize_rows`)."""
+    return _int8_class()(values, scales, bias)
+
+
+@functools.cache
+def _int8_class():
+    from torch import nn
+
+    class Int8Linear(nn.Module):
+        """Dynamic int8 Linear: int8 weights (one scale per output row), fp32 in and out.
+
+        Each call quantizes its input on the fly (one scale for the whole input)
+        and runs torch's int8 kernel for this CPU's engine (`int8_engine()`).
+        """
+
+        def __init__(self, values, scales, bias=None):
+            import torch
+
+            super().__init__()
+            engine, before = int8_engine(), torch.backends.quantized.engine
+            with warnings.catch_warnings():  # torch marks quantized tensors as deprecated
+                warnings.simplefilter("ignore")
+                weight = torch._make_per_channel_quantized_tensor(
+                    values, scales.double(), torch.zeros(len(scales), dtype=torch.long), 0)
+                try:
+                    torch.backends.quantized.engine = engine
+                    self.packed = torch.ops.quantized.linear_prepack(
+                        weight, None if bias is None else bias.detach().float())
+                finally:
+                    torch.backends.quantized.engine = before
+            # a 7-bit input range avoids overflow in int8 kernels without VNNI/AMX
+            self.reduce_range = not cpu_flags() & set(INT8_FLAGS)
+            self.out_features, self.in_features = values.shape
+
+        def forward(self, x):
+            import torch
+
+            return torch.ops.quantized.linear_dynamic(x, self.packed, self.reduce_range)
+
+    return Int8Linear
+
