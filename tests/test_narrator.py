@@ -145,7 +145,8 @@ def test_stop_string_spanning_the_prompt_end_is_caught(service):
 
 def test_wall_clock_timeout_bounds_generation(service):
     story = service.narrate(PROMPT, Sampling(max_new_tokens=512), seed=1, timeout=0.3)
-    assert story.error is None and story.new_tokens < 512
+    assert story.new_tokens < 512
+    assert story.error == "the narration took longer than 0.3 s and was cut short"  # said, not silent
 
 
 def test_error_inside_generation_becomes_one_line(service):
@@ -375,3 +376,18 @@ def test_download_from_the_hub_then_load_from_the_cache(tiny_model_dir, tmp_path
     assert result["cached"] == ready.format("pulled") and result["cached_events"] == 2  # no download
     assert result["offline"] == ready.format("fetched")
     assert result["list"] == ["acme/fetched", "acme/pulled"]
+
+
+def test_a_model_folder_without_a_vocabulary_is_silent_with_a_reason(tiny_model_dir, tmp_path):
+    import shutil
+
+    from game.narrator.service import NarratorService
+
+    broken = tmp_path / "no-vocab"
+    shutil.copytree(tiny_model_dir, broken)
+    for name in ("vocab.json", "merges.txt", "tokenizer.json"):
+        (broken / name).unlink(missing_ok=True)
+    service = NarratorService(str(broken))
+    service.load()
+    assert service.status == "silent"
+    assert "tokenizer" in service.reason and "\n" not in service.reason

@@ -365,6 +365,9 @@ class NarratorService:
         except Exception as exc:  # one line for the game, never a traceback
             log.debug("narration failed", exc_info=True)
             error = _one_line(exc)
+        if run.timed_out and error is None:
+            limit = self.timeout if timeout is None else timeout
+            error = f"the narration took longer than {limit:g} s and was cut short"
         truncated = run.cancelled or run.timed_out or run.new_tokens >= sampling.max_new_tokens
         text = cleaning.clean(run.text, prompt=prompt, stop_strings=stop_strings,
                               truncated=truncated and not run.stopped)
@@ -524,6 +527,9 @@ def _tokenizer_and_config(model: str, config: bool = True):
     hf_logging.set_verbosity_error()  # no library chatter or bars over the game screen
     hf_logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=True)
+    if len(tokenizer) < 2:  # transformers builds an empty tokenizer when the vocabulary is missing
+        raise ValueError(f"'{model}' has no usable tokenizer (vocab.json and merges.txt, or "
+                         "tokenizer.json, are missing)")
     return tokenizer, (AutoConfig.from_pretrained(model, local_files_only=True) if config else None)
 
 
