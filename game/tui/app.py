@@ -49,7 +49,7 @@ class StorytellerApp(App):
             service = self.narrator.service
             service.listen(lambda event: self.post_message(SpiritEvent(event)))
             if service.status == "idle":
-                self.call_after_refresh(service.start)  # paint first: loading imports torch
+                service.start()
             self._sync_spirit()
         from game.tui.screens.title import TitleScreen
 
