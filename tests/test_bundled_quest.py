@@ -25,12 +25,17 @@ def quest():
 
 
 def play(actions: list[str], tmp_path) -> subprocess.CompletedProcess:
-    """Play the quest in plain mode without the Spirit, typing `actions` one per line."""
+    """Play the bundled quest in plain mode without the Spirit, typing `actions` one per line."""
+    return play_quest(QUEST, actions, tmp_path)
+
+
+def play_quest(path, actions: list[str], tmp_path) -> subprocess.CompletedProcess:
+    """Play any quest in plain mode without the Spirit, typing `actions` one per line."""
     env = dict(os.environ)
     for name in ("CONFIG", "DATA"):  # keep the player's real folders out of it
         env[f"STORYTELLER_{name}_DIR"] = str(tmp_path / name.lower())
     return subprocess.run(
-        [sys.executable, "-m", "game", "play", str(QUEST), "--plain", "--no-spirit"],
+        [sys.executable, "-m", "game", "play", str(path), "--plain", "--no-spirit"],
         input="".join(a + "\n" for a in actions), capture_output=True, text=True,
         encoding="utf-8", cwd=ROOT, env=env, timeout=120)
 

@@ -10,7 +10,6 @@ ending by playing it in plain mode (a real subprocess, the command a player type
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from game.personality import DEFAULT_PERSONALITY, load_personalities
 from game.quest_loader import check_quest, load_quest
 from tests.conftest import QUESTS, ROOT
 from tests.test_bundled_quest import NEVER_READ, assert_ended_with, flat
+from tests.test_bundled_quest import play_quest as play
 
 ALIBI = QUESTS / "the-clockwork-alibi.yaml"
 LANTERN = QUESTS / "the-last-lantern.yaml"
@@ -33,17 +33,6 @@ IDS = ["alibi", "lantern", "skazitel"]
 @pytest.fixture(scope="module")
 def quests():
     return {path: load_quest(path) for path in PATHS}
-
-
-def play(path, actions: list[str], tmp_path) -> subprocess.CompletedProcess:
-    """Play a quest in plain mode without the Spirit, typing `actions` one per line."""
-    env = dict(os.environ)
-    for name in ("CONFIG", "DATA"):  # keep the player's real folders out of it
-        env[f"STORYTELLER_{name}_DIR"] = str(tmp_path / name.lower())
-    return subprocess.run(
-        [sys.executable, "-m", "game", "play", str(path), "--plain", "--no-spirit"],
-        input="".join(a + "\n" for a in actions), capture_output=True, text=True,
-        encoding="utf-8", cwd=ROOT, env=env, timeout=120)
 
 
 def engine_after(quest, actions: list[str]) -> Engine:
