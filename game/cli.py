@@ -217,7 +217,8 @@ def cmd_play(args) -> int:
         except GameFileError as exc:
             for p in exc.problems:
                 print(p.format(), file=sys.stderr)
-            print("The save was left as it is.", file=sys.stderr)
+            if Path(save_path).exists():
+                print("The save was left as it is.", file=sys.stderr)
             return 1
         for note in session.load_notes:
             print(f"note: {note}", file=sys.stderr)
