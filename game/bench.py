@@ -224,7 +224,7 @@ def _measure(model: str, precision: str, quick: bool, env: dict, out: TextIO) ->
             w.ask(op="session_start")
         latency = {name: [] for name in sides}
         by_kind = {name: {"same_scene": [], "new_scene": []} for name in sides}
-        prompt_tokens, reused = [], []
+        prompt_tokens, reused, warms = [], [], []
         for turn in range(WARMUP_TURNS + turns):
             order = ("baseline", "game") if turn % 2 == 0 else ("game", "baseline")
             for name in order:
@@ -235,7 +235,16 @@ def _measure(model: str, precision: str, quick: bool, env: dict, out: TextIO) ->
                     if name == "game":
                         prompt_tokens.append(got["prompt_tokens"])
                         reused.append(got["reused"])
+                        warms.append(got["warm_ms"])
         print(f"  session: {turns} turns timed", file=out)
+        warms = [w for w in warms if w is not None]
+        sides["game"].ask(op="session_start")  # again, with no time to warm up between turns
+        unwarmed = []
+        for turn in range(WARMUP_TURNS + turns):
+            got = sides["game"].ask(op="turn", warm=False)
+            if turn >= WARMUP_TURNS:
+                unwarmed.append(got["latency_ms"])
+        print("  session again, the game with no time between turns", file=out)
         memory = {name: w.ask(op="memory") for name, w in sides.items()}
     finally:
         for w in sides.values():
@@ -255,6 +264,8 @@ def _measure(model: str, precision: str, quick: bool, env: dict, out: TextIO) ->
         }
     report["game"]["session"] = {"prompt_tokens": _stats(prompt_tokens, 0),
                                  "reused_prompt_tokens": _stats(reused, 0)}
+    report["game"]["warm_ms"] = _stats(warms) if warms else None
+    report["game"]["turn_latency_unwarmed_ms"] = _stats(unwarmed)
     print("Timing cold starts (fresh processes)...", file=out)
     paints, readies, base_readies = [], [], []
     for _ in range(1 if quick else 3):
@@ -316,6 +327,8 @@ def _print_report(r: dict, out: TextIO) -> None:
     b, g = base["turn_latency_ms"], game["turn_latency_ms"]
     rows.append((f"turn latency, Enter -> first token ({g['n']} turns)", cell(b, " ms"), cell(g, " ms"),
                  f"{b['median'] / g['median']:.1f}x"))
+    u = game["turn_latency_unwarmed_ms"]
+    rows.append(("  the same, acting at once (no warm-up)", "", cell(u, " ms"), f"{b['median'] / u['median']:.1f}x"))
     rows.append(("launch -> narrator ready", cell(base["ready_s"], " s"), cell(game["ready_s"], " s"), ""))
     rows.append(("launch -> TUI painted", "", cell(game["tui_paint_s"], " s"), ""))
     rows.append(("peak RSS (whole process)", f"{base['peak_rss_mb']} MB", f"{game['peak_rss_mb']} MB", ""))
@@ -331,6 +344,10 @@ def _print_report(r: dict, out: TextIO) -> None:
         if b and g:
             print(f"Turns {label} ({g['n']}): baseline {b['median']:g} ms, game {g['median']:g} ms (medians).",
                   file=out)
+    if game.get("warm_ms"):
+        print(f"After each turn the game computed the next prompt's known start in the background in "
+              f"{cell(game['warm_ms'], ' ms')}, while the player reads and types; the turn latency above "
+              "assumes the player takes longer than that.", file=out)
     print("Targets:", file=out)
     for key, t in r["targets"].items():
         print(f"  {'met    ' if t['met'] else 'NOT met'}  {key}: {t['value']:g} (goal {t['goal']})", file=out)
@@ -440,8 +457,12 @@ class _Side:
         self.actions, self.lines, self.turns = list(ACTIONS), _narrations(), 0
         return {}
 
-    def turn(self) -> dict:
-        """One narrated turn of the script: Enter -> first token; the narration kept is scripted."""
+    def turn(self, warm: bool = True) -> dict:
+        """One narrated turn of the script: Enter -> first token; the narration kept is scripted.
+
+        Then, as in play, the game computes the next prompt's known start while the
+        player reads and types (`warm`): timed, and waited for, as a player takes longer.
+        """
         while True:
             action = self.actions[self.turns % len(self.actions)]
             self.turns += 1
@@ -452,8 +473,13 @@ class _Side:
         prepared = self.turn_narrator.prepare(self.engine, result)
         first, reused = self.first_token(prepared)
         self.engine.set_narration(self.lines[self.turns % len(self.lines)])
+        warmed = self.warm() if warm else None
         return {"latency_ms": (first - began) * 1000, "prompt_tokens": prepared.prompt.prompt_tokens,
-                "reused": reused, "moved": result.scene_entered}
+                "reused": reused, "moved": result.scene_entered, "warm_ms": warmed}
+
+    def warm(self) -> float | None:
+        """Milliseconds the next prompt's start took to compute in the background (None: not done)."""
+        return None
 
     def memory(self) -> dict:
         return {"peak_rss_mb": round(_rss_mb("VmHWM")), "rss_mb": round(_rss_mb())}
@@ -552,6 +578,14 @@ class _Game(_Side):
             pass
         t = stream.token_times
         return {"ttft_ms": (t[0] - began) * 1000, "decode_tps": (len(t) - 1) / (t[-1] - t[0])}
+
+    def warm(self) -> float | None:
+        began = time.perf_counter()
+        thread = self.turn_narrator.warm(self.engine)
+        if thread is None:
+            return None
+        thread.join()
+        return (time.perf_counter() - began) * 1000
 
     def first_token(self, prepared) -> tuple[float, int]:
         import threading

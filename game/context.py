@@ -10,39 +10,52 @@ from the model config), never from here. The guarantee, for any input:
     len(tokenizer.encode(prompt.text)) + max_new_tokens <= window
 
 The prompt reads like a story transcript, so a plain language model continues it
-with narration. Segments, in prompt order (what changes least comes first, so the
-prompt prefix stays the same between turns and its key/value cache can be reused):
+with narration. It is laid out so that one turn's prompt is the start of the next
+one's: the narrator keeps the key/value cache of the part that did not change and
+computes only what is new (see docs/performance.md). Segments, in prompt order:
 
     persona                  pinned        the narrator's voice
     memory notes             pinned        "[Remember: ...]"
     recaps, oldest first     trimmable 2   "[Earlier: ...]"
     scene text               pinned        the current scene description
     hints                    trimmable 4   "[Narrator knows: ...; ...]"
-    lore (triggered only)    trimmable 3   "[Lore: ...]"
-    turns, oldest first      trimmable 1   "> action" / authored / narration
-      author's note          trimmable 5   placed before the last `AUTHOR_NOTE_DEPTH` turns
-    newest turn              kept          clipped only when nothing else is left to trim
+    lore named by the scene  trimmable 3   "[Lore: ...]"
+    author's note            trimmable 5   "[Author's note: ...]"
+    turns, oldest first      trimmable 1   each as it was told: its state card, the lore it
+                                           named, "> action", authored outcome, narration
+      newest turn            kept          clipped only when nothing else is left to trim
     state card               pinned        "[Scene: ... | Carrying: ... | ...]"
+    lore named by the action trimmable 3   "[Lore: ...]"
     new action               pinned        "> action", clipped but never dropped
     outcome                  pinned        the engine's authored outcome of the action
 
-The prompt ends with a newline after the outcome, so the model narrates next;
+The part from the state card to the outcome (the "bottom") is written exactly as the
+newest turn will be in the next prompt, which adds the narration after it; the
+prompt ends with a newline after the outcome, so the model narrates next.
 `STOP_STRINGS` tell the narrator where to stop (before it writes a new "> " action).
+Everything above the bottom is `BuiltPrompt.prefix`: the next turn's prompt starts
+with it unless the scene changes or older turns are dropped, so the narrator can
+compute it while the player reads and types.
 
 When the prompt is too long, whole segments are trimmed in the numbered order:
-older turns `TRIM_CHUNK` at a time from the oldest (so the prefix shifts once every
-few turns, not every turn; pass the whole history for that to hold), then recaps
-oldest first, then lore (entries the new action and outcome do not name go first), hints and
-the author's note. If that is not enough the newest turn is clipped to the room the
+older turns first, in chunks of `TRIM_CHUNK` turn numbers from the oldest (so the
+kept turns start at the same place for a few turns, not a new one every turn; pass
+the whole history, with turn numbers, for that to hold; when choosing how many to
+drop, the new turn counts as at least `BOTTOM_ALLOWANCE` tokens, so the choice rarely
+depends on the length of the new action and outcome), then recaps oldest first, then
+lore (entries the new action and outcome do not name go first), hints and the
+author's note. If that is not enough the newest turn is clipped to the room the
 pinned segments leave (dropped only when they leave none). If the pinned segments
 alone overflow, the biggest are clipped to a common size, keeping their start and
 ending with "…". Only when even clipped ones cannot fit are pinned segments dropped
 (memory, scene, persona, state, outcome), so that the action keeps `ACTION_KEEP`
 tokens; the action itself is never dropped. Clipping is reported as "clipped".
 
-A lore entry is included only when one of its keywords appears, case-insensitively
-and as a whole word, in the new action and outcome, the last `LORE_SCAN_TURNS`
-turns or the scene text.
+A lore entry is included when one of its keywords appears, case-insensitively and
+as a whole word, in the scene text, in the action or authored outcome of a kept
+turn, or in the new action and outcome (never because of the model's own words),
+and only once: with the scene when the scene names it, else in the first kept turn
+that names it, else just after the new state card.
 
 Per-segment counts are exact for each segment on its own; since BPE counts are not
 quite additive across boundaries, the final text is encoded once more and, in the
@@ -52,6 +65,7 @@ rare case it is over, trimmed further.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, Sequence
 
@@ -60,9 +74,8 @@ STOP_STRINGS: tuple[str, ...] = ("\n" + ACTION_MARKER, "\n[")
 """Strings the narrator stops on: the start of the player's next action or of a note."""
 
 CLIP_MARKER = "…"
-TRIM_CHUNK = 4  # older turns are dropped this many at a time
-AUTHOR_NOTE_DEPTH = 3  # the author's note goes before this many newest turns
-LORE_SCAN_TURNS = 3  # lore keywords are looked for in this many newest turns
+TRIM_CHUNK = 2  # older turns are dropped in chunks of this many turn numbers
+BOTTOM_ALLOWANCE = 128  # deciding which older turns to drop, the new turn counts as at least this
 ACTION_KEEP = 8  # a clipped action keeps at least this many of its tokens while others can go
 
 _CACHE_LIMIT = 8192
@@ -86,11 +99,18 @@ class LoreLike(Protocol):
 
 @dataclass(frozen=True)
 class Turn:
-    """One past turn: the player's action, the engine's authored outcome, the narration."""
+    """One past turn: the player's action, the engine's authored outcome, the narration.
+
+    `card` is the state card the narrator saw with the turn ("" when unknown, e.g. a
+    turn played with the Spirit silent); `number` is the turn's number in the story
+    (0: unknown, its place in the list is used), which keeps trimming steady.
+    """
 
     action: str
     authored: str = ""
     narration: str = ""
+    card: str = ""
+    number: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +159,7 @@ class BuiltPrompt:
     max_new_tokens: int
     window: int
     segments: list[SegmentReport] = field(default_factory=list)
+    prefix: str = ""  # the text before the new turn: what the next turn's prompt starts with
 
     def with_status(self, status: str) -> list[SegmentReport]:
         return [s for s in self.segments if s.status == status]
@@ -167,6 +188,8 @@ class _Seg:
     status: str = "included"
     clipped_body: str | None = None
     rank: int = 0  # lore only: 1 when the new action names it
+    turn: Turn | None = None  # turns only: the turn, and the lore it names (not the scene's)
+    names: list = field(default_factory=list)
 
     @property
     def source(self) -> str:
@@ -188,9 +211,32 @@ def _short(text: str, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + CLIP_MARKER
 
 
-def _mentions(keyword: str, text: str) -> bool:
-    keyword = keyword.strip()
-    return bool(keyword) and re.search(rf"(?<!\w){re.escape(keyword)}(?!\w)", text, re.IGNORECASE) is not None
+@lru_cache(maxsize=4096)
+def _keywords(keywords: tuple[str, ...]) -> re.Pattern | None:
+    """One pattern for an entry's keywords: any of them, as a whole word, whatever the capitals."""
+    words = [re.escape(k.strip()) for k in keywords if k.strip()]
+    return re.compile(rf"(?<!\w)(?:{'|'.join(words)})(?!\w)", re.IGNORECASE) if words else None
+
+
+def _named(lore: Sequence[LoreLike], text: str, besides: set[str]) -> list[LoreLike]:
+    """The lore entries `text` names, in quest order, leaving out the ids in `besides`."""
+    found = []
+    for entry in lore:
+        pattern = _keywords(tuple(entry.keywords))
+        if entry.id not in besides and pattern is not None and pattern.search(text):
+            found.append(entry)
+    return found
+
+
+def _lore_line(entry: LoreLike) -> str:
+    return f"[Lore: {_one_line(entry.text)}]"
+
+
+def _told(turn: Turn, lore: Sequence[LoreLike]) -> str:
+    """A past turn as it was told: the body of its segment (the bottom, then the narration)."""
+    parts = [turn.card.strip()] + [_lore_line(e) for e in lore] + \
+        [f"{ACTION_MARKER} {_one_line(turn.action)}", turn.authored.strip(), turn.narration.strip()]
+    return "\n".join(p for p in parts if p)
 
 
 class ContextBuilder:
@@ -240,10 +286,16 @@ class ContextBuilder:
         seg.tokens = len(self.tokenizer.encode(seg.text))
         seg.status = "clipped"
 
+    def _tell(self, seg: _Seg, lore: Sequence[LoreLike]) -> int:
+        """Write a turn segment with the lore it shows; its full token count."""
+        seg.body = _told(seg.turn, lore)
+        seg.full = self.count(seg.source)
+        return seg.full
+
     # -- segments -------------------------------------------------------------------
 
     def _segments(self, req: ContextRequest):
-        """The request as segments: (top, turns, note, bottom), each in prompt order."""
+        """The request as segments: (top, turns, lore for the bottom, bottom), each in prompt order."""
 
         def seg(kind, label, head, body, tail="\n"):
             return _Seg(kind, label, head, body, tail)
@@ -261,69 +313,120 @@ class ContextBuilder:
         if hints:
             top.append(seg("hints", f"{len(hints)} hint(s)", "[Narrator knows: ", "; ".join(hints), "]\n"))
 
-        recent = [req.action, req.authored, req.scene_text]
-        for t in list(req.turns)[-LORE_SCAN_TURNS:]:
-            recent += [t.action, t.authored, t.narration]
-        recent_text, now_text = "\n".join(recent), req.action + "\n" + req.authored
-        for entry in req.lore:
-            if entry.text.strip() and any(_mentions(k, recent_text) for k in entry.keywords):
-                top.append(seg("lore", entry.id, "[Lore: ", _one_line(entry.text), "]\n"))
-                # entries named by the new action outlive those named only by older text
-                top[-1].rank = int(any(_mentions(k, now_text) for k in entry.keywords))
-
-        turns = [
-            seg(
-                "turn",
-                f"turn {i + 1}: {_short(t.action)}",
-                f"\n{ACTION_MARKER} ",
-                "\n".join(p for p in (_one_line(t.action), t.authored.strip(), t.narration.strip()) if p),
-            )
-            for i, t in enumerate(req.turns)
-        ]
-
-        note = None
+        lore = [e for e in req.lore if e.text.strip()]
+        with_scene = _named(lore, req.scene_text, set())
+        for entry in with_scene:
+            top.append(seg("lore", entry.id, "[Lore: ", _one_line(entry.text), "]\n"))
         if req.author_note and req.author_note.strip():
-            note = seg("author_note", "author's note", "\n[Author's note: ", _one_line(req.author_note), "]\n")
+            top.append(seg("author_note", "author's note", "\n[Author's note: ", _one_line(req.author_note), "]\n"))
+
+        scene_ids = {e.id for e in with_scene}
+        turns = []
+        for i, t in enumerate(req.turns):
+            s = seg("turn", f"turn {t.number or i + 1}: {_short(t.action)}", "\n", "")
+            s.turn, s.names = t, _named(lore, t.action + "\n" + t.authored, scene_ids)
+            turns.append(s)
+
+        news = []  # lore the new action and outcome name, shown here unless a kept turn shows it
+        for entry in _named(lore, req.action + "\n" + req.authored, scene_ids):
+            news.append(seg("lore", entry.id, "[Lore: ", _one_line(entry.text), "]\n"))
+            news[-1].rank = 1
 
         state = req.state.render() if isinstance(req.state, StateCard) else req.state.strip()
         bottom = []
         if state:
             bottom.append(seg("state", "state card", "\n", state))
         action = _one_line(req.action)
-        head = ("" if state else "\n") + f"{ACTION_MARKER} "
+        head = f"{ACTION_MARKER} " if state else f"\n{ACTION_MARKER} "
         bottom.append(seg("action", _short(action) or "(no action)", head, action))
         if req.authored.strip():
             bottom.append(seg("outcome", "authored outcome", "", req.authored.strip()))
-        return top, turns, note, bottom
+        return top, turns, news, bottom
 
     # -- planning -------------------------------------------------------------------
 
-    def _plan(self, top, turns, note, bottom, budget: int) -> None:
-        """Set each segment's status so that the counts add up to at most `budget`."""
-        everything = top + turns + ([note] if note else []) + bottom
+    def _keep_from(self, top, turns, news, bottom, budget: int) -> int:
+        """Where the kept turns start: the earliest chunk start from which they fit.
+
+        Walks from the newest turn back, moving each lore entry to the earliest turn
+        that names it, and stops at the first older turn that does not fit; the
+        new turn counts as at least `BOTTOM_ALLOWANCE` tokens.
+        """
+        fixed = sum(s.full for s in bottom)
+        room = budget - sum(s.full for s in top) - max(fixed, min(BOTTOM_ALLOWANCE, budget // 4))
+        sizes = {len(turns): sum(s.full for s in news)}
+        shown = {len(turns): list(news)}
+        owner = {s.label: len(turns) for s in news}
+        used, fail = sizes[len(turns)], -1
+        for i in range(len(turns) - 1, -1, -1):
+            mine = turns[i].names
+            for entry in mine:
+                j = owner.get(entry.id)
+                if j is not None:
+                    shown[j] = [e for e in shown[j] if (e.id if j < len(turns) else e.label) != entry.id]
+                    new = (self._tell(turns[j], shown[j]) if j < len(turns)
+                           else sum(s.full for s in shown[j]))
+                    used += new - sizes[j]
+                    sizes[j] = new
+                owner[entry.id] = i
+            shown[i] = list(mine)
+            sizes[i] = self._tell(turns[i], mine)
+            used += sizes[i]
+            if used > room and i < len(turns) - 1:
+                fail = i
+                break
+        if fail < 0:
+            return 0
+        chunk = [((t.turn.number or i + 1) - 1) // TRIM_CHUNK for i, t in enumerate(turns)]  # numbers from 1
+        for i in range(fail + 1, len(turns) - 1):
+            if chunk[i] != chunk[i - 1]:
+                return i
+        return max(0, len(turns) - 1)
+
+    def _plan(self, top, turns, news, bottom, budget: int) -> list[_Seg]:
+        """Set each segment's status so that the counts add up to at most `budget`.
+
+        Returns the bottom as it will be: the new lore no kept turn shows, then `bottom`.
+        """
+        start = self._keep_from(top, turns, news, bottom, budget) if turns else 0
+        seen: set[str] = set()
+        for i, s in enumerate(turns):
+            if i < start:  # left out: its size is still reported
+                self._tell(s, s.names)
+                continue
+            lore = [e for e in s.names if e.id not in seen]
+            seen.update(e.id for e in lore)
+            self._tell(s, lore)
+        lore = [s for s in news if s.label not in seen]
+        if lore and bottom[0].kind == "action":  # no state card: the line break comes before the lore
+            lore[0].head, bottom[0].head = "\n[Lore: ", f"{ACTION_MARKER} "
+            lore[0].full, bottom[0].full = self.count(lore[0].source), self.count(bottom[0].source)
+        bottom = bottom[:1] + lore + bottom[1:] if bottom[0].kind == "state" else lore + bottom
+        everything = top + turns + bottom
         for s in everything:
             s.status, s.clipped_body, s.tokens = "included", None, s.full
-        total = sum(s.full for s in everything)
+        for s in turns[:start]:
+            s.status, s.tokens = "trimmed", 0
+        total = sum(s.tokens for s in everything)
 
         def drop(s: _Seg) -> None:
             nonlocal total
             total -= s.tokens
             s.status, s.tokens = "trimmed", 0
 
-        older = turns[:-1]
-        for start in range(0, len(older), TRIM_CHUNK):
+        older = [s for s in turns[:-1] if s.status == "included"]
+        for s in older:  # the new turn is bigger than the allowance: drop more, oldest first
             if total <= budget:
-                return
-            for s in older[start : start + TRIM_CHUNK]:
-                drop(s)
-        lore = sorted((s for s in top if s.kind == "lore"), key=lambda s: s.rank)  # stable: list order kept
+                break
+            drop(s)
+        lore = sorted((s for s in top + bottom if s.kind == "lore"), key=lambda s: s.rank)  # stable order
         trimmable = [s for s in top if s.kind == "recap"] + lore + [s for s in top if s.kind == "hints"]
-        for s in trimmable + ([note] if note else []):
+        for s in trimmable + [s for s in top if s.kind == "author_note"]:
             if total <= budget:
-                return
+                return bottom
             drop(s)
         if total <= budget:
-            return
+            return bottom
         if turns:  # the newest turn: clipped to what is left, dropped only if even that is too little
             newest = turns[-1]
             target = newest.full - (total - budget)
@@ -331,10 +434,10 @@ class ContextBuilder:
                 total -= newest.tokens
                 self._clip(newest, target)
                 total += newest.tokens
-                return
+                return bottom
             drop(newest)
 
-        pinned = [s for s in top if s.status == "included"] + bottom
+        pinned = [s for s in top + bottom if s.status == "included" and s.kind != "lore"]
         action = next(s for s in bottom if s.kind == "action")
         floors = {id(s): min(s.full, self._floor(s)) for s in pinned}
         least = floors[id(action)]
@@ -359,6 +462,7 @@ class ContextBuilder:
         for s in pinned:
             if s.full > lo:
                 self._clip(s, max(floors[id(s)], lo))
+        return bottom
 
     # -- building -------------------------------------------------------------------
 
@@ -372,45 +476,35 @@ class ContextBuilder:
             raise ValueError(f"max_new_tokens must be a positive whole number, not {max_new_tokens!r}")
         if max_new_tokens >= self.window:
             raise ValueError(f"max_new_tokens {max_new_tokens} leaves no room in the {self.window}-token window")
-        top, turns, note, bottom = self._segments(request)
-        for s in top + turns + ([note] if note else []) + bottom:
+        top, turns, news, bottom = self._segments(request)
+        for s in top + news + bottom:
             s.full = self.count(s.source)
 
         budget = goal = self.window - max_new_tokens
         while True:
             try:
-                self._plan(top, turns, note, bottom, budget)
+                shown = self._plan(top, turns, news, bottom, budget)
             except _NoRoom:
                 raise ValueError(
                     f"max_new_tokens {max_new_tokens} leaves only {goal} tokens for the prompt in the "
                     f"{self.window}-token window, too few for even the player's action; lower max_new_tokens"
                 ) from None
-            text = self._assemble(top, turns, note, bottom)
+            prefix = "".join(s.text for s in top + turns)
+            text = prefix + "".join(s.text for s in shown)
             n = len(self.tokenizer.encode(text))
             if n <= goal:
                 break
             budget -= n - goal  # BPE merged differently across a boundary: trim a little more
 
-        ordered = self._report_order(top, turns, note, bottom)
-        segments = [SegmentReport(s.kind, s.label, s.tokens, s.full, s.status) for s in ordered]
-        return BuiltPrompt(text, n, max_new_tokens, self.window, segments)
-
-    @staticmethod
-    def _report_order(top, turns, note, bottom) -> list[_Seg]:
-        kept = [s for s in turns if s.status != "trimmed"]
-        at = turns.index(kept[-AUTHOR_NOTE_DEPTH:][0]) if kept else len(turns)
-        return top + turns[:at] + ([note] if note else []) + turns[at:] + bottom
-
-    def _assemble(self, top, turns, note, bottom) -> str:
-        return "".join(s.text for s in self._report_order(top, turns, note, bottom))
+        segments = [SegmentReport(s.kind, s.label, s.tokens, s.full, s.status) for s in top + turns + shown]
+        return BuiltPrompt(text, n, max_new_tokens, self.window, segments, prefix)
 
 
 __all__ = [
     "ACTION_MARKER",
     "ACTION_KEEP",
-    "AUTHOR_NOTE_DEPTH",
+    "BOTTOM_ALLOWANCE",
     "CLIP_MARKER",
-    "LORE_SCAN_TURNS",
     "STOP_STRINGS",
     "TRIM_CHUNK",
     "BuiltPrompt",

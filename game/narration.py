@@ -55,11 +55,16 @@ def state_card(engine: Engine) -> StateCard:
 def context_request(engine: Engine, result: TurnResult, persona: str,
                     memory: list[str] | None = None) -> ContextRequest:
     """Everything the prompt for the newest turn is built from."""
-    quest, scene = engine.quest, engine.scene
     past = engine.history[:-1] if engine.history and engine.history[-1].turn == result.turn else engine.history
+    return _request(engine, result.action, result.authored, past, persona, memory)
+
+
+def _request(engine: Engine, action: str, authored: str, past, persona: str,
+             memory: list[str] | None) -> ContextRequest:
+    quest, scene = engine.quest, engine.scene
     return ContextRequest(
-        action=result.action,
-        authored=result.authored,
+        action=action,
+        authored=authored,
         persona=quest.persona or persona,
         state=state_card(engine),
         memory=list(memory or []),
@@ -68,7 +73,7 @@ def context_request(engine: Engine, result: TurnResult, persona: str,
         scene_text=engine.description(),
         hints=list(scene.hints),
         recaps=engine.recaps(),
-        turns=[Turn(t.action, t.authored, t.narration) for t in past],
+        turns=[Turn(t.action, t.authored, t.narration, t.card, t.turn) for t in past],
     )
 
 
@@ -103,6 +108,9 @@ class TurnNarrator:
         the window instead; a window too small even for that raises ValueError.
         """
         request = context_request(engine, result, self.persona, self.memory)
+        if engine.history and engine.history[-1].turn == result.turn:
+            # the turn is told with this card; the next prompts tell it the same way (prefix cache)
+            engine.history[-1].card = request.state.render()
         sampling = self.sampling
         try:
             prompt = self.builder().build(request, sampling.max_new_tokens)
@@ -115,6 +123,28 @@ class TurnNarrator:
         seed = None if self.seed is None else self.seed + result.turn + attempt * RETRY_SEED_STEP
         previous = [t.narration for t in engine.history[:-1] if t.narration][-3:]
         return PreparedTurn(result.turn, prompt, sampling, seed, previous)
+
+    def upcoming(self, engine: Engine) -> str:
+        """The start of the next turn's prompt, as far as it is known before the player acts.
+
+        It is the prompt of a turn with no action yet: the next real prompt starts
+        the same way unless the action changes the scene or older turns have to go.
+        "" when the Spirit is not ready or the story has no turns yet.
+        """
+        if not self.ready or not engine.history or engine.ended:
+            return ""
+        request = _request(engine, "", "", engine.history, self.persona, self.memory)
+        try:
+            return self.builder().build(request, self.sampling.max_new_tokens).prefix
+        except ValueError:
+            return ""
+
+    def warm(self, engine: Engine):
+        """Have the service compute `upcoming(engine)` in the background, while the player
+        reads and types: the next turn then only computes its own new part. Returns the
+        service's warm-up thread (None when there is nothing to do)."""
+        prefix = self.upcoming(engine)
+        return self.service.warm(prefix) if prefix else None
 
     def run(self, prepared: PreparedTurn, on_chunk: Callable[[str], None] | None = None,
             on_restart: Callable[[str], None] | None = None,

@@ -215,4 +215,5 @@ class PlainSpirit:
         if narration.error:
             write(f"(The Spirit lost its words: {narration.error})\n")
         engine.set_narration(final)
+        self.narrator.warm(engine)  # the next prompt's start, computed while the player types
         return bool(final)

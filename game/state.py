@@ -49,6 +49,7 @@ class TurnRecord:
     scene: str  # the scene the action was taken in
     authored: str = ""
     narration: str = ""
+    card: str = ""  # the state card the narrator saw with this turn (set when it is narrated)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,4 +58,4 @@ class TurnRecord:
     def from_dict(cls, data: dict) -> "TurnRecord":
         return cls(turn=int(data["turn"]), action=str(data["action"]), kind=str(data["kind"]),
                    scene=str(data["scene"]), authored=str(data.get("authored", "")),
-                   narration=str(data.get("narration", "")))
+                   narration=str(data.get("narration", "")), card=str(data.get("card", "")))

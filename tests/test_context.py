@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from game.context import (
     ACTION_MARKER,
-    AUTHOR_NOTE_DEPTH,
+    BOTTOM_ALLOWANCE,
     STOP_STRINGS,
     TRIM_CHUNK,
     ContextBuilder,
@@ -89,9 +89,9 @@ def test_prompt_reads_like_a_transcript_in_stable_order(builder, gpt2_tokenizer)
         "Rain hammers the broken gate",
         "[Narrator knows: The key lies",
         "[Lore: Dwarves forged the gate.]",
+        "[Author's note: Keep the mood tense and quiet.]",
         "> go north step0x\nYou walk on.\nWind howls in the pines at mile0x",
         "> go north step2x",
-        "[Author's note: Keep the mood tense and quiet.]",
         "> go north step3x",
         "> go north step5x",
         "[Scene: The Broken Gate | Carrying: brass lantern | Torch lit]",
@@ -104,8 +104,10 @@ def test_prompt_reads_like_a_transcript_in_stable_order(builder, gpt2_tokenizer)
     assert ACTION_MARKER == ">" and "\n>" in STOP_STRINGS
     assert [s.status for s in prompt.segments] == ["included"] * len(prompt.segments)
     kinds = [s.kind for s in prompt.segments]
-    assert kinds[:7] == ["persona", "memory", "recap", "recap", "scene", "hints", "lore"]
+    assert kinds[:8] == ["persona", "memory", "recap", "recap", "scene", "hints", "lore", "author_note"]
     assert kinds[-3:] == ["state", "action", "outcome"]
+    assert text == prompt.prefix + "\n[Scene: The Broken Gate | Carrying: brass lantern | Torch lit]\n" \
+                                   "> open the gate\nThe gate creaks open.\n"
 
 
 def test_state_card_renders_compactly_and_accepts_plain_text(builder):
@@ -138,7 +140,7 @@ def test_200_turns_keep_the_newest_and_trim_the_oldest_in_chunks(builder, gpt2_t
     assert statuses == ["trimmed"] * (200 - kept) + ["included"] * kept  # oldest go first
     assert statuses[-1] == "included" and "at mile199x" in prompt.text  # the newest turn
     trimmed = 200 - kept
-    assert TRIM_CHUNK == 4 and (trimmed % 4 == 0 or trimmed == 199)
+    assert TRIM_CHUNK == 2 and (trimmed % 2 == 0 or trimmed == 199)
     for i, s in enumerate(turns):
         assert (f"step{i}x" in prompt.text) == (s.status == "included")
         assert s.full_tokens > 0 and s.tokens == (s.full_tokens if s.status == "included" else 0)
@@ -147,23 +149,45 @@ def test_200_turns_keep_the_newest_and_trim_the_oldest_in_chunks(builder, gpt2_t
         assert all(s.status == "included" for s in prompt.segments if s.kind != "turn")
 
 
-def test_prefix_stays_the_same_between_turns_until_a_chunk_is_dropped(builder):
+def told_history(n: int) -> list[Turn]:
+    """Turns as the game records them: each with the state card it was told with and its number."""
+    return [Turn(t.action, t.authored, t.narration, STATE.render(), i + 1) for i, t in enumerate(history(n))]
+
+
+def test_each_prompt_starts_with_the_one_before_until_older_turns_are_dropped(builder):
     b = builder(512)
-    turns = history(80)
-    previous = None
-    changes = 0
-    for n in range(40, 80):
-        prompt = b.build(request(turns=turns[:n], lore=[]), 100)
+    turns = told_history(80)
+    previous, changes = None, 0
+    for n in range(40, 79):
+        now = turns[n]
+        prompt = b.build(request(turns=turns[:n], action=now.action, authored=now.authored, lore=[]), 100)
         first = next(i for i, s in enumerate(prompt.segments) if s.kind == "turn" and s.status == "included")
-        stable = prompt.text[: prompt.text.index("[Author's note")]
         if previous is not None:
             if first == previous[0]:
-                assert stable.startswith(previous[1])  # the cacheable prefix only grows
+                assert prompt.text.startswith(previous[1])  # the cacheable prefix only grows
             else:
-                assert (first - previous[0]) % 4 == 0  # whole chunks of TRIM_CHUNK turns
+                assert (first - previous[0]) % TRIM_CHUNK == 0  # whole chunks of turn numbers
                 changes += 1
-        previous = (first, stable)
-    assert 1 <= changes <= 40 // 4 + 1
+        previous = (first, prompt.text)
+    assert 1 <= changes <= 40 // TRIM_CHUNK + 1
+
+
+def test_the_prefix_known_before_the_player_acts_starts_the_next_prompt(builder):
+    b = builder(512)
+    turns = told_history(60)
+    kept_start = []
+    for n in range(20, 59):
+        ahead = b.build(request(turns=turns[:n], action="", authored="", lore=[]), 100).prefix
+        now = turns[n]
+        prompt = b.build(request(turns=turns[:n], action=now.action, authored=now.authored, lore=[]), 100)
+        assert prompt.text.startswith(ahead)  # the new turn (under the allowance) trims the same turns
+        assert ahead.endswith(f"mile{n - 1}x, torch swinging.\n")
+        kept_start.append(ahead[:200])
+    long_outcome = "The gate creaks open. " * (BOTTOM_ALLOWANCE // 4)  # far over the allowance
+    ahead = b.build(request(turns=turns[:40], action="", authored="", lore=[]), 100).prefix
+    prompt = b.build(request(turns=turns[:40], authored=long_outcome, lore=[]), 100)
+    assert not prompt.text.startswith(ahead)  # a turn this long makes room by dropping more
+    assert prompt.prompt_tokens + 100 <= 512
 
 
 def test_200_turns_build_fast(builder):
@@ -285,13 +309,26 @@ def test_lore_is_included_only_when_a_keyword_appears(builder, changes, expected
     assert lore_ids(builder().build(req, 100)) == expected
 
 
-def test_lore_looks_only_at_the_last_few_turns(builder):
-    turns = history(10)
-    mentioned = lambda i: turns[:i] + [Turn("raise the lantern")] + turns[i:]  # noqa: E731
-    recent = request(lore=[LANTERN], turns=mentioned(10 - 2))  # third from the end
-    old = request(lore=[LANTERN], turns=mentioned(10 - 5))
-    assert lore_ids(builder().build(recent, 100)) == ["lantern"]
-    assert lore_ids(builder().build(old, 100)) == []
+def test_lore_named_by_a_kept_turn_is_told_once_with_that_turn(builder):
+    turns = told_history(6)
+    turns[2] = Turn("raise the lantern", "It glows.", "", STATE.render(), 3)
+    turns[4] = Turn("swing the lamp", "Shadows jump.", "", STATE.render(), 5)
+    prompt = builder().build(request(lore=[LANTERN], turns=turns, action="wave the lamp"), 100)
+    line = "[Lore: The brass lantern never goes out while its owner lives.]"
+    assert prompt.text.count(line) == 1
+    assert f"\n{STATE.render()}\n{line}\n> raise the lantern\n" in prompt.text  # with the first turn naming it
+    assert lore_ids(prompt) == []  # not repeated for the new action
+
+
+def test_lore_is_not_woken_by_the_narrators_own_words(builder):
+    turns = [Turn("wait", "Time passes.", "A lantern swings in the dark.", number=1)]
+    assert LANTERN.text not in builder().build(request(lore=[LANTERN], turns=turns), 100).text
+
+
+def test_lore_goes_with_the_turn_that_named_it(builder):
+    turns = [Turn("raise the lantern", "It glows.", "", number=1)] + told_history(40)[1:]
+    prompt = builder(512).build(request(lore=[LANTERN], turns=turns), 100)
+    assert "raise the lantern" not in prompt.text and LANTERN.text not in prompt.text
 
 
 def test_lore_is_trimmed_before_pinned_segments(builder, gpt2_tokenizer):
@@ -307,11 +344,12 @@ def test_lore_is_trimmed_before_pinned_segments(builder, gpt2_tokenizer):
 
 
 def test_lore_named_by_the_new_action_outlives_older_lore(builder, gpt2_tokenizer):
-    old = Lore("old", ("pines",), "Pines here are older than the keep. " * 3)
-    new = Lore("new", ("gate",), "Dwarves forged the gate. " * 3)
-    req = request(lore=[new, old], recaps=[], hints=[], author_note=None, turns=history(1))
+    old = Lore("old", ("keep",), "The keep is older than the pines. " * 3)  # the scene names it
+    new = Lore("new", ("hatch",), "Dwarves forged the hatch. " * 3)  # the new action names it
+    req = request(lore=[new, old], recaps=[], hints=[], author_note=None, turns=history(1),
+                  action="open the hatch", authored="The hatch creaks open.")
     full = builder().build(req, 100)
-    assert lore_ids(full) == ["new", "old"]
+    assert lore_ids(full) == ["old", "new"]  # in prompt order: the scene's, then the action's
     prompt = builder(full.prompt_tokens + 100 - 5).build(req, 100)
     check_guarantee(prompt, gpt2_tokenizer)
     assert lore_ids(prompt) == ["new"]
@@ -320,13 +358,9 @@ def test_lore_named_by_the_new_action_outlives_older_lore(builder, gpt2_tokenize
 # -- author's note and recaps --------------------------------------------------------
 
 
-def test_authors_note_sits_a_few_turns_back_from_the_end(builder):
+def test_authors_note_stays_in_place_after_the_scene_and_before_the_turns(builder):
     text = builder().build(request(turns=history(10)), 100).text
-    note = text.index("[Author's note:")
-    assert text.index("step6x") < note < text.index("step7x")  # before the last 3 turns
-    assert AUTHOR_NOTE_DEPTH == 3
-    few = builder().build(request(turns=history(2)), 100).text
-    assert few.index("[Lore:") < few.index("[Author's note:") < few.index("step0x")
+    assert text.index("[Lore:") < text.index("[Author's note:") < text.index("step0x")
     none = builder().build(request(turns=[]), 100).text
     assert none.index(PERSONA) < none.index("[Author's note:") < none.index("[Scene: The Broken Gate")
 
@@ -458,3 +492,15 @@ def test_final_text_is_verified_when_counts_do_not_add_up():
         assert sum(s.tokens for s in prompt.segments) < prompt.prompt_tokens  # the joins cost extra
         assert prompt.prompt_tokens + 50 <= window
         assert seg(prompt, "action").status != "trimmed"
+
+
+def test_a_turn_that_names_lore_is_told_the_same_way_in_the_next_prompt(builder):
+    b = builder()
+    first = request(turns=told_history(2), action="raise the lantern", authored="It glows.", lore=[LANTERN])
+    prompt = b.build(first, 100)
+    assert lore_ids(prompt) == ["lantern"]  # shown after the state card, before the action
+    assert prompt.text.endswith(f"{STATE.render()}\n[Lore: {LANTERN.text}]\n> raise the lantern\nIt glows.\n")
+    told = Turn("raise the lantern", "It glows.", "The lantern flares.", STATE.render(), 3)
+    following = b.build(request(turns=told_history(2) + [told], lore=[LANTERN]), 100)
+    assert following.text.startswith(prompt.text)
+    assert lore_ids(following) == []  # told once, with the turn that named it

@@ -54,7 +54,7 @@ from pathlib import Path
 
 import pytest
 
-from game.context import AUTHOR_NOTE_DEPTH, LORE_SCAN_TURNS, TRIM_CHUNK
+from game.context import TRIM_CHUNK
 from game.diagnostics import GameFileError
 from game.engine import Engine
 from game.parser import best_match, parse, score
@@ -465,9 +465,7 @@ def test_quoted_numbers_come_from_the_code():
     phrases = [
         f"look at **{window} tokens** at once",
         f"up to **{reply} tokens** long, which leaves {window - reply} for the prompt",
-        f"the oldest turns of the story, {TRIM_CHUNK} at a time",
-        f"the last {LORE_SCAN_TURNS} turns, or the current scene's description",
-        f"just before the last {AUTHOR_NOTE_DEPTH} turns",
+        f"the oldest turns of the story, {TRIM_CHUNK} turns at a time",
         f"warns when fewer than {min_room} tokens are left for the story",
         f"A persona may be at most {MAX_PERSONA_CHARS:,} characters",
         f"at most {MAX_SCENES:,} scenes, {MAX_CHOICES} choices (and {MAX_CHOICES} exits) per scene, "

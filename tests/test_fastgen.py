@@ -108,6 +108,21 @@ def test_greedy_with_and_without_the_prefix_cache_match_exactly(small_model_dir,
     assert again == cold and gen.reused == 256
 
 
+@pytest.mark.parametrize("kind", ["fp32", "int8"])
+def test_a_warmed_up_prefix_gives_the_same_tokens_as_no_cache(small_model_dir, ids, kind):
+    gen = from_checkpoint(small_model_dir, kind)
+    gen.generate(ids[:200], None, max_new_tokens=8)
+    assert gen.warm(ids[:330]) == 128  # chunk [128, 256): the first is cached, [256, 330) is not whole
+    assert gen.cached == ids[:256]
+    assert gen.warm(ids[:330]) == 0  # nothing left to do
+    prompt = ids[:330] + ids[400:420]
+    warmed = gen.generate(prompt, None, max_new_tokens=24)
+    assert gen.reused == 256
+    assert warmed == gen.generate(prompt, None, max_new_tokens=24, reuse_cache=False)
+    stopped = gen.warm(ids[:600], should_stop=lambda: True)
+    assert stopped == 0 and len(gen.cached) % 128 == 0  # stopped before a chunk: only whole chunks kept
+
+
 def test_a_prompt_that_differs_early_reuses_nothing_it_should_not(tiny_model_dir, ids):
     gen = from_checkpoint(tiny_model_dir, "fp32")
     gen.generate(ids[:300], None, max_new_tokens=4)
@@ -280,6 +295,29 @@ def test_service_runs_int8_and_keeps_its_cache_between_turns(int8_service, ids, 
     service.clear_cache()
     stream = service.stream(prompt, few, seed=4)
     assert "".join(stream) == stream.text and stream.reused == 0
+
+
+def test_service_warms_the_next_prompt_in_the_background_and_gives_way(int8_service, ids, gpt2_tokenizer):
+    service = int8_service
+    service.clear_cache()
+    few = Sampling(max_new_tokens=6)
+    start = gpt2_tokenizer.decode(ids[:300])
+    thread = service.warm(start)
+    thread.join(30)
+    assert not thread.is_alive() and len(service.generator.cached) == 256
+    stream = service.stream(start + " And then the frog spoke.", few, seed=1)
+    list(stream)
+    assert stream.reused == 256  # Enter only waited for the rest
+    cold = service.clear_cache() or service.narrate(start + " And then the frog spoke.", few, seed=1)
+    assert cold.raw == stream.raw  # warming changes when the story comes, never which story
+    service.clear_cache()
+    expected = service.narrate(start, few, seed=1)
+    thread = service.warm(gpt2_tokenizer.decode((ids * 3)[:900]))
+    narration = service.narrate(start, few, seed=1)  # the player acts at once: the warm-up gives way
+    thread.join(30)
+    assert narration.raw == expected.raw and not thread.is_alive()
+    assert service.generator.cached[:300] == gpt2_tokenizer(start).input_ids  # it did not go on after
+    assert service.warm("") is None
 
 
 def test_service_rejects_an_unknown_precision(tiny_model_dir):

@@ -108,3 +108,26 @@ def test_prompts_fit_a_small_window_over_a_long_game(gpt2_tokenizer):
         assert prepared.prompt.prompt_tokens + 64 <= 256
         assert len(gpt2_tokenizer.encode(prepared.prompt.text)) == prepared.prompt.prompt_tokens
         assert result.action in prepared.prompt.text
+
+
+def test_the_next_prompt_starts_with_what_was_known_before_the_player_acted(gpt2_tokenizer):
+    """Within a scene, `upcoming` (warmed up while the player types) starts the next real prompt."""
+    quest = load_quest(QUEST)
+    engine = Engine(quest, seed=2)
+    service = CountingService(gpt2_tokenizer)
+    service.window = 1024
+    narrator = TurnNarrator(service, "The Spirit speaks.", Sampling(max_new_tokens=150))
+    assert narrator.upcoming(engine) == ""  # no turns yet: nothing to compute ahead
+    ahead, matched, stayed = "", 0, 0
+    for i, action in enumerate(["look", "listen to the wind", "look around", "sing", "wait", "look",
+                                "touch the archway", "whistle", "hum", "look", "kneel", "wait"]):
+        result = engine.act(action)
+        prepared = narrator.prepare(engine, result)
+        assert engine.history[-1].card == state_card(engine).render()  # the turn keeps the card it was told with
+        if ahead and not result.scene_entered:
+            stayed += 1
+            matched += prepared.prompt.text.startswith(ahead)
+        engine.set_narration(f"The wind answers your call, number {i}. " * 4)
+        ahead = narrator.upcoming(engine)
+        assert ahead.endswith(f"number {i}.\n")  # it ends with the newest narration
+    assert stayed >= 10 and matched >= stayed - 3  # all but the turns where older turns had to go

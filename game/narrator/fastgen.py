@@ -237,6 +237,30 @@ class FastGenerator:
         self._grid = len(ids) - len(ids) % ALIGN  # the whole grid chunks; a partial one is redone
         return logits
 
+    def warm(self, ids: Sequence[int], should_stop: Callable[[], bool] = lambda: False) -> int:
+        """Compute the whole grid chunks of `ids` into the cache, ahead of a prompt that starts
+        with them (the player is still typing). Chunks already cached are kept; `should_stop()`
+        is checked before each chunk. Returns how many tokens were computed."""
+        import torch
+
+        ids = list(ids)[: self.window - 1]
+        end = len(ids) - len(ids) % ALIGN
+        same = min(common_prefix(self.cached, ids), self._grid)
+        keep = same - same % ALIGN
+        if keep >= end:
+            return 0
+        self._use_threads()
+        with torch.inference_mode():
+            self.backend.truncate(keep)
+            del self.cached[keep:]
+            self._grid = keep
+            for start in range(keep, end, ALIGN):
+                if should_stop():
+                    break
+                self._advance(ids[start:start + ALIGN])
+                self._grid = start + ALIGN
+        return self._grid - keep
+
     def logits(self, ids: Sequence[int]):
         """Logits (fp32) at every position of `ids`, computed from scratch: shape (len, vocab)."""
         import torch

@@ -119,6 +119,7 @@ class NarratorService:
         self._settled = threading.Event()
         self._lock = threading.Lock()       # one generation at a time
         self._start_lock = threading.Lock()
+        self._warm_stop = threading.Event()  # set: the warm-up in progress (if any) stops
 
     # --- state -------------------------------------------------------------------
     @property
@@ -153,9 +154,38 @@ class NarratorService:
 
     def clear_cache(self) -> None:
         """Forget the cached prompt prefix: the next generation computes its whole prompt."""
+        self._warm_stop.set()
         with self._lock:
             if self._fast is not None:
                 self._fast.forget()
+
+    def warm(self, prompt: str) -> threading.Thread | None:
+        """Start computing the key/value cache of `prompt`, the known start of a coming prompt,
+        on a background thread (returned; None when the Spirit is not ready).
+
+        While the player reads and types, the next turn's prompt is computed up to its
+        new part, so that part is all Enter has to wait for. A generation or a newer
+        warm-up stops it after the chunk in progress (tens of milliseconds); a failure
+        only drops the cache (the next generation computes its whole prompt).
+        """
+        if self.status != "ready" or self._fast is None or not prompt:
+            return None
+        self._warm_stop.set()
+        stop = self._warm_stop = threading.Event()
+
+        def run() -> None:
+            with self._lock:
+                if stop.is_set():
+                    return
+                try:
+                    ids = self._tokenizer(prompt).input_ids[:-1]  # its last token may merge with what follows
+                    self._fast.warm(ids, should_stop=stop.is_set)
+                except Exception:  # noqa: BLE001 - the cache is dropped; narration does not depend on it
+                    self._fast.forget()
+
+        thread = threading.Thread(target=run, name="storyteller-warm", daemon=True)
+        thread.start()
+        return thread
 
     @property
     def device(self) -> str | None:
@@ -417,6 +447,7 @@ class NarrationStream:
         if service.status != "ready":
             why = f": {service.reason}" if service.reason else ""
             raise NarratorError(f"the Storyteller Spirit is {service.status}{why}")
+        service._warm_stop.set()  # a warm-up gives way after its current chunk
         with service._lock:
             tokens, thread, result, halt = self._begin()
             started = time.monotonic()
