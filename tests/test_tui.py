@@ -98,6 +98,7 @@ class ScriptedSpirit:
         self.script, self.wakes, self.stepping, self.delay = script, wakes, stepping, delay
         self.calls: list[dict] = []
         self.results: list[Narration] = []
+        self.warmed: list[str] = []  # prompt starts the game asked to compute ahead
         self._permits = threading.Semaphore(0)
         self._listener = None
         self._settled = threading.Event()
@@ -133,6 +134,10 @@ class ScriptedSpirit:
     def step(self, n: int = 1) -> None:
         for _ in range(n):
             self._permits.release()
+
+    def warm(self, prompt: str):
+        self.warmed.append(prompt)
+        return None
 
     def narrate(self, prompt, sampling, *, seed=None, previous=(), stop_strings=(), on_chunk=None,
                 on_restart=None, cancel=None, timeout=None) -> Narration:
@@ -253,6 +258,11 @@ async def act(pilot, text: str, *, settle: bool = True) -> None:
         await wait_until(pilot, lambda: game(app).narrating is None, what=f"narration of {text!r}")
 
 
+async def awake(pilot) -> None:
+    """Let the app run until the Spirit is ready: its loader starts only after the first paint."""
+    await wait_until(pilot, lambda: pilot.app.spirit_status == "ready", timeout=120, what="the Spirit to wake")
+
+
 async def playing(pilot) -> GameScreen:
     await wait_until(pilot, lambda: isinstance(pilot.app.screen, GameScreen), what="the game screen")
     return pilot.app.screen
@@ -351,6 +361,7 @@ async def test_continue_resumes_the_most_recent_autosave(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         await playing(pilot)
+        await awake(pilot)
         await act(pilot, "take the lantern")
         await act(pilot, "go north")
         await pilot.press("ctrl+q")
@@ -379,6 +390,7 @@ async def test_load_a_save_and_a_broken_save(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         await playing(pilot)
+        await awake(pilot)
         await act(pilot, "take the lantern")
         game(app).save_to("before the hall")
     broken = locations.saves_dir() / "broken.json"
@@ -420,6 +432,7 @@ async def test_story_log_options_and_status_bar(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await playing(pilot)
+        await awake(pilot)
         engine = app.session.engine
         assert [k for k, _ in paragraphs(app)] == ["info", "scene-title", "scene"]
         options = str(screen.query_one("#options").render())
@@ -465,6 +478,7 @@ async def test_input_history_with_up_and_down(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         await playing(pilot)
+        await awake(pilot)
         box = game(app).query_one(ActionInput)
         await pilot.press(*"look", "enter")
         await wait_until(pilot, lambda: game(app).narrating is None)
@@ -478,11 +492,26 @@ async def test_input_history_with_up_and_down(spirit, personalities):
         await wait_until(pilot, lambda: kinds(app, "action") == ["look", "i", "i"])
 
 
+async def test_after_a_narration_the_next_prompts_start_is_computed_ahead(gpt2_tokenizer, personalities):
+    spirit = ScriptedSpirit(gpt2_tokenizer)
+    app = build(personalities, scripted(spirit, personalities))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await playing(pilot)
+        await awake(pilot)
+        await act(pilot, "take the lantern")
+        await wait_until(pilot, lambda: screen.narrating is None and spirit.warmed)
+        assert spirit.warmed[-1].endswith(default_script(1) + "\n")  # up to the narration just told
+        await act(pilot, "listen to the wind")
+        await wait_until(pilot, lambda: len(spirit.calls) == 2)
+        assert spirit.calls[1]["prompt"].startswith(spirit.warmed[0])  # the next prompt starts with it
+
+
 async def test_narration_streams_word_by_word(gpt2_tokenizer, personalities):
     spirit = ScriptedSpirit(gpt2_tokenizer, stepping=True)
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await playing(pilot)
+        await awake(pilot)
         await act(pilot, "take the lantern", settle=False)
         words = default_script(1).split(" ")
         assert status(app).spirit == "narrating"
@@ -512,6 +541,7 @@ async def test_the_log_follows_the_story_unless_scrolled_up(gpt2_tokenizer, pers
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await playing(pilot)
+        await awake(pilot)
         log = screen.query_one(StoryLog)
         await act(pilot, "take the lantern", settle=False)
 
@@ -544,6 +574,7 @@ async def test_escape_stops_the_narration_and_keeps_the_authored_text(gpt2_token
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await playing(pilot)
+        await awake(pilot)
         await act(pilot, "take the lantern", settle=False)
         spirit.step(3)
         await wait_until(pilot, lambda: kinds(app, "narration") == ["Narration 1: the"])
@@ -571,6 +602,7 @@ async def test_retry_narrates_again_and_ctrl_b_cycles_back(spirit, personalities
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await playing(pilot)
+        await awake(pilot)
         await pilot.press("ctrl+r")
         assert app.notes[-1].message == "Nothing to narrate again yet."
         await act(pilot, "take the lantern")
@@ -607,6 +639,7 @@ async def test_undo_goes_back_one_turn_at_a_time_to_the_start(spirit, personalit
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await playing(pilot)
+        await awake(pilot)
         opening = paragraphs(app)
         options = str(screen.query_one("#options").render())
         for action in ("take the lantern", "go north", "listen to the fans"):
@@ -635,6 +668,7 @@ async def test_save_to_a_named_slot_and_load_it_again(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         await playing(pilot)
+        await awake(pilot)
         await act(pilot, "take the lantern")
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, SaveScreen))
@@ -674,6 +708,7 @@ async def test_autosave_after_every_turn(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         await playing(pilot)
+        await awake(pilot)
         assert not (autosave_dir() / "call-of-the-storyteller.json").exists()
         for turn, action in enumerate(["take the lantern", "read the glyphs", "go north"], 1):
             await act(pilot, action)
@@ -688,6 +723,7 @@ async def test_export_transcript_to_markdown(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         await playing(pilot)
+        await awake(pilot)
         await act(pilot, "take the lantern")
         await act(pilot, "go north")
         await pilot.press("ctrl+t")
@@ -705,6 +741,7 @@ async def test_quit_during_narration_keeps_the_autosave(gpt2_tokenizer, personal
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         await playing(pilot)
+        await awake(pilot)
         spirit.step(len(default_script(1).split()))
         await act(pilot, "take the lantern")
         await act(pilot, "go north", settle=False)
@@ -724,6 +761,7 @@ async def test_keys_can_be_remapped_in_the_settings(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities), settings=settings)
     async with app.run_test(size=(80, 24)) as pilot:
         await playing(pilot)
+        await awake(pilot)
         await act(pilot, "take the lantern")
         await pilot.press("ctrl+z")
         assert app.session.engine.state.turn == 1
@@ -744,6 +782,7 @@ async def test_playing_to_an_ending_shows_the_ending_dialog_and_play_again(spiri
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         await playing(pilot)
+        await awake(pilot)
         for action in LESSER_WIN:
             await act(pilot, action)
         await wait_until(pilot, lambda: isinstance(app.screen, EndingScreen))
@@ -837,11 +876,18 @@ async def test_a_model_that_fails_to_load_leaves_the_game_playable(personalities
         assert sum(n.severity == "warning" for n in app.notes) == 1  # told once
 
 
-async def test_turns_played_while_the_spirit_wakes_keep_the_authored_text(gpt2_tokenizer, personalities):
+async def waking(pilot, spirit: ScriptedSpirit) -> None:
+    """Let the app start a Spirit that stays asleep (`wakes=False`): it starts after the first paint."""
+    await playing(pilot)
+    await wait_until(pilot, lambda: spirit.status == "loading", what="the Spirit's loader to start")
+    assert pilot.app.spirit_status == "loading"
+
+
+async def test_a_turn_taken_while_the_spirit_wakes_is_narrated_when_it_is_ready(gpt2_tokenizer, personalities):
     spirit = ScriptedSpirit(gpt2_tokenizer, wakes=False)
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
+        await waking(pilot, spirit)
         assert status(app).spirit == "loading"
         assert "Spirit: waking" in screen_text(app)
         spirit._emit(Loading("Downloading distilgpt2: 176.0 MB of 352.0 MB", 0.5))
@@ -850,18 +896,88 @@ async def test_turns_played_while_the_spirit_wakes_keep_the_authored_text(gpt2_t
         await act(pilot, "take the lantern")
         assert kinds(app, "change") == ["You now have a cursor lantern."]
         assert kinds(app, "narration") == [] and spirit.calls == []
-        spirit.wake()  # on the UI thread here; the real service calls from its loader thread
-        await wait_until(pilot, lambda: status(app).spirit == "ready")
-        assert app.notes[-1].message == "The Storyteller Spirit is awake (scripted-spirit on cpu)."
+        assert status(app).spirit_detail == ("Downloading distilgpt2: 176.0 MB of 352.0 MB 50%; "
+                                             "will narrate turn 1 when awake")
+        await act(pilot, "i")  # takes no turn: turn 1 still waits
+        loader = threading.Thread(target=spirit.wake)  # as the real service does, from its loader thread
+        loader.start()
+        loader.join()
+        await wait_until(pilot, lambda: kinds(app, "narration") == [default_script(1)], what="the waiting turn")
+        await wait_until(pilot, lambda: game(app).narrating is None)
+        assert len(spirit.calls) == 1 and "take the lantern" in spirit.calls[0]["prompt"]
+        assert "The Storyteller Spirit is awake (scripted-spirit on cpu)." in [n.message for n in app.notes]
+        assert [k for k, _ in paragraphs(app)][-2:] == ["info", "narration"]  # after the inventory it listed
+        assert app.session.engine.history[-1].narration == default_script(1)
+        assert autosave().history[-1].narration == default_script(1)
+        assert (status(app).spirit, status(app).spirit_detail) == ("ready", "")
         await act(pilot, "go north")
-        assert kinds(app, "narration") == [default_script(1)]
+        assert kinds(app, "narration") == [default_script(1), default_script(2)]
+
+
+async def test_only_the_newest_turn_taken_while_the_spirit_wakes_is_narrated(gpt2_tokenizer, personalities):
+    spirit = ScriptedSpirit(gpt2_tokenizer, wakes=False)
+    app = build(personalities, scripted(spirit, personalities))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await waking(pilot, spirit)
+        await act(pilot, "dance with the fog")  # free text: the waking Spirit would answer it...
+        assert kinds(app, "info")[1:] == []
+        assert "will narrate turn 1 when awake" in status(app).spirit_detail
+        await act(pilot, "take the lantern")  # ...but a newer turn replaces it: nothing answers it now
+        assert kinds(app, "info")[1:] == [app.session.engine.say("unanswered")]
+        assert status(app).spirit_detail.endswith("will narrate turn 2 when awake")
+        await act(pilot, "go north")
+        await pilot.press("ctrl+z")  # the waiting turn is undone: turn 2 is the newest, but it waited no more
+        assert app.session.engine.state.turn == 2
+        assert "will narrate" not in status(app).spirit_detail
+        spirit.wake()
+        await wait_until(pilot, lambda: status(app).spirit == "ready")
+        await pilot.pause()
+        assert spirit.calls == [] and kinds(app, "narration") == []
+        # Again, with the newest turn left in place when the Spirit wakes.
+    spirit = ScriptedSpirit(gpt2_tokenizer, wakes=False)
+    app = build(personalities, scripted(spirit, personalities))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await waking(pilot, spirit)
+        for action in ("take the lantern", "read the glyphs", "go north"):
+            await act(pilot, action)
+        spirit.wake()
+        await wait_until(pilot, lambda: kinds(app, "narration") and game(app).narrating is None,
+                         what="the newest turn's narration")
+        assert len(spirit.calls) == 1 and "go north" in spirit.calls[0]["prompt"]
+        assert [t.narration for t in app.session.engine.history] == ["", "", default_script(1)]
+        assert paragraphs(app)[-1] == ("narration", default_script(1))
+        await act(pilot, "go south")  # and play goes on as usual
+        assert kinds(app, "narration") == [default_script(1), default_script(2)]
+
+
+async def test_a_turn_waiting_for_a_spirit_that_falls_silent_keeps_the_quests_words(gpt2_tokenizer, personalities):
+    spirit = ScriptedSpirit(gpt2_tokenizer, wakes=False)
+    app = build(personalities, scripted(spirit, personalities))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await waking(pilot, spirit)
+        await act(pilot, "take the lantern")
+        await act(pilot, "sing to the gate")  # free text, waiting for the Spirit's answer
+        assert kinds(app, "info")[1:] == [] and "will narrate turn 2" in status(app).spirit_detail
+        loader = threading.Thread(target=spirit.silence, args=("could not load model 'x': out of memory",))
+        loader.start()
+        loader.join()
+        await wait_until(pilot, lambda: status(app).spirit == "silent")
+        await pilot.pause()
+        assert spirit.calls == [] and kinds(app, "narration") == [] and app.is_running
+        assert kinds(app, "change") == ["You now have a cursor lantern."]  # the quest's words stand
+        assert paragraphs(app)[-2:] == [("action", "sing to the gate"),
+                                        ("info", app.session.engine.say("unanswered"))]
+        assert status(app).spirit_detail == "could not load model 'x'"
+        assert [t.narration for t in autosave().history] == ["", ""]
+        await act(pilot, "go north")
+        assert kinds(app, "narration") == [] and status(app).turn == 3
 
 
 async def test_the_spirit_falling_silent_from_its_loader_thread(gpt2_tokenizer, personalities):
     spirit = ScriptedSpirit(gpt2_tokenizer, wakes=False)
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
+        await waking(pilot, spirit)
         loader = threading.Thread(target=spirit.silence, args=("could not load model 'x': out of memory",))
         loader.start()
         loader.join()
@@ -878,6 +994,7 @@ async def test_context_inspector_shows_what_the_spirit_saw(gpt2_tokenizer, perso
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await playing(pilot)
+        await awake(pilot)
         await pilot.press("f2")
         await wait_until(pilot, lambda: isinstance(app.screen, ContextInspector))
         assert "Nothing yet: the Spirit has not narrated a turn." in screen_text(app)
@@ -918,6 +1035,7 @@ async def test_settings_switch_personality_and_sampling_live(spirit, personaliti
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         await playing(pilot)
+        await awake(pilot)
         await act(pilot, "take the lantern")
         default = personalities["storyteller-spirit"]
         assert default.persona.split()[0] in spirit.calls[0]["prompt"]
@@ -1002,6 +1120,7 @@ async def test_slash_commands(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         await playing(pilot)
+        await awake(pilot)
         await act(pilot, "/remember The lantern is called Blink")
         assert app.notes[-1].message == "The Spirit will remember: The lantern is called Blink"
         await act(pilot, "take the lantern")
@@ -1030,6 +1149,7 @@ async def test_everything_that_matters_is_visible_at_80x24(gpt2_tokenizer, perso
     app = build(personalities, scripted(spirit, personalities))
     async with app.run_test(size=(80, 24)) as pilot:
         await playing(pilot)
+        await awake(pilot)
         for action in LESSER_WIN[:10]:  # four things carried: a long status bar
             spirit.step(len(default_script(1).split()))
             await act(pilot, action)
@@ -1088,7 +1208,7 @@ async def test_real_spirit_narrates_every_turn_to_an_ending(personalities, tiny_
     app = build(personalities, tiny_narrator(personalities, tiny_model_dir, 8))
     async with app.run_test(size=(80, 24)) as pilot:
         await playing(pilot)
-        await wait_until(pilot, lambda: status(app).spirit == "ready", timeout=120, what="the tiny model")
+        await awake(pilot)
         assert app.notes[0].message.startswith("The Storyteller Spirit is awake (")
         for action in LOSS:
             await act(pilot, action)
@@ -1117,7 +1237,7 @@ async def test_real_spirit_streams_and_esc_cancels(personalities, tiny_model_dir
     app = build(personalities, narrator)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await playing(pilot)
-        await wait_until(pilot, lambda: status(app).spirit == "ready", timeout=120, what="the tiny model")
+        await awake(pilot)
         await act(pilot, "take the lantern", settle=False)
         await wait_until(pilot, lambda: kinds(app, "narration") and kinds(app, "narration")[-1],
                          what="the first streamed words")

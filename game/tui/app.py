@@ -2,7 +2,9 @@
 
 `make_app(...)` builds the app from settings and a narrator; the CLI and the
 tests both call it. The narrator service loads the model on its own thread and
-reports through `SpiritEvent` messages; the app never waits on it.
+reports through `SpiritEvent` messages; the app never waits on it. The loader
+starts just after the first paint: its `import torch` would otherwise hold the
+GIL while the first screen is drawn.
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ class StorytellerApp(App):
         if self.narrator is not None:
             service = self.narrator.service
             service.listen(lambda event: self.post_message(SpiritEvent(event)))
-            if service.status == "idle":
-                service.start()
-            self._sync_spirit()
+            if service.status == "idle":  # every change from here on arrives as a SpiritEvent
+                self.call_after_refresh(service.start)
+            else:  # started before the app: take its state as it is now
+                self._sync_spirit()
         from game.tui.screens.title import TitleScreen
 
         self.push_screen(TitleScreen())
@@ -87,10 +90,14 @@ class StorytellerApp(App):
         self.refresh_game_status()
 
     def refresh_game_status(self) -> None:
+        """After a Spirit event: game screens narrate a turn that waited for it, and redraw status."""
         for screen in self.screen_stack:
-            refresh = getattr(screen, "refresh_status", None)
-            if refresh is not None and screen.is_mounted:
-                refresh()
+            if not screen.is_mounted:
+                continue
+            for name in ("narrate_pending", "refresh_status"):
+                method = getattr(screen, name, None)
+                if method is not None:
+                    method()
 
     # -- starting and loading games ----------------------------------------------------
     def start_quest(self, path) -> None:

@@ -4,6 +4,11 @@ The screen renders the session's state and sends the player's actions to the
 engine. Narration runs on a worker thread that only posts messages; every
 widget change happens here, on the UI thread. Each narration has a generation
 number, so chunks from a cancelled or superseded narration are ignored.
+
+A turn taken while the Spirit is still waking is kept as `pending`: when the
+Spirit wakes, `narrate_pending` narrates it if it is still the newest turn and
+has no narration (a newer turn or an undo lets it go); if the Spirit falls
+silent instead, the quest's own words stand.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class GameScreen(Screen):
         self.last_prompt = None  # BuiltPrompt of the last narration
         self.narration_widgets: dict[int, object] = {}
         self.turn_widgets: dict[int, list] = {}
+        self.pending: tuple[TurnResult, object] | None = None  # (result, its TurnRecord) awaiting the Spirit
         self._offers_stop = False
 
     @property
@@ -144,6 +150,9 @@ class GameScreen(Screen):
         detail = app.spirit_detail if app.spirit_status != "ready" else ""
         if app.spirit_status == "silent":  # the first clause only: the full reason is in the
             detail = detail.split(":")[0]  # notification and in help; download progress stays whole
+        if self.pending is not None and app.spirit_status == "loading":
+            promise = f"will narrate turn {self.pending[0].turn} when awake"
+            detail = f"{detail}; {promise}" if detail else promise
         bar.spirit_detail = detail
         if self.last_prompt is not None:
             bar.context_used = self.last_prompt.prompt_tokens + self.last_prompt.max_new_tokens
@@ -199,13 +208,15 @@ class GameScreen(Screen):
     def act(self, text: str) -> None:
         self.stop_narration()
         result = self.engine.act(text)
+        if result.counts:
+            self.let_go_pending()  # a newer turn: only the newest is narrated
         story = self.query_one(StoryLog)
         widgets = [story.add("action", text)]
         for p in result.paragraphs:
             if p.text:
                 widgets.append(story.add(p.kind, p.text))
-        if result.kind == "free" and (self.app.narrator is None or self.app.spirit_status != "ready"):
-            widgets.append(story.add("info", self.engine.say("unanswered")))
+        if result.kind == "free" and (self.app.narrator is None or self.app.spirit_status == "silent"):
+            widgets.append(story.add("info", self.engine.say("unanswered")))  # waking: it answers later
         if result.counts:
             self.turn_widgets[result.turn] = widgets
             self.autosave()
@@ -219,7 +230,12 @@ class GameScreen(Screen):
     # -- narration -------------------------------------------------------------------
     def narrate(self, result: TurnResult, attempt: int = 0) -> None:
         app = self.app
-        if app.narrator is None or app.spirit_status != "ready":
+        if app.narrator is None or app.spirit_status == "silent":
+            return
+        if app.spirit_status != "ready":  # still waking: narrate it when the Spirit is ready
+            history = self.engine.history
+            if history and history[-1].turn == result.turn:
+                self.pending = (result, history[-1])
             return
         app.narrator.memory = list(self.session.memory)  # the player's pinned notes (/remember)
         try:
@@ -248,6 +264,30 @@ class GameScreen(Screen):
                         name=f"narration-{generation}")
         self.refresh_status()
 
+    def narrate_pending(self) -> None:
+        """The Spirit has settled: narrate the turn taken while it woke, or let it go (the app
+        calls this, then `refresh_status`, after each Spirit event)."""
+        if self.pending is None or self.app.spirit_status == "loading":
+            return
+        result, record = self.pending
+        history = self.engine.history
+        if self.app.spirit_status == "ready":
+            self.pending = None
+            if history and history[-1] is record and not record.narration and self.narrating is None:
+                self.narrate(result)
+        else:  # silent: the quest's own words stand
+            self.let_go_pending()
+
+    def let_go_pending(self) -> None:
+        """Forget the pending turn; a free-text one is told that nothing in the quest answers it."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        result, record = pending
+        if result.kind == "free" and any(r is record for r in self.engine.history):
+            widget = self.query_one(StoryLog).add("info", self.engine.say("unanswered"))
+            self.turn_widgets.setdefault(result.turn, []).append(widget)
+
     @on(NarrationChunk)
     def chunk(self, message: NarrationChunk) -> None:
         if message.generation != self.narrating:
@@ -275,6 +315,7 @@ class GameScreen(Screen):
             story.end_narration(narration.text)
             self.session.add_sample(turn, narration.text)
             self.autosave()
+            self.app.narrator.warm(self.engine)  # the next prompt's start, computed while the player reads
         if narration.error:
             self.notify(f"The Spirit lost its words: {narration.error}", severity="error", markup=False)
         self.refresh_status()
@@ -337,6 +378,7 @@ class GameScreen(Screen):
         if not self.session.undo():
             self.notify("This is the start: nothing to undo.")
             return
+        self.pending = None  # an undone turn is not narrated
         for widget in self.turn_widgets.pop(turn, []):
             widget.remove()
         self.narration_widgets.pop(turn, None)
