@@ -350,3 +350,19 @@ def test_full_window_turns_keep_the_window_guarantee_and_reuse_the_cache(int8_se
         reused.append(stream.reused)
         engine.set_narration(" ".join(sentences[turn * 3:turn * 3 + 3]))  # a long narration
     assert max(reused[3:]) >= 128  # the stable start of the prompt comes from the cache
+
+
+def test_stop_warming_waits_for_the_warm_up_so_exit_never_finds_torch_mid_step(int8_service, ids,
+                                                                                  gpt2_tokenizer):
+    """A warm-up is a daemon thread; at exit (atexit) each service's is stopped and waited for,
+    since Python leaving a daemon thread inside torch aborts the process."""
+    from game.narrator import service as service_module
+
+    service = int8_service
+    service.clear_cache()
+    thread = service.warm(gpt2_tokenizer.decode((ids * 3)[:1000]))
+    assert service in service_module._WARMING  # the exit hook will find it
+    service.stop_warming()
+    assert not thread.is_alive()
+    assert len(service.generator.cached) % 128 == 0  # it stopped between whole chunks
+    service_module._stop_warming_at_exit()  # nothing running: returns at once

@@ -30,10 +30,12 @@ stronger repetition penalty when `cleaning.judge` finds it bad.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, Union
@@ -51,6 +53,17 @@ _DTYPE_PRECISION = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 TIMEOUT = 60.0           # wall-clock limit of one generation, seconds
 PENALTY_STEP = 0.3       # added to the repetition penalty when re-sampling
 # Config fields that hold a model's context window, by model family.
+_WARMING: "weakref.WeakSet[NarratorService]" = weakref.WeakSet()  # services that have warmed up
+
+
+@atexit.register
+def _stop_warming_at_exit() -> None:
+    """A warm-up is a daemon thread: torch must not be mid-computation on it when Python exits
+    (the process would abort), so each is stopped and waited for (one chunk at most)."""
+    for service in list(_WARMING):
+        service.stop_warming()
+
+
 _WINDOW_FIELDS = ("n_positions", "max_position_embeddings", "n_ctx", "seq_length", "max_sequence_length")
 
 
@@ -120,6 +133,7 @@ class NarratorService:
         self._lock = threading.Lock()       # one generation at a time
         self._start_lock = threading.Lock()
         self._warm_stop = threading.Event()  # set: the warm-up in progress (if any) stops
+        self._warm_thread: threading.Thread | None = None
 
     # --- state -------------------------------------------------------------------
     @property
@@ -183,9 +197,17 @@ class NarratorService:
                 except Exception:  # noqa: BLE001 - the cache is dropped; narration does not depend on it
                     self._fast.forget()
 
-        thread = threading.Thread(target=run, name="storyteller-warm", daemon=True)
+        thread = self._warm_thread = threading.Thread(target=run, name="storyteller-warm", daemon=True)
+        _WARMING.add(self)
         thread.start()
         return thread
+
+    def stop_warming(self, timeout: float = 30.0) -> None:
+        """Stop the warm-up in progress, if any, and wait for it (it ends after its current chunk)."""
+        self._warm_stop.set()
+        thread = self._warm_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     @property
     def device(self) -> str | None:
