@@ -504,6 +504,10 @@ async def test_after_a_narration_the_next_prompts_start_is_computed_ahead(gpt2_t
         await act(pilot, "listen to the wind")
         await wait_until(pilot, lambda: len(spirit.calls) == 2)
         assert spirit.calls[1]["prompt"].startswith(spirit.warmed[0])  # the next prompt starts with it
+        await wait_until(pilot, lambda: screen.narrating is None and len(spirit.warmed) == 2)
+        await pilot.press("ctrl+z")  # back to turn 1: its end is what the next prompt starts with again
+        await wait_until(pilot, lambda: len(spirit.warmed) == 3)
+        assert spirit.warmed[2] == spirit.warmed[0]
 
 
 async def test_narration_streams_word_by_word(gpt2_tokenizer, personalities):

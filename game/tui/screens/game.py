@@ -315,10 +315,15 @@ class GameScreen(Screen):
             story.end_narration(narration.text)
             self.session.add_sample(turn, narration.text)
             self.autosave()
-            self.app.narrator.warm(self.engine)  # the next prompt's start, computed while the player reads
+            self.warm_up()
         if narration.error:
             self.notify(f"The Spirit lost its words: {narration.error}", severity="error", markup=False)
         self.refresh_status()
+
+    def warm_up(self) -> None:
+        """Have the Spirit compute the next prompt's known start while the player reads and types."""
+        if self.app.narrator is not None and self.app.spirit_status == "ready" and self.narrating is None:
+            self.app.narrator.warm(self.engine)
 
     def stop_narration(self) -> bool:
         """Cancel the narration in progress; its half-written text is removed."""
@@ -371,6 +376,7 @@ class GameScreen(Screen):
         widget.set_text(text)
         self.notify(f"Narration {samples.shown + 1} of {len(samples.texts)}")
         self.autosave()
+        self.warm_up()
 
     def action_undo(self) -> None:
         self.stop_narration()
@@ -385,6 +391,7 @@ class GameScreen(Screen):
         self.refresh_options()
         self.refresh_status()
         self.autosave()
+        self.warm_up()
         self.notify(f"Back to turn {self.engine.state.turn}.")
 
     def autosave(self) -> None:
