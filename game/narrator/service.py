@@ -472,7 +472,6 @@ class NarrationStream:
         service._warm_stop.set()  # a warm-up gives way after its current chunk
         with service._lock:
             tokens, thread, result, halt = self._begin()
-            started = time.monotonic()
             longest = max((len(s) for s in self._stops), default=1)
             lead = self._prompt[-(longest - 1):] if longest > 1 else ""  # stops may span the prompt's end
             pending = ""
@@ -504,7 +503,7 @@ class NarrationStream:
                 halt.set()
                 thread.join(self._timeout)
                 self.cancelled = self._cancel.is_set()
-                self.timed_out = time.monotonic() - started >= self._timeout
+                self.timed_out = result.get("timed_out", thread.is_alive())  # alive still: stuck past it
                 self.new_tokens, self.reused = len(self.token_times), result.get("reused", 0)
             if "error" in result:
                 raise NarratorError(f"generation failed: {_one_line(result['error'])}")
@@ -522,12 +521,14 @@ class NarrationStream:
             tokens.put(token)
 
         def run() -> None:  # the generation thread: tokens go to the queue, None ends it
+            began = time.monotonic()  # the decode loop's own clock starts just after this
             try:
                 service._fast.generate(
                     ids, sampling, seed=self._seed, max_new_tokens=sampling.max_new_tokens,
                     min_new_tokens=self._min_new_tokens, eos=service._eos, on_token=on_token,
                     should_stop=lambda: halt.is_set() or cancel.is_set(), max_time=self._timeout)
                 result["reused"] = service._fast.reused
+                result["timed_out"] = time.monotonic() - began >= self._timeout  # its wall-clock limit stopped it
             except BaseException as error:
                 result["error"] = error
             finally:
