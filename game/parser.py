@@ -20,6 +20,11 @@ VERBS = {"go", "walk", "run", "head", "move", "enter", "climb", "take", "get", "
          "use", "talk", "speak", "ask", "open", "examine", "x", "read", "touch", "follow", "return",
          "leave", "travel", "cross"}
 GO_VERBS = {"go", "walk", "run", "head", "move", "enter", "climb", "travel", "return", "cross", "follow"}
+# Verbs that mean the same kind of deed; a label's verb and a player's verb of different kinds
+# ("Open the door" / "examine the door") keep the label's other words from picking it.
+VERB_KINDS = {**{v: "move" for v in GO_VERBS}, **{v: "take" for v in ("take", "get", "grab", "pick")},
+              **{v: "look" for v in ("examine", "x", "read")}, **{v: "talk" for v in ("talk", "speak", "ask")},
+              "use": "use", "open": "open", "touch": "touch", "leave": "leave"}
 STOPWORDS = {"the", "a", "an", "to", "at", "on", "in", "into", "onto", "with", "of", "my", "your",
              "i", "me", "up", "and", "then", "back", "through", "toward", "towards", "from", "it",
              "this", "that", "some", "over", "out", "for", "by", "around", "carefully", "slowly"}
@@ -84,7 +89,7 @@ def score(text: str, choice: Choice, quest: Quest | None = None) -> int:
             best = max(best, 100 + 10 * len(alias.split()) + len(alias))
     words = set(text.split())
     label_words = _content_words(label)
-    if label_words and all(w in words for w in label_words):
+    if label_words and all(w in words for w in label_words) and not _other_deed(words, set(label.split())):
         best = max(best, 50 + len(label_words))
     if choice.to and quest is not None and choice.to in quest.scenes and words & GO_VERBS:
         title_words = _content_words(normalize(quest.scenes[choice.to].title))
@@ -93,6 +98,13 @@ def score(text: str, choice: Choice, quest: Quest | None = None) -> int:
             if candidate and all(w in words for w in candidate):
                 best = max(best, 40 + len(candidate))
     return best
+
+
+def _other_deed(typed: set[str], label: set[str]) -> bool:
+    """The player's verbs and the label's are of different kinds ("examine" against "open")."""
+    said = {VERB_KINDS[w] for w in typed if w in VERB_KINDS}
+    offered = {VERB_KINDS[w] for w in label if w in VERB_KINDS}
+    return bool(said) and bool(offered) and said.isdisjoint(offered)
 
 
 def best_match(text: str, choices, quest: Quest | None = None) -> Choice | None:

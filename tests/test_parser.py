@@ -92,6 +92,19 @@ def test_label_matches_exactly_and_by_its_content_words():
     assert match("take the rusty lever", [DOOR, LEVER]) is None  # "pull" is not a built-in verb
 
 
+def test_a_different_kind_of_verb_does_not_pick_a_label():
+    door = Choice(label="Open the door", key="a/choices/0")
+    glyphs = Choice(label="Read the glyphs on the archway", key="a/choices/1")
+    assert match("examine the door", [door]) is None  # looking is not opening
+    assert match("open the door", [door]) is door
+    assert match("the door", [door]) is door  # no verb typed: the label's words are enough
+    assert match("examine the glyphs on the archway", [door, glyphs]) is glyphs  # examine, read: both looks
+    assert match("walk to the old man", [TALK]) is None  # moving is not talking
+    assert match("speak with the old man", [TALK]) is TALK
+    with_words = Choice(label="Open the door", words=("door",), key="a/choices/2")
+    assert match("examine the door", [with_words]) is with_words  # the author's words still count
+
+
 def test_exact_label_beats_an_alias():
     alias = Choice(label="Something else", words=("talk to the old man",))
     assert match("Talk to the old man", [alias, TALK]) is TALK
