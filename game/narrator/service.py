@@ -35,7 +35,6 @@ import logging
 import queue
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, Union
@@ -53,7 +52,9 @@ _DTYPE_PRECISION = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 TIMEOUT = 60.0           # wall-clock limit of one generation, seconds
 PENALTY_STEP = 0.3       # added to the repetition penalty when re-sampling
 # Config fields that hold a model's context window, by model family.
-_WARMING: "weakref.WeakSet[NarratorService]" = weakref.WeakSet()  # services that have warmed up
+# Services that have warmed up. Held strongly, so that a warm-up thread never drops the last
+# reference to a model: freeing torch tensors on that thread while Python exits aborts the process.
+_WARMING: set[NarratorService] = set()
 
 
 @atexit.register
