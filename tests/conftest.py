@@ -1,4 +1,5 @@
-"""Shared fixtures: the real GPT-2 tokenizer and a tiny real GPT-2 model folder."""
+"""Shared fixtures: the real GPT-2 tokenizer, a tiny real GPT-2 model folder, and private
+user folders (plain helpers live in tests/helpers.py)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,18 @@ def isolated_user_folders(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("STORYTELLER_CONFIG_DIR", str(home / "config"))
     monkeypatch.setenv("STORYTELLER_DATA_DIR", str(home / "data"))
     return home
+
+
+@pytest.fixture
+def user_dirs(tmp_path, monkeypatch) -> Path:
+    """Every user folder (`locations.ENV`, bar the project's own), HOME and the XDG folders
+    pointed into tmp_path, which is returned: the test knows each folder the game uses."""
+    from game import locations
+
+    for name, var in locations.ENV.items():
+        if name not in ("assets", "bundled_quests"):
+            monkeypatch.setenv(var, str(tmp_path / name))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    return tmp_path

@@ -4,7 +4,6 @@ it in plain mode (a real subprocess, the same command a player types)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ from game.phrases import phrase
 
 from game.quest_loader import check_quest, load_quest
 from tests.conftest import QUESTS, ROOT
+from tests.helpers import play_plain
 
 QUEST = QUESTS / "call-of-the-storyteller.yaml"
 NEVER_READ = "this line is never read"
@@ -26,18 +26,7 @@ def quest():
 
 def play(actions: list[str], tmp_path) -> subprocess.CompletedProcess:
     """Play the bundled quest in plain mode without the Spirit, typing `actions` one per line."""
-    return play_quest(QUEST, actions, tmp_path)
-
-
-def play_quest(path, actions: list[str], tmp_path) -> subprocess.CompletedProcess:
-    """Play any quest in plain mode without the Spirit, typing `actions` one per line."""
-    env = dict(os.environ)
-    for name in ("CONFIG", "DATA"):  # keep the player's real folders out of it
-        env[f"STORYTELLER_{name}_DIR"] = str(tmp_path / name.lower())
-    return subprocess.run(
-        [sys.executable, "-m", "game", "play", str(path), "--plain", "--no-spirit"],
-        input="".join(a + "\n" for a in actions), capture_output=True, text=True,
-        encoding="utf-8", cwd=ROOT, env=env, timeout=120)
+    return play_plain(QUEST, actions, tmp_path)
 
 
 def flat(text: str) -> str:
@@ -45,11 +34,16 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def assert_ended_with(run: subprocess.CompletedProcess, quest, ending_id: str) -> None:
-    ending = quest.endings[ending_id]
+def clean_output(run: subprocess.CompletedProcess) -> str:
+    """The run's output, flat (see `flat`), once it is checked that the game exited cleanly."""
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
-    out = flat(run.stdout)
+    return flat(run.stdout)
+
+
+def assert_ended_with(run: subprocess.CompletedProcess, quest, ending_id: str) -> None:
+    ending = quest.endings[ending_id]
+    out = clean_output(run)
     assert ending.title in out
     assert flat(ending.text) in out
     assert phrase(quest.language, "won" if ending.outcome == "win" else "lost_game") in out
@@ -157,7 +151,7 @@ def test_each_ending_is_reachable(actions, ending_id, quest, tmp_path):
 
 
 def test_true_win_passes_the_story_beats(quest, tmp_path):
-    out = flat(play(TRUE_WIN, tmp_path).stdout)
+    out = clean_output(play(TRUE_WIN, tmp_path))
     for beat in ("You now have a cursor lantern.", "Its true name is Distil.",
                  "You no longer have a golden token.", "The Circle of 1024 Stones",
                  "The nearest stones flicker as you enter"):
@@ -165,7 +159,7 @@ def test_true_win_passes_the_story_beats(quest, tmp_path):
 
 
 def test_calling_too_early_explains_the_ritual(quest, tmp_path):
-    out = flat(play(LOSS, tmp_path).stdout)
+    out = clean_output(play(LOSS, tmp_path))
     assert "> summon the spirit The stones stay dark. To wake whole" in out
     assert "you could still call it without its name." in out
 
@@ -173,8 +167,7 @@ def test_calling_too_early_explains_the_ritual(quest, tmp_path):
 def test_locked_ways_explain_themselves(quest, tmp_path):
     run = play(["go north", "go west", "s", "e", "cross the bridge", "pay the toll", "look"],
                tmp_path)
-    assert run.returncode == 0, run.stderr
-    out = flat(run.stdout)
+    out = clean_output(run)
     assert "You would need a light to find your way among the shelves." in out
     assert "The toll-post beside you waits for a coin." in out
     assert "nothing in your pockets fits it." in out

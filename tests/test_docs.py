@@ -45,10 +45,7 @@ import copy
 import difflib
 import inspect
 import json
-import os
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +63,9 @@ from game.quest_loader import (CHOICE_KEYS, CONDITION_KEYS, EFFECT_KEYS, ENDING_
                                check_quest, load_quest)
 from game.safe_yaml import MAX_BYTES, MAX_VALUES, YList, YMap, load_yaml_text
 from game.sampling import SAMPLING_KEYS, Sampling
+from tests.conftest import ROOT
+from tests.helpers import play_plain, write
 
-ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "quests.md"
 BUNDLED = ROOT / "quests" / "call-of-the-storyteller.yaml"
 FRAGMENT_KINDS = {"quest", "scene", "choice", "condition", "conditions", "effects", "personality"}
@@ -216,17 +214,13 @@ def fragment_problems(kind: str, text: str, folder: Path) -> list:
     except GameFileError as exc:
         return exc.problems
     if kind == "personality":
-        path = folder / "example.yaml"
-        path.write_text(text, encoding="utf-8")
         try:
-            load_personality_file(path)
+            load_personality_file(write(folder / "example.yaml", text))
         except GameFileError as exc:
             return exc.problems
         return []
-    path = folder / "quest.yaml"
     quest = json.dumps(wrap(kind, data), ensure_ascii=False, indent=1)  # JSON is YAML, too
-    path.write_text(quest, encoding="utf-8")
-    return [p for p in check_quest(path)[1] if p.severity == "error"]
+    return [p for p in check_quest(write(folder / "quest.yaml", quest))[1] if p.severity == "error"]
 
 
 def formatted(problems) -> str:
@@ -249,12 +243,6 @@ def validate_strict(paths: list[Path], capsys) -> None:
     out = captured.out.splitlines()
     assert captured.err == ""  # not even "the token-budget check is skipped"
     assert code == 0 and len(out) == len(paths) and all(": ok: " in line for line in out), "\n".join(out)
-
-
-def play_plain(path: Path, actions: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "game", "play", str(path), "--plain", "--no-spirit"],
-                          input="".join(a + "\n" for a in actions), capture_output=True, text=True,
-                          encoding="utf-8", cwd=ROOT, env=dict(os.environ), timeout=120)
 
 
 def trimmed(text: str) -> list[str]:
@@ -288,22 +276,15 @@ def test_every_block_is_one_of_the_tested_kinds():
 
 @pytest.mark.parametrize("block", QUESTS, ids=str)
 def test_complete_quest_loads_with_no_problems(block, tmp_path):
-    path = tmp_path / "quest.yaml"
-    path.write_text(block.text, encoding="utf-8")
-    quest, problems = check_quest(path)
+    quest, problems = check_quest(write(tmp_path / "quest.yaml", block.text))
     assert quest is not None and problems == [], f"{block}:\n{formatted(problems)}"
 
 
 def test_complete_and_folder_quests_pass_strict_validate(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # paths print short; each file is named after its line in the guide
-    paths = []
-    for b in QUESTS:
-        paths.append(tmp_path / f"guide-line-{b.line}.yaml")
-        paths[-1].write_text(b.text, encoding="utf-8")
+    paths = [write(tmp_path / f"guide-line-{b.line}.yaml", b.text) for b in QUESTS]
     for b in FILES:
-        path = tmp_path / b.header[1]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(b.text, encoding="utf-8")
+        write(tmp_path / b.header[1], b.text)
     paths += sorted({tmp_path / b.header[1].split("/")[0] for b in FILES})
     validate_strict(paths, capsys)
 
@@ -326,9 +307,7 @@ def test_mistake_is_reported(block, tmp_path):
 
 def test_folder_quests_load_with_every_file(tmp_path):
     for b in FILES:
-        path = tmp_path / b.header[1]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(b.text, encoding="utf-8")
+        write(tmp_path / b.header[1], b.text)
     for folder in sorted({b.header[1].split("/")[0] for b in FILES}):
         quest, problems = check_quest(tmp_path / folder)
         assert quest is not None and problems == [], f"folder quest '{folder}':\n{formatted(problems)}"
@@ -340,8 +319,7 @@ def test_folder_quests_load_with_every_file(tmp_path):
 
 @pytest.mark.parametrize("block", TRANSCRIPTS, ids=str)
 def test_transcript_is_what_plain_mode_prints(block, tmp_path):
-    path = tmp_path / "quest.yaml"
-    path.write_text(quest_before(block.line).text, encoding="utf-8")
+    path = write(tmp_path / "quest.yaml", quest_before(block.line).text)
     actions = [line[2:] for line in block.text.splitlines() if line.startswith("> ")]
     result = play_plain(path, actions)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
@@ -360,9 +338,7 @@ def test_the_tutorials_final_quest_is_the_one_played_to_its_ending():
 
 def test_matching_table_is_what_the_parser_picks(tmp_path):
     line, rows = table("matching")
-    path = tmp_path / "quest.yaml"
-    path.write_text(quest_before(line).text, encoding="utf-8")
-    quest = load_quest(path)
+    quest = load_quest(write(tmp_path / "quest.yaml", quest_before(line).text))
     for typed, picks, why in rows:
         typed = unquote(typed)
         engine = Engine(quest, seed=1)
@@ -388,12 +364,16 @@ def test_matching_table_is_what_the_parser_picks(tmp_path):
             assert result.kind == "free"
 
 
-def test_state_card_example_is_the_narrators(tmp_path):
+@pytest.fixture
+def tutorial(tmp_path) -> Path:
+    """The tutorial's final quest (the one its first transcript plays), in a file."""
+    return write(tmp_path / "quest.yaml", quest_before(TRANSCRIPTS[0].line).text)
+
+
+def test_state_card_example_is_the_narrators(tutorial):
     from game.narration import state_card
 
-    path = tmp_path / "quest.yaml"
-    path.write_text(quest_before(TRANSCRIPTS[0].line).text, encoding="utf-8")
-    engine = Engine(load_quest(path), seed=1)
+    engine = Engine(load_quest(tutorial), seed=1)
     for action, kind in [("stone", "choice"), ("2", "exit"), ("wind", "choice"), ("wind", "choice"),
                          ("open the shutters", "choice")]:
         assert engine.act(action).kind == kind, action
@@ -522,10 +502,8 @@ def _fixed_tokens(path: Path, tokenizer) -> tuple[int, int]:
     return max((int(m.group(1)), int(m.group(2))) for m in found)
 
 
-def test_budget_numbers_are_the_validators(tmp_path, gpt2_tokenizer):
+def test_budget_numbers_are_the_validators(tutorial, gpt2_tokenizer):
     fixed, left = _fixed_tokens(BUNDLED, gpt2_tokenizer)
     assert f"come to at most **{fixed} tokens**" in FLAT and f"that leaves **{left}**" in FLAT, (fixed, left)
-    path = tmp_path / "quest.yaml"
-    path.write_text(quest_before(TRANSCRIPTS[0].line).text, encoding="utf-8")  # the tutorial's final quest
-    fixed, left = _fixed_tokens(path, gpt2_tokenizer)
+    fixed, left = _fixed_tokens(tutorial, gpt2_tokenizer)
     assert f"fullest scene comes to {fixed} tokens, which leaves {left}" in FLAT, (fixed, left)

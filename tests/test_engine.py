@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
 from game.engine import Engine
-from game.quest_loader import load_quest
 from game.rules import apply, holds
 from game.state import GameState
-
-
-def write_quest(tmp_path, text: str):
-    path = tmp_path / "quest.yaml"
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return load_quest(path)
+from tests.helpers import labels, load_quest_text, snapshot
 
 
 CELLAR = """\
@@ -92,16 +84,12 @@ endings:
 
 @pytest.fixture
 def quest(tmp_path):
-    return write_quest(tmp_path, CELLAR)
+    return load_quest_text(tmp_path, "quest.yaml", CELLAR)
 
 
 @pytest.fixture
 def engine(quest):
     return Engine(quest, seed=7)
-
-
-def labels(engine) -> list[str]:
-    return [o.label for o in engine.options()]
 
 
 def texts(result) -> list[str]:
@@ -146,7 +134,7 @@ def test_out_of_range_numbers_are_refused_without_a_turn(engine, number):
 
 
 def test_number_where_there_are_no_options(tmp_path):
-    quest = write_quest(tmp_path, """\
+    quest = load_quest_text(tmp_path, "quest.yaml", """\
         id: bare
         title: Bare
         start: room
@@ -345,7 +333,7 @@ endings:
 
 @pytest.fixture
 def effects_engine(tmp_path):
-    return Engine(write_quest(tmp_path, EFFECTS_QUEST), seed=1)
+    return Engine(load_quest_text(tmp_path, "quest.yaml", EFFECTS_QUEST), seed=1)
 
 
 def test_move_effect_overrides_the_exit_target(effects_engine):
@@ -377,7 +365,7 @@ def test_on_enter_end_ends_the_quest(effects_engine):
 
 
 def test_on_enter_move_loops_are_cut_off(tmp_path):
-    quest = write_quest(tmp_path, """\
+    quest = load_quest_text(tmp_path, "quest.yaml", """\
         id: loop
         title: Loop
         start: a
@@ -425,7 +413,7 @@ endings:
 
 
 def condition(tmp_path, text: str):
-    quest = write_quest(tmp_path, RULES_QUEST.replace("COND", text))
+    quest = load_quest_text(tmp_path, "quest.yaml", RULES_QUEST.replace("COND", text))
     return quest.scenes["a"].choices[0].condition
 
 
@@ -502,7 +490,7 @@ def test_no_condition_always_holds():
 
 
 def test_conditions_in_play_turn_and_visit_gates(tmp_path):
-    quest = write_quest(tmp_path, """\
+    quest = load_quest_text(tmp_path, "quest.yaml", """\
         id: gates
         title: Gates
         start: a
@@ -543,7 +531,7 @@ def test_conditions_in_play_turn_and_visit_gates(tmp_path):
 # -- effects ------------------------------------------------------------------------
 
 def effects(tmp_path, text: str):
-    quest = write_quest(tmp_path, EFFECTS_QUEST.replace(
+    quest = load_quest_text(tmp_path, "quest.yaml", EFFECTS_QUEST.replace(
         "      - label: Teleport\n", f"      - label: Probe\n        effects: [{text}]\n"
         "      - label: Teleport\n"))
     return quest, quest.scenes["start"].choices[0].effects
@@ -599,10 +587,6 @@ def test_effects_in_play(tmp_path):
 
 
 # -- undo ---------------------------------------------------------------------------
-
-def snapshot(engine) -> tuple[dict, list[dict]]:
-    return engine.state.to_dict(), [t.to_dict() for t in engine.history]
-
 
 def test_undo_restores_every_earlier_state_back_to_the_start(engine):
     snapshots = [snapshot(engine)]
@@ -703,8 +687,7 @@ def test_engine_without_a_seed_picks_one(quest):
 
 
 def test_an_open_choice_wins_a_tie_with_a_locked_one(tmp_path):
-    path = tmp_path / "tie.yaml"
-    path.write_text(textwrap.dedent("""\
+    quest = load_quest_text(tmp_path, "tie.yaml", """\
         id: tie
         title: Tie
         start: hall
@@ -728,8 +711,8 @@ def test_an_open_choice_wins_a_tie_with_a_locked_one(tmp_path):
                 effects: [{set: lit}]
         endings:
           done: {title: Done, text: Done.}
-        """))
-    engine = Engine(load_quest(path), seed=1)
+        """)
+    engine = Engine(quest, seed=1)
     assert engine.act("read the book").paragraphs[0].text == "Too dark to read."
     engine.act("lamp")
     assert engine.act("read the book").paragraphs[0].text == "You read by the light."

@@ -27,19 +27,10 @@ import pytest
 from game.cli import main
 from game.diagnostics import GameFileError, display_path
 from game.quest_loader import MAX_CHOICES, MAX_INCLUDES, MAX_SCENES, check_quest, load_quest
+from tests.conftest import ROOT
+from tests.helpers import MINI, write
 
-ROOT = Path(__file__).resolve().parent.parent
 LIMIT_S = 3.0  # "well under a second" on a quiet machine; generous here
-
-MINI = """\
-id: hostile
-title: Hostile
-start: a
-scenes:
-  a: {title: A, description: D, ending: e}
-endings:
-  e: {title: E, text: T}
-"""
 FORMAT = re.compile(r"^.+:\d+:\d+: error: .+$")
 
 
@@ -52,14 +43,6 @@ class Case:
     line: int | None = None  # the line the error must point at, when it is certain
     marker: Path | None = None  # a file that exists only if the quest ran code
     limit_s: float = LIMIT_S
-
-
-def write(path: Path, data: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    path.write_bytes(data)
-    return path
 
 
 def single(tmp: Path, text: str | bytes, words: str, line: int | None = None, **kw) -> Case:
@@ -101,14 +84,14 @@ def binary_garbage(tmp):
 
 
 def invalid_utf8(tmp):
-    return single(tmp, MINI.encode().replace(b"title: Hostile", b"title: Hostile \xff\xfe"),
+    return single(tmp, MINI.encode().replace(b"title: Mini", b"title: Mini \xff\xfe"),
                   "not valid UTF-8", 2)
 
 
 def python_tag(tag: str, line: int):
     def build(tmp):
         marker = tmp / "MARKER"
-        text = MINI.replace("title: Hostile", f"title: Hostile\nsummary: {tag.format(marker=marker)}")
+        text = MINI.replace("title: Mini", f"title: Mini\nsummary: {tag.format(marker=marker)}")
         return single(tmp, text, "tag .* is not allowed", line, marker=marker)
     return build
 

@@ -20,8 +20,8 @@ from game.engine import Engine
 from game.personality import DEFAULT_PERSONALITY, load_personalities
 from game.quest_loader import check_quest, load_quest
 from tests.conftest import QUESTS, ROOT
-from tests.test_bundled_quest import NEVER_READ, assert_ended_with, flat
-from tests.test_bundled_quest import play_quest as play
+from tests.helpers import labels, play_plain as play
+from tests.test_bundled_quest import NEVER_READ, assert_ended_with, clean_output
 
 ALIBI = QUESTS / "the-clockwork-alibi.yaml"
 LANTERN = QUESTS / "the-last-lantern.yaml"
@@ -42,10 +42,6 @@ def engine_after(quest, actions: list[str]) -> Engine:
         result = engine.act(action)
         assert result.kind in ("choice", "exit", "locked", "look"), (action, result.kind)
     return engine
-
-
-def labels(engine: Engine) -> list[str]:
-    return [o.label for o in engine.options()]
 
 
 # -- every quest ---------------------------------------------------------------------
@@ -151,7 +147,7 @@ def test_alibi_clues_are_flags_and_counted(quests):
 
 
 def test_alibi_evidence_is_checked_at_the_accusation(quests, tmp_path):
-    out = flat(play(ALIBI, ALIBI_PREMATURE, tmp_path).stdout)
+    out = clean_output(play(ALIBI, ALIBI_PREMATURE, tmp_path))
     assert "> lay out the evidence You open your notebook and find too many blank pages." in out
     assert "that the clock was made to lie" in out
     # Once accused, there is no walking away: only the bluff is offered.
@@ -163,8 +159,7 @@ def test_alibi_locks_explain_themselves(tmp_path):
     run = play(ALIBI, ["call at the vell house", "unlock the study", "go back to the square",
                        "enter the workshop", "climb the stair", "take the keys", "climb the stair",
                        "study the gears through the loupe"], tmp_path)
-    assert run.returncode == 0, run.stderr
-    out = flat(run.stdout)
+    out = clean_output(run)
     assert "> unlock the study The study is locked" in out
     assert "> climb the stair The stair door is locked." in out
     assert "A watchmaker's loupe would show them." in out
@@ -231,8 +226,8 @@ def test_lantern_when_the_oil_is_gone_only_the_dark_is_left(quests, tmp_path):
     engine.act("go back to the lamp room")
     assert engine.state.flags["oil"] == 0
     assert labels(engine) == ["The flame is dying; feel your way on in the dark"]
-    out = flat(play(LANTERN, ["go out", "go back to the lamp room", "go out",
-                              "go back to the lamp room", "go out"], tmp_path).stdout)
+    out = clean_output(play(LANTERN, ["go out", "go back to the lamp room", "go out",
+                                      "go back to the lamp room", "go out"], tmp_path))
     assert "> go out Without light you cannot even find the wall." in out
 
 
@@ -294,7 +289,7 @@ def test_skazitel_endings(actions, ending_id, quests, tmp_path):
 
 def test_skazitel_free_text_in_russian_drives_the_story(quests, tmp_path):
     engine_after(quests[SKAZITEL], SKAZITEL_WIN)  # every line was understood, none a free action
-    out = flat(play(SKAZITEL, SKAZITEL_WIN, tmp_path).stdout)
+    out = clean_output(play(SKAZITEL, SKAZITEL_WIN, tmp_path))
     beats = [
         "> войти в избушку Избушка стоит к тебе задом",
         "ко мне передом! Избушка скрипнула",
@@ -368,8 +363,7 @@ def test_skazitel_understands_russian_phrasings(before, phrase, check, quests):
 
 
 def test_skazitel_speaks_russian_in_the_games_own_words(tmp_path):
-    run = play(SKAZITEL, ["и", "2", "помощь"], tmp_path)
-    out = flat(run.stdout)
+    out = clean_output(play(SKAZITEL, ["и", "2", "помощь"], tmp_path))
     assert "автор: Артель сказителей" in out
     assert "У вас ничего нет." in out  # "и" is the inventory
     assert "Варианта 2 нет" in out or "Теперь у вас есть" in out or "==" in out

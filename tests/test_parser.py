@@ -6,7 +6,7 @@ import pytest
 
 from game.parser import best_match, normalize, parse, score
 from game.quest import Choice
-from game.quest_loader import load_quest
+from tests.helpers import load_quest_text
 
 # -- parse ----------------------------------------------------------------------
 
@@ -165,9 +165,7 @@ endings:
 
 @pytest.fixture
 def quest(tmp_path):
-    path = tmp_path / "quest.yaml"
-    path.write_text(QUEST, encoding="utf-8")
-    return load_quest(path)
+    return load_quest_text(tmp_path, "quest.yaml", QUEST)
 
 
 def test_go_forms_match_the_title_or_id_of_the_scene_an_exit_leads_to(quest):

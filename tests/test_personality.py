@@ -10,8 +10,8 @@ from game import locations
 from game.personality import (DEFAULT_PERSONALITY, FALLBACK, MAX_PERSONA_CHARS,
                               load_personalities)
 from game.sampling import Sampling
+from tests.helpers import write
 
-PRESETS = Path(__file__).resolve().parent.parent / "assets" / "personalities"
 GOOD = """\
 name: The Lighthouse Keeper
 description: Slow and kind.
@@ -23,20 +23,15 @@ sampling:
 
 
 @pytest.fixture(autouse=True)
-def user_dirs(tmp_path, monkeypatch):
-    """Point every user folder into tmp_path: tests never touch the real home."""
-    for name, var in locations.ENV.items():
-        if name not in ("assets", "bundled_quests"):
-            monkeypatch.setenv(var, str(tmp_path / name))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    (tmp_path / "personalities").mkdir()
-    return tmp_path
+def personalities_dir(user_dirs) -> Path:
+    """Every user folder in tmp_path (conftest's `user_dirs`); the player's personalities
+    folder is there and empty."""
+    (user_dirs / "personalities").mkdir()
+    return user_dirs / "personalities"
 
 
 def user_file(user_dirs, name: str, text: str) -> Path:
-    path = user_dirs / "personalities" / name
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write(user_dirs / "personalities" / name, text)
 
 
 def test_three_distinct_presets_load_cleanly():

@@ -6,7 +6,6 @@ import io
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,8 @@ from game.cli import main
 from game.engine import Engine
 from game.plain import PlainGame
 from game.quest_loader import load_quest
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
+from tests.helpers import write
 
 QUEST = """\
 id: plain-test
@@ -57,9 +56,7 @@ endings:
 
 @pytest.fixture
 def quest_path(tmp_path):
-    path = tmp_path / "quest.yaml"
-    path.write_text(QUEST, encoding="utf-8")
-    return path
+    return write(tmp_path / "quest.yaml", QUEST)
 
 
 def play(path, lines: str, seed: int = 1, **kwargs):
@@ -101,8 +98,7 @@ def test_ending_prints_the_end_and_stops_reading(quest_path):
 
 
 def test_quest_that_starts_at_its_ending_exits_at_once(tmp_path):
-    path = tmp_path / "quest.yaml"
-    path.write_text(QUEST.replace("start: cellar", "start: outside"), encoding="utf-8")
+    path = write(tmp_path / "quest.yaml", QUEST.replace("start: cellar", "start: outside"))
     code, out, _, unread = play(path, "look\n")
     assert code == 0 and "You climb out into the light." in out and unread == "look\n"
 
@@ -149,10 +145,8 @@ def test_narrate_hook_runs_for_turns_only(quest_path):
 
 
 def test_same_seed_same_transcript(tmp_path):
-    path = tmp_path / "quest.yaml"
-    path.write_text(QUEST.replace("description: Hay everywhere.",
-                                  "description: [Hay one., Hay two., Hay three., Hay four.]"),
-                    encoding="utf-8")
+    path = write(tmp_path / "quest.yaml", QUEST.replace(
+        "description: Hay everywhere.", "description: [Hay one., Hay two., Hay three., Hay four.]"))
     moves = "up\ndown\n" * 5
     assert play(path, moves, seed=9)[1] == play(path, moves, seed=9)[1]
     assert len({play(path, moves, seed=s)[1] for s in range(10)}) > 1
@@ -186,8 +180,7 @@ endings:
 
 
 def test_escape_sequences_in_quest_text_are_shown_inert(tmp_path):
-    path = tmp_path / "quest.yaml"
-    path.write_text(HOSTILE, encoding="utf-8")
+    path = write(tmp_path / "quest.yaml", HOSTILE)
     assert "\x1b" in load_quest(path).title  # the quest really holds escapes
     code, out, _, _ = play(path, "gem\ni\nleave\n")
     assert code == 0 and "THE END" in out
@@ -220,8 +213,7 @@ def test_cli_plain_ending(monkeypatch, capsys, quest_path):
 
 
 def test_cli_broken_quest_is_reported_without_a_traceback(monkeypatch, capsys, tmp_path):
-    path = tmp_path / "broken.yaml"
-    path.write_text(QUEST.replace("to: loft", "to: attic"), encoding="utf-8")
+    path = write(tmp_path / "broken.yaml", QUEST.replace("to: loft", "to: attic"))
     code, captured = run_cli(monkeypatch, capsys, ["play", str(path), "--plain", "--no-spirit"], "")
     assert code == 1 and "Traceback" not in captured.err
     line = QUEST.splitlines().index("        to: loft") + 1

@@ -32,6 +32,7 @@ from game.sampling import RANGES, Sampling
 from game.saves import read_save, restore, save_game
 from game.safe_yaml import load_yaml_text
 from tests.conftest import QUESTS
+from tests.helpers import snapshot
 
 BUNDLED = {path.stem: load_quest(path) for path in sorted(QUESTS.glob("*.yaml"))}
 TEXTS = {name: quest.source.read_text(encoding="utf-8") for name, quest in BUNDLED.items()}
@@ -127,10 +128,6 @@ def actions(quest):
     return st.lists(st.one_of(st.integers(1, 6).map(str), st.sampled_from(COMMANDS),
                               st.sampled_from(quest_words(quest)), st.text(max_size=25),
                               st.just(UNDO)), max_size=60)
-
-
-def snapshot(engine: Engine) -> tuple:
-    return engine.state.to_dict(), [r.to_dict() for r in engine.history]
 
 
 def check_consistent(engine: Engine, counted: int) -> None:

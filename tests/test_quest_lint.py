@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -15,8 +14,9 @@ from game.engine import Engine
 from game.personality import load_personalities
 from game.quest import Choice, Condition, Effect, Ending, Item, Quest, Scene
 from game.quest_lint import budget_tokenizer, lint
-from game.quest_loader import check_quest, load_quest
+from game.quest_loader import check_quest
 from tests.conftest import QUESTS, ROOT
+from tests.helpers import at, load_quest_text, write_quest
 
 # The lantern quest of docs/quests.md: nothing to warn about.
 CLEAN = """\
@@ -54,29 +54,14 @@ endings:
 """
 
 
-def write(tmp_path, text: str, name: str = "quest.yaml"):
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
 def load(path):
     quest, problems = check_quest(path)
     assert quest is not None and not problems, "\n".join(p.format() for p in problems)
     return quest
 
 
-def at(path, needle: str, nth: int = 1) -> tuple[int, int]:
-    """1-based (line, col) of the nth occurrence of `needle` in the file."""
-    text = path.read_text(encoding="utf-8")
-    idx = -1
-    for _ in range(nth):
-        idx = text.index(needle, idx + 1)
-    return text.count("\n", 0, idx) + 1, idx - (text.rfind("\n", 0, idx) + 1) + 1
-
-
 def warnings_of(tmp_path, text: str, **kwargs):
-    path = write(tmp_path, text)
+    path = write_quest(tmp_path, "quest.yaml", text)
     return path, lint(load(path), **kwargs)
 
 
@@ -264,7 +249,7 @@ def test_item_required_but_never_given(tmp_path):
 
 
 def test_warnings_point_into_included_files(tmp_path):
-    write(tmp_path, "flags:\n  rang: false\nitems:\n  coin: {name: a coin}\n", "extra.yaml")
+    write_quest(tmp_path, "extra.yaml", "flags:\n  rang: false\nitems:\n  coin: {name: a coin}\n")
     text = edit(CLEAN, "start: cellar\n", "start: cellar\ninclude: [extra.yaml]\n",
                 "          - give: lantern\n", "          - give: [lantern, coin]\n          - set: rang\n")
     path, found = warnings_of(tmp_path, text)
@@ -390,21 +375,21 @@ def pinned_of(quest, tokenizer, **kwargs) -> int:
 def test_budget_counts_the_worst_case(tmp_path, gpt2_tokenizer):
     """Every lore entry (triggered or not), every item and flag, the longest variant count."""
     enc = lambda text: len(gpt2_tokenizer.encode(text))  # noqa: E731
-    base = load(write(tmp_path, BUDGET.replace("DESCRIPTION", "A small crypt."), "a.yaml"))
+    base = load(write_quest(tmp_path, "a.yaml", BUDGET.replace("DESCRIPTION", "A small crypt.")))
     n = pinned_of(base, gpt2_tokenizer)
 
     lore = BUDGET.replace("DESCRIPTION", "A small crypt.") + (
         "lore:\n  bats: {keywords: [bats], text: Bats nest in the old bell tower and fear the light.}\n")
-    assert pinned_of(load(write(tmp_path, lore, "b.yaml")), gpt2_tokenizer) == \
+    assert pinned_of(load(write_quest(tmp_path, "b.yaml", lore)), gpt2_tokenizer) == \
         n + enc("[Lore: Bats nest in the old bell tower and fear the light.]\n")
 
     variants = BUDGET.replace("DESCRIPTION", "[A small crypt., A much larger crypt with many long shadows.]")
-    assert pinned_of(load(write(tmp_path, variants, "c.yaml")), gpt2_tokenizer) == \
+    assert pinned_of(load(write_quest(tmp_path, "c.yaml", variants)), gpt2_tokenizer) == \
         n - enc("A small crypt.\n") + enc("A much larger crypt with many long shadows.\n")
 
     card = BUDGET.replace("DESCRIPTION", "A small crypt.").replace(
         "scenes:", "items: {torch: a torch}\nflags: {lit_up: false}\nscenes:")
-    assert pinned_of(load(write(tmp_path, card, "d.yaml")), gpt2_tokenizer) == \
+    assert pinned_of(load(write_quest(tmp_path, "d.yaml", card)), gpt2_tokenizer) == \
         n - enc("\n[Scene: Crypt | Carrying: nothing]\n") + enc("\n[Scene: Crypt | Carrying: a torch | lit up]\n")
 
     assert pinned_of(base, gpt2_tokenizer, persona="A dry voice.") == n + enc("A dry voice.\n")
@@ -413,7 +398,7 @@ def test_budget_counts_the_worst_case(tmp_path, gpt2_tokenizer):
 
     own = edit(BUDGET, "DESCRIPTION", "A small crypt.",
                "start: crypt\n", "start: crypt\npersona: A wet voice, dripping.\nauthor_note: Keep it eerie.\n")
-    own_quest = load(write(tmp_path, own, "e.yaml"))
+    own_quest = load(write_quest(tmp_path, "e.yaml", own))
     assert pinned_of(own_quest, gpt2_tokenizer, persona="A dry voice.") == \
         n + enc("A wet voice, dripping.\n") + enc("\n[Author's note: Keep it eerie.]\n")
     (problem,) = lint(own_quest, tokenizer=gpt2_tokenizer, min_room=5000)
@@ -519,12 +504,10 @@ def test_what_random_play_reaches_is_never_reported_unreachable(seed):
 
 
 def test_a_flag_nothing_uses_is_reported_at_its_declaration(tmp_path):
-    path = tmp_path / "unused.yaml"
-    path.write_text(
-        "id: unused\ntitle: Unused\nstart: a\nflags:\n  forgotten: false\n"
-        "scenes:\n  a: {title: A, description: A., ending: done}\n"
-        "endings:\n  done: {title: Done, text: Done.}\n")
-    quest = load_quest(path)
+    quest = load_quest_text(tmp_path, "unused.yaml",
+                            "id: unused\ntitle: Unused\nstart: a\nflags:\n  forgotten: false\n"
+                            "scenes:\n  a: {title: A, description: A., ending: done}\n"
+                            "endings:\n  done: {title: Done, text: Done.}\n")
     warnings = [p for p in lint(quest) if "forgotten" in p.message]
     assert len(warnings) == 1
     assert (warnings[0].line, warnings[0].col) == (5, 3)

@@ -4,7 +4,6 @@ quest (YAML, schema, references, includes) is one problem at the offending file:
 from __future__ import annotations
 
 import os
-import textwrap
 import time
 
 import pytest
@@ -12,38 +11,12 @@ import pytest
 from game.diagnostics import GameFileError
 from game.quest import Condition, Effect, Ending, Item, LoreEntry, Where
 from game.quest_loader import check_quest, load_quest
-
-# The smallest valid quest; tests add or break one thing at a time.
-MINI = """\
-id: mini
-title: Mini
-start: a
-scenes:
-  a: {title: A, description: D, ending: e}
-endings:
-  e: {title: E, text: T}
-"""
+from tests.helpers import MINI, at, write_quest
 
 
 def scene_with(extra: str) -> str:
     """MINI with `extra` (flow YAML) added to scene a."""
     return MINI.replace("ending: e}", f"ending: e, {extra}}}")
-
-
-def write(folder, name: str, text: str):
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
-def at(path, needle: str, nth: int = 1) -> tuple[int, int]:
-    """1-based (line, col) of the nth occurrence of `needle` in the file."""
-    text = path.read_text(encoding="utf-8")
-    idx = -1
-    for _ in range(nth):
-        idx = text.index(needle, idx + 1)
-    return text.count("\n", 0, idx) + 1, idx - (text.rfind("\n", 0, idx) + 1) + 1
 
 
 def problems_of(path):
@@ -166,7 +139,7 @@ lore:
 
 
 def test_valid_single_file_quest_builds_every_part(tmp_path):
-    path = write(tmp_path, "lantern.yaml", LANTERN)
+    path = write_quest(tmp_path, "lantern.yaml", LANTERN)
     quest, problems = check_quest(path)
     assert problems == []
     assert quest == load_quest(path)
@@ -230,7 +203,7 @@ def test_valid_single_file_quest_builds_every_part(tmp_path):
 
 
 def test_defaults_for_optional_keys(tmp_path):
-    quest = load_quest(write(tmp_path, "q.yaml", MINI))
+    quest = load_quest(write_quest(tmp_path, "q.yaml", MINI))
     assert (quest.author, quest.summary, quest.language, quest.version) == ("Anonymous", "", "en", "")
     assert (quest.persona, quest.personality, quest.author_note, quest.model) == (None,) * 4
     assert quest.items == {} and quest.flags == {} and quest.lore == {}
@@ -241,7 +214,7 @@ def test_defaults_for_optional_keys(tmp_path):
 
 def test_folder_quest_with_includes(tmp_path):
     folder = tmp_path / "deep-woods"
-    main = write(folder, "quest.yaml", """\
+    main = write_quest(folder, "quest.yaml", """\
         id: deep-woods
         title: Deep Woods
         start: edge
@@ -258,7 +231,7 @@ def test_folder_quest_with_includes(tmp_path):
         endings:
           home: {title: Home, text: You are home.}
         """)
-    forest = write(folder, "scenes/forest.yaml", """\
+    forest = write_quest(folder, "scenes/forest.yaml", """\
         scenes:
           glade:
             title: Glade
@@ -271,7 +244,7 @@ def test_folder_quest_with_includes(tmp_path):
               - label: Back
                 to: edge
         """)
-    extras = write(folder, "extras.yaml", """\
+    extras = write_quest(folder, "extras.yaml", """\
         items:
           mushroom: {name: a red mushroom}
         flags:
@@ -301,7 +274,7 @@ def test_folder_quest_with_includes(tmp_path):
 
 def test_relative_paths_are_shown_relative_to_the_working_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    write(tmp_path, "q/quest.yaml", MINI.replace("start: a", "start: b"))
+    write_quest(tmp_path, "q/quest.yaml", MINI.replace("start: a", "start: b"))
     p = only_problem("q")
     assert p.format().startswith("q/quest.yaml:3:8: error: unknown scene 'b'")
 
@@ -309,17 +282,17 @@ def test_relative_paths_are_shown_relative_to_the_working_folder(tmp_path, monke
 # -- YAML problems through the loader ------------------------------------------------
 
 def test_yaml_syntax_error(tmp_path):
-    path = write(tmp_path, "q.yaml", MINI.replace("title: Mini", "title: Mini: the quest"))
+    path = write_quest(tmp_path, "q.yaml", MINI.replace("title: Mini", "title: Mini: the quest"))
     assert_problem(path, ": the quest", "YAML syntax error", "quotes")
 
 
 def test_duplicate_key(tmp_path):
-    path = write(tmp_path, "q.yaml", MINI + "title: Again\n")
+    path = write_quest(tmp_path, "q.yaml", MINI + "title: Again\n")
     assert_problem(path, "title: Again", "duplicate key 'title'", "first defined at line 2")
 
 
 def test_tab_indentation(tmp_path):
-    path = write(tmp_path, "q.yaml", MINI.replace("  e: {", "\te: {"))
+    path = write_quest(tmp_path, "q.yaml", MINI.replace("  e: {", "\te: {"))
     assert_problem(path, "\te:", "tab")
 
 
@@ -332,7 +305,7 @@ def test_non_utf8_bytes(tmp_path):
 
 @pytest.mark.parametrize("text", ["", "# nothing yet\n"])
 def test_empty_file(tmp_path, text):
-    path = write(tmp_path, "q.yaml", text)
+    path = write_quest(tmp_path, "q.yaml", text)
     p = only_problem(path)
     assert (p.line, p.col) == (1, 1) and "empty" in p.message
 
@@ -343,7 +316,7 @@ def test_empty_file(tmp_path, text):
     ("42\n", "not a number"),
 ])
 def test_top_level_must_be_a_mapping(tmp_path, text, what):
-    path = write(tmp_path, "q.yaml", text)
+    path = write_quest(tmp_path, "q.yaml", text)
     p = only_problem(path)
     assert "a quest file must be a mapping" in p.message and what in p.message
     assert p.line == (2 if text.startswith("#") else 1) and p.col == 1
@@ -373,7 +346,7 @@ def test_missing_quest_file(tmp_path):
     ("title: Mini", "title: Mini\nzzz: 1", "zzz", ["unknown key 'zzz'", "allowed keys: author"]),
 ])
 def test_unknown_keys_with_did_you_mean(tmp_path, old, new, needle, words):
-    path = write(tmp_path, "q.yaml", MINI.replace(old, new))
+    path = write_quest(tmp_path, "q.yaml", MINI.replace(old, new))
     p = assert_problem(path, needle, *words)
     if needle == "zzz":
         assert "did you mean" not in p.message
@@ -413,28 +386,28 @@ def test_unknown_keys_with_did_you_mean(tmp_path, old, new, needle, words):
      ["lore entry 'l' needs at least one keyword"]),
 ])
 def test_wrong_types(tmp_path, old, new, needle, words):
-    path = write(tmp_path, "q.yaml", MINI.replace(old, new))
+    path = write_quest(tmp_path, "q.yaml", MINI.replace(old, new))
     find_problem(path, needle, *words)
 
 
 def test_key_without_a_value_points_just_after_its_colon(tmp_path):
-    path = write(tmp_path, "q.yaml", MINI.replace("title: Mini", "title:"))
+    path = write_quest(tmp_path, "q.yaml", MINI.replace("title: Mini", "title:"))
     p = only_problem(path)
     assert (p.line, p.col) == (2, 7) and p.message == "'title' in the quest must be text, not nothing"
 
 
 def test_empty_description_and_label(tmp_path):
-    path = write(tmp_path, "q.yaml", MINI.replace("description: D", "description: ''"))
+    path = write_quest(tmp_path, "q.yaml", MINI.replace("description: D", "description: ''"))
     assert_problem(path, "''", "the description of scene 'a' is empty")
-    path = write(tmp_path, "q.yaml", scene_with("choices: [{label: ' '}]"))
+    path = write_quest(tmp_path, "q.yaml", scene_with("choices: [{label: ' '}]"))
     assert_problem(path, "' '", "'label' in choice 1 of scene 'a' is empty")
 
 
 def test_bad_ids(tmp_path):
-    path = write(tmp_path, "q.yaml", MINI.replace("start: a", "start: dark cellar")
+    path = write_quest(tmp_path, "q.yaml", MINI.replace("start: a", "start: dark cellar")
                  .replace("  a: {", "  dark cellar: {"))
     find_problem(path, "dark cellar:", "scene id 'dark cellar' must be a short word")
-    path = write(tmp_path, "q.yaml", MINI.replace("id: mini", "id: my quest!"))
+    path = write_quest(tmp_path, "q.yaml", MINI.replace("id: mini", "id: my quest!"))
     assert_problem(path, "my quest!", "quest id 'my quest!'")
 
 
@@ -446,7 +419,7 @@ def test_missing_required_top_level_key(tmp_path, key):
     if key in ("scenes", "endings"):  # drop the entry under it too
         idx = lines.index(f"{key}:\n")
         kept.remove(lines[idx + 1])
-    path = write(tmp_path, "q.yaml", "".join(kept))
+    path = write_quest(tmp_path, "q.yaml", "".join(kept))
     problems = problems_of(path)
     wanted = (f"the quest has no {key}; add at least one under {key}:" if key in ("scenes", "endings")
               else f"the quest is missing the required key '{key}'")
@@ -472,13 +445,13 @@ def test_missing_required_top_level_key(tmp_path, key):
      "lore entry 'l' is missing the required key 'keywords'"),
 ])
 def test_missing_required_keys_point_at_their_mapping(tmp_path, old, new, needle, message):
-    path = write(tmp_path, "q.yaml", MINI.replace(old, new))
+    path = write_quest(tmp_path, "q.yaml", MINI.replace(old, new))
     p = assert_problem(path, needle)
     assert p.message == message
 
 
 def test_every_problem_is_reported_not_just_the_first(tmp_path):
-    path = write(tmp_path, "q.yaml", MINI.replace("title: Mini", "titel: Mini")
+    path = write_quest(tmp_path, "q.yaml", MINI.replace("title: Mini", "titel: Mini")
                  .replace("ending: e}", "ending: nope}"))
     problems = problems_of(path)
     assert [(p.line, p.message.split(" '")[0]) for p in problems] == [
@@ -506,19 +479,19 @@ def test_every_problem_is_reported_not_just_the_first(tmp_path):
     (scene_with("choices: [{label: L, if: {at_least: {coins: 2}}}]"), "coins", "unknown flag 'coins'; declare it under flags:"),
 ])
 def test_unknown_references(tmp_path, quest, needle, message):
-    path = write(tmp_path, "q.yaml", quest)
+    path = write_quest(tmp_path, "q.yaml", quest)
     p = assert_problem(path, needle)
     assert p.message == message
 
 
 def test_number_flag_used_with_text(tmp_path):
-    path = write(tmp_path, "q.yaml", scene_with("choices: [{label: L, effects: [{add: {mood: 1}}]}]")
+    path = write_quest(tmp_path, "q.yaml", scene_with("choices: [{label: L, effects: [{add: {mood: 1}}]}]")
                  .replace("endings:", "flags: {mood: calm}\nendings:"))
     assert_problem(path, "mood: 1", "flag 'mood' is used as a number here but starts as text")
 
 
 def test_effect_that_needs_one_id(tmp_path):
-    path = write(tmp_path, "q.yaml", scene_with("choices: [{label: L, effects: [{move: [a, a]}]}]"))
+    path = write_quest(tmp_path, "q.yaml", scene_with("choices: [{label: L, effects: [{move: [a, a]}]}]"))
     assert_problem(path, "[a, a]", "'move' in choice 1 of scene 'a' takes exactly one scene id")
 
 
@@ -526,31 +499,31 @@ def test_effect_that_needs_one_id(tmp_path):
 
 def folder_quest(tmp_path, include: str, name="quest"):
     folder = tmp_path / name
-    main = write(folder, "quest.yaml", MINI + f"include: {include}\n")
+    main = write_quest(folder, "quest.yaml", MINI + f"include: {include}\n")
     return folder, main
 
 
 def test_include_outside_the_folder_is_refused(tmp_path):
-    write(tmp_path, "x.yaml", "items: {k: K}\n")
+    write_quest(tmp_path, "x.yaml", "items: {k: K}\n")
     folder, main = folder_quest(tmp_path, "[../x.yaml]")
     assert_problem(folder, "../x.yaml", "included file '../x.yaml' lies outside the quest's folder", file=main)
 
 
 def test_include_by_absolute_path_is_refused(tmp_path):
-    outside = write(tmp_path, "x.yaml", "items: {k: K}\n")
+    outside = write_quest(tmp_path, "x.yaml", "items: {k: K}\n")
     folder, main = folder_quest(tmp_path, f"['{outside}']")
     assert_problem(folder, f"'{outside}'", "lies outside the quest's folder", file=main)
 
 
 def test_include_through_a_symlink_pointing_out_is_refused(tmp_path):
-    outside = write(tmp_path, "secret.yaml", "items: {k: K}\n")
+    outside = write_quest(tmp_path, "secret.yaml", "items: {k: K}\n")
     folder, main = folder_quest(tmp_path, "[link.yaml]")
     os.symlink(outside, folder / "link.yaml")
     assert_problem(folder, "link.yaml", "included file 'link.yaml' lies outside", file=main)
 
 
 def test_symlinked_folder_pointing_out_is_refused(tmp_path):
-    write(tmp_path, "elsewhere/more.yaml", "items: {k: K}\n")
+    write_quest(tmp_path, "elsewhere/more.yaml", "items: {k: K}\n")
     folder, main = folder_quest(tmp_path, "[parts/more.yaml]")
     os.symlink(tmp_path / "elsewhere", folder / "parts")
     assert_problem(folder, "parts/more.yaml", "lies outside", file=main)
@@ -558,7 +531,7 @@ def test_symlinked_folder_pointing_out_is_refused(tmp_path):
 
 def test_symlink_inside_the_folder_is_fine(tmp_path):
     folder, main = folder_quest(tmp_path, "[link.yaml]")
-    write(folder, "real.yaml", "items: {k: K}\n")
+    write_quest(folder, "real.yaml", "items: {k: K}\n")
     os.symlink(folder / "real.yaml", folder / "link.yaml")
     assert list(load_quest(folder).items) == ["k"]
 
@@ -579,7 +552,7 @@ def test_self_include_is_refused(tmp_path, include):
 
 def test_same_file_included_twice_is_refused(tmp_path):
     folder, main = folder_quest(tmp_path, "[more.yaml, ./more.yaml]")
-    write(folder, "more.yaml", "items: {k: K}\n")
+    write_quest(folder, "more.yaml", "items: {k: K}\n")
     assert_problem(folder, "./more.yaml", "'./more.yaml' is included twice", file=main)
 
 
@@ -587,13 +560,13 @@ def test_missing_include_points_at_the_include_line(tmp_path):
     folder, main = folder_quest(tmp_path, "[nope.yaml]")
     assert_problem(folder, "nope.yaml", "included file 'nope.yaml' not found", file=main)
     (folder / "sub").mkdir()
-    write(folder, "quest.yaml", MINI + "include: sub\n")
+    write_quest(folder, "quest.yaml", MINI + "include: sub\n")
     assert_problem(folder, "sub", "included file 'sub' is not a file", file=main)
 
 
 def test_include_entry_must_be_a_file_name(tmp_path):
     folder, main = folder_quest(tmp_path, "[more.yaml, {a: 1}]")
-    write(folder, "more.yaml", "items: {k: K}\n")
+    write_quest(folder, "more.yaml", "items: {k: K}\n")
     assert_problem(folder, "{a: 1}", "each entry of 'include' must be a file name, not a mapping", file=main)
 
 
@@ -606,10 +579,10 @@ def test_include_entry_must_be_a_file_name(tmp_path):
 ])
 def test_duplicate_ids_across_files(tmp_path, kind, section):
     folder = tmp_path / "q"
-    main = write(folder, "quest.yaml", MINI.replace("endings:", "items: {k: K}\nflags: {f: 1}\n"
+    main = write_quest(folder, "quest.yaml", MINI.replace("endings:", "items: {k: K}\nflags: {f: 1}\n"
                                                     "lore: {l: {keywords: [y], text: T}}\nendings:")
                  + "include: [more.yaml]\n")
-    more = write(folder, "more.yaml", "# more of the quest\n" + section)
+    more = write_quest(folder, "more.yaml", "# more of the quest\n" + section)
     ident = section.split("\n")[1].split(":")[0].strip()
     p = only_problem(folder)
     assert (p.path, p.line, p.col) == (str(more), 3, 3)  # the second definition's id
@@ -620,17 +593,17 @@ def test_duplicate_ids_across_files(tmp_path, kind, section):
 
 def test_duplicate_ids_between_two_included_files(tmp_path):
     folder = tmp_path / "q"
-    write(folder, "quest.yaml", MINI + "include: [one.yaml, two.yaml]\n")
-    one = write(folder, "one.yaml", "scenes:\n  cave: {title: C, description: D}\n")
-    two = write(folder, "two.yaml", "# second copy\nscenes:\n  cave: {title: C, description: D}\n")
+    write_quest(folder, "quest.yaml", MINI + "include: [one.yaml, two.yaml]\n")
+    one = write_quest(folder, "one.yaml", "scenes:\n  cave: {title: C, description: D}\n")
+    two = write_quest(folder, "two.yaml", "# second copy\nscenes:\n  cave: {title: C, description: D}\n")
     p = assert_problem(folder, "cave", "scene 'cave' is already defined at", file=two)
     assert f"{one}:2" in p.message
 
 
 def test_problems_in_included_files_name_that_file(tmp_path):
     folder = tmp_path / "q"
-    write(folder, "quest.yaml", MINI + "include: [more.yaml]\n")
-    more = write(folder, "more.yaml", """\
+    write_quest(folder, "quest.yaml", MINI + "include: [more.yaml]\n")
+    more = write_quest(folder, "more.yaml", """\
         scenes:
           cave:
             title: Cave
@@ -638,31 +611,31 @@ def test_problems_in_included_files_name_that_file(tmp_path):
             exits: [{label: Back, to: b}]
         """)
     assert_problem(folder, "b}", "unknown scene 'b'", file=more)
-    write(folder, "more.yaml", "scenes:\n  cave: {title: C, description: D\n")
+    write_quest(folder, "more.yaml", "scenes:\n  cave: {title: C, description: D\n")
     p = only_problem(folder)
     assert p.path == str(more) and p.line == 3 and "YAML syntax error" in p.message
 
 
 def test_included_file_may_not_hold_quest_keys(tmp_path):
     folder = tmp_path / "q"
-    write(folder, "quest.yaml", MINI + "include: [more.yaml]\n")
-    more = write(folder, "more.yaml", "start: a\nitems: {k: K}\n")
+    write_quest(folder, "quest.yaml", MINI + "include: [more.yaml]\n")
+    more = write_quest(folder, "more.yaml", "start: a\nitems: {k: K}\n")
     assert_problem(folder, "start", "unknown key 'start' in an included file", file=more)
 
 
 def test_included_file_must_be_a_mapping(tmp_path):
     folder = tmp_path / "q"
-    write(folder, "quest.yaml", MINI + "include: [more.yaml]\n")
-    more = write(folder, "more.yaml", "- a\n- b\n")
+    write_quest(folder, "quest.yaml", MINI + "include: [more.yaml]\n")
+    more = write_quest(folder, "more.yaml", "- a\n- b\n")
     p = assert_problem(folder, "- a", "an included file must be a mapping", file=more)
     assert "not a list" in p.message
 
 
 def test_references_may_cross_files(tmp_path):
     folder = tmp_path / "q"
-    write(folder, "quest.yaml", scene_with("exits: [{label: In, to: cave, if: {has: torch}}]")
+    write_quest(folder, "quest.yaml", scene_with("exits: [{label: In, to: cave, if: {has: torch}}]")
           + "include: [more.yaml]\n")
-    write(folder, "more.yaml", """\
+    write_quest(folder, "more.yaml", """\
         items: {torch: a torch}
         scenes:
           cave:
@@ -678,7 +651,7 @@ def test_references_may_cross_files(tmp_path):
 
 def test_python_tag_in_a_quest_is_not_run(tmp_path):
     marker = tmp_path / "MARKER"
-    path = write(tmp_path, "q.yaml", MINI.replace(
+    path = write_quest(tmp_path, "q.yaml", MINI.replace(
         "title: Mini", f"title: !!python/object/apply:os.system ['touch {marker}']"))
     assert_problem(path, "!!python", "is not allowed")
     assert not marker.exists()
@@ -690,7 +663,7 @@ def test_python_tag_in_a_quest_is_not_run(tmp_path):
 def test_alias_bomb_in_a_quest_is_refused_quickly(tmp_path):
     lines = ["id: bomb", "title: Bomb", "start: a", 'l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol"]']
     lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 6) + "]" for i in range(1, 12)]
-    path = write(tmp_path, "q.yaml", "\n".join(lines) + "\n")
+    path = write_quest(tmp_path, "q.yaml", "\n".join(lines) + "\n")
     start = time.monotonic()
     p = only_problem(path)
     assert time.monotonic() - start < 5
@@ -708,7 +681,7 @@ def test_huge_quest_file_is_refused_quickly(tmp_path):
 
 def test_deeply_nested_conditions_are_refused(tmp_path):
     cond = "{not: " * 40 + "{flag: f}" + "}" * 40
-    path = write(tmp_path, "q.yaml", scene_with(f"choices: [{{label: L, if: {cond}}}]")
+    path = write_quest(tmp_path, "q.yaml", scene_with(f"choices: [{{label: L, if: {cond}}}]")
                  .replace("endings:", "flags: {f: true}\nendings:"))
     p = only_problem(path)
     assert "conditions in choice 1 of scene 'a' are nested too deeply" in p.message and p.line == 5
@@ -716,6 +689,6 @@ def test_deeply_nested_conditions_are_refused(tmp_path):
 
 def test_too_many_scenes_is_an_error_not_a_slowdown(tmp_path):
     body = "".join(f"  s{i}: {{title: S, description: D}}\n" for i in range(2001))
-    path = write(tmp_path, "q.yaml", MINI.replace("scenes:\n", "scenes:\n" + body))
+    path = write_quest(tmp_path, "q.yaml", MINI.replace("scenes:\n", "scenes:\n" + body))
     problems = problems_of(path)
     assert any("too many scenes" in p.message for p in problems)

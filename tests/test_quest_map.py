@@ -13,6 +13,7 @@ from game.locations import PROJECT_ROOT
 from game.quest import Choice, Condition, Effect, Ending, Quest, Scene
 from game.quest_loader import load_quest
 from game.quest_map import describe, reachable, render_map
+from tests.helpers import load_quest_text
 
 BUNDLED = PROJECT_ROOT / "quests" / "call-of-the-storyteller.yaml"
 
@@ -90,9 +91,7 @@ MAZE = textwrap.dedent("""\
 
 @pytest.fixture
 def maze(tmp_path) -> Quest:
-    path = tmp_path / "maze.yaml"
-    path.write_text(MAZE, encoding="utf-8")
-    return load_quest(path)
+    return load_quest_text(tmp_path, "maze.yaml", MAZE)
 
 
 def hostile_quest(text: str = NASTY) -> Quest:

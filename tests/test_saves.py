@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 
 import pytest
 
 import game.atomic
 from game.diagnostics import GameFileError
 from game.engine import Engine
-from game.quest_loader import load_quest
 from game.saves import SAVE_VERSION, read_save, restore, save_game, slot_path, to_json
+from tests.helpers import load_quest_text
 
 QUEST = """\
 id: save-test
@@ -58,16 +57,9 @@ endings:
 """
 
 
-def write_quest(folder, text: str = QUEST):
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "quest.yaml"
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return load_quest(path)
-
-
 @pytest.fixture
 def quest(tmp_path):
-    return write_quest(tmp_path / "quest")
+    return load_quest_text(tmp_path / "quest", "quest.yaml", QUEST)
 
 
 @pytest.fixture
@@ -301,7 +293,7 @@ def test_newer_format_is_refused(tmp_path, played):
 
 
 def test_save_for_another_quest_is_refused(tmp_path, played):
-    other = write_quest(tmp_path / "other", QUEST.replace("id: save-test", "id: other-quest"))
+    other = load_quest_text(tmp_path / "other", "quest.yaml", QUEST.replace("id: save-test", "id: other-quest"))
     save = read_save(save_game(tmp_path / "s.json", played))
     with pytest.raises(GameFileError) as info:
         restore(save, other)
@@ -311,13 +303,13 @@ def test_save_for_another_quest_is_refused(tmp_path, played):
 # -- the quest changed after saving ------------------------------------------------------------
 
 def test_removed_item_and_flag_are_dropped_with_notes(tmp_path, played):
-    edited = write_quest(tmp_path / "edited", QUEST
-                         .replace("  key: a rusty key\n", "")
-                         .replace("      - label: Pick up the key\n        words: [key]\n"
-                                  "        if: {lacks: key}\n        effects: [{give: key}]\n",
-                                  "      - label: Whistle\n")
-                         .replace("  lit: false\n", "  mood: calm\n")
-                         .replace(", {set: lit}", ""))
+    edited = load_quest_text(tmp_path / "edited", "quest.yaml", QUEST
+                             .replace("  key: a rusty key\n", "")
+                             .replace("      - label: Pick up the key\n        words: [key]\n"
+                                      "        if: {lacks: key}\n        effects: [{give: key}]\n",
+                                      "      - label: Whistle\n")
+                             .replace("  lit: false\n", "  mood: calm\n")
+                             .replace(", {set: lit}", ""))
     save = read_save(save_game(tmp_path / "s.json", played))
     engine, notes = restore(save, edited)
     assert engine.state.inventory == ["lantern"]
@@ -332,11 +324,13 @@ def test_removed_item_and_flag_are_dropped_with_notes(tmp_path, played):
     assert engine.state.inventory == [] and engine.state.turn == 0
 
 
+# The quest with the hall cut out (its way north now loops back to the cellar).
+WITHOUT_HALL = (QUEST.replace("{label: North, words: [north], to: hall}", "{label: Loop, to: cellar}")
+                .replace(QUEST[QUEST.index("  hall:"):QUEST.index("  outside:")], ""))
+
+
 def test_removed_current_scene_is_refused(tmp_path, played):
-    edited = write_quest(tmp_path / "edited", QUEST
-                         .replace("{label: North, words: [north], to: hall}", "{label: Loop, to: cellar}")
-                         .replace(QUEST[QUEST.index("  hall:"):QUEST.index("  outside:")], "")
-                         + "")
+    edited = load_quest_text(tmp_path / "edited", "quest.yaml", WITHOUT_HALL)
     save = read_save(save_game(tmp_path / "s.json", played))
     with pytest.raises(GameFileError) as info:
         restore(save, edited)
@@ -347,9 +341,7 @@ def test_undo_steps_in_a_removed_scene_are_dropped(tmp_path, quest):
     engine = Engine(quest, seed=1)
     for action in ["north", "south", "dance"]:
         engine.act(action)
-    edited = write_quest(tmp_path / "edited", QUEST
-                         .replace("{label: North, words: [north], to: hall}", "{label: Loop, to: cellar}")
-                         .replace(QUEST[QUEST.index("  hall:"):QUEST.index("  outside:")], ""))
+    edited = load_quest_text(tmp_path / "edited", "quest.yaml", WITHOUT_HALL)
     loaded, _ = restore(read_save(save_game(tmp_path / "s.json", engine)), edited)
     assert loaded.state.scene == "cellar"
     assert [s.scene for s, _ in loaded.undo_stack] == ["cellar", "cellar"]

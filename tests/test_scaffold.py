@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -14,17 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from game import quest_loader
-from game.locations import PROJECT_ROOT
 from game.quest_loader import check_quest, load_quest
 from game.scaffold import quest_id, quest_title, render, scaffold
-
-
-def play(path: Path, actions: list[str], home: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, STORYTELLER_CONFIG_DIR=str(home / "config"),
-               STORYTELLER_DATA_DIR=str(home / "data"))
-    return subprocess.run([sys.executable, "-m", "game", "play", str(path), "--plain", "--no-spirit"],
-                          input="\n".join(actions) + "\n", capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, env=env, timeout=120)
+from tests.helpers import play_plain
 
 
 def test_scaffold_validates_with_no_problems(tmp_path):
@@ -65,8 +54,8 @@ def test_every_key_has_a_comment(tmp_path):
 
 def test_plays_to_the_win_ending(tmp_path):
     path = scaffold("winner", tmp_path)
-    result = play(path, ["take lantern", "go outside", "climb down the well", "pull the lever",
-                         "climb up", "go through the gate"], tmp_path)
+    result = play_plain(path, ["take lantern", "go outside", "climb down the well", "pull the lever",
+                               "climb up", "go through the gate"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "The Tower Remembers" in result.stdout and "You won." in result.stdout
     assert "THE END" in result.stdout
@@ -74,8 +63,8 @@ def test_plays_to_the_win_ending(tmp_path):
 
 def test_plays_to_the_lose_ending(tmp_path):
     path = scaffold("loser", tmp_path)
-    result = play(path, ["go outside", "well", "go back", "take lantern", "garden", "well",
-                         "jump into the water"], tmp_path)
+    result = play_plain(path, ["go outside", "well", "go back", "take lantern", "garden", "well",
+                               "jump into the water"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "too dark to climb down" in result.stdout  # the locked exit said why
     assert "Lost in the Well" in result.stdout and "You lost." in result.stdout

@@ -15,35 +15,21 @@ from game.personality import DEFAULT_PERSONALITY, load_personalities
 from game.sampling import RANGES
 from game.settings import (SEED_MAX, Settings, load_settings, render_settings,
                            save_settings)
+from tests.conftest import ROOT
+from tests.helpers import write
 
-ROOT = Path(__file__).resolve().parent.parent
 CUSTOM = Settings(personality="merry-bard", persona="A fox tells the tale.\nIt lies a lot.",
                   sampling={"temperature": 1.1, "top_k": 20}, model="/models/my gpt2",
                   device="cpu", dtype="float32", seed=7, autosave=False,
                   keys={"quit": "ctrl+q", "help": "f1"})
 
 
-@pytest.fixture(autouse=True)
-def user_dirs(tmp_path, monkeypatch):
-    """Point every user folder into tmp_path: tests never touch the real home."""
-    for name, var in locations.ENV.items():
-        if name not in ("assets", "bundled_quests"):
-            monkeypatch.setenv(var, str(tmp_path / name))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("user_dirs")  # every user folder in tmp_path (conftest)
 
 
 @pytest.fixture
 def settings_path(user_dirs) -> Path:
     return user_dirs / "config" / "settings.yaml"
-
-
-def write(path: Path, text: str) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path.read_bytes()
 
 
 # --- first run and round trip ---------------------------------------------
@@ -87,7 +73,7 @@ def test_any_text_round_trips(settings_path, persona, keys, model):
 
 
 def test_loading_never_rewrites_an_existing_file(settings_path):
-    before = write(settings_path, "# my own note\nseed: 3\n")
+    before = write(settings_path, "# my own note\nseed: 3\n").read_bytes()
     assert load_settings() == (Settings(seed=3), [])
     assert settings_path.read_bytes() == before
 
@@ -100,7 +86,7 @@ def test_empty_file_means_defaults(settings_path):
 # --- bad files --------------------------------------------------------------
 
 def test_broken_yaml_gives_defaults_and_leaves_the_file_alone(settings_path):
-    before = write(settings_path, "seed: 3\ndevice: cpu\nmodel: [unclosed\n")
+    before = write(settings_path, "seed: 3\ndevice: cpu\nmodel: [unclosed\n").read_bytes()
     settings, problems = load_settings()
     assert settings == Settings()
     assert problems[0].severity == "error" and "YAML syntax error" in problems[0].message
@@ -123,7 +109,7 @@ def test_bad_values_fall_back_one_by_one(settings_path):
         "  help: 1",                     # 10
         "dtype: float16",                # 11 fine
         "",
-    ]))
+    ])).read_bytes()
     settings, problems = load_settings()
     assert settings == Settings(personality="grim-chronicler", dtype="float16",
                                 sampling={"top_p": 0.5}, keys={"quit": "ctrl+q"})

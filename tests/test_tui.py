@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from textual.screen import Screen
 
 from game import locations
 from game.narration import TurnNarrator, make_turn_narrator
@@ -38,6 +40,7 @@ from game.tui.widgets.action_input import ActionInput
 from game.tui.widgets.status_bar import StatusBar
 from game.tui.widgets.story_log import StoryLog, StoryParagraph
 from tests.conftest import QUESTS
+from tests.helpers import MINI, write
 from tests.test_bundled_quest import LESSER_WIN, LOSS
 
 QUEST = QUESTS / "call-of-the-storyteller.yaml"
@@ -63,16 +66,8 @@ endings:
   e: {title: "[b]Free[/b]", text: "You are out.", outcome: win}
 """
 
-# A quest with exactly one problem: `start` names a scene that does not exist.
-BROKEN_QUEST = """\
-id: broken
-title: Broken
-start: nowhere
-scenes:
-  a: {title: A, description: D, ending: e}
-endings:
-  e: {title: E, text: T}
-"""
+# A quest with exactly one problem, on line 3: `start` names a scene that does not exist.
+BROKEN_QUEST = MINI.replace("start: a", "start: nowhere")
 
 
 # -- the scripted Spirit --------------------------------------------------------------
@@ -258,14 +253,43 @@ async def act(pilot, text: str, *, settle: bool = True) -> None:
         await wait_until(pilot, lambda: game(app).narrating is None, what=f"narration of {text!r}")
 
 
+async def play(pilot, actions) -> None:
+    """Take each action in turn, each once the narration of the one before is done."""
+    for action in actions:
+        await act(pilot, action)
+
+
 async def awake(pilot) -> None:
     """Let the app run until the Spirit is ready: its loader starts only after the first paint."""
     await wait_until(pilot, lambda: pilot.app.spirit_status == "ready", timeout=120, what="the Spirit to wake")
 
 
-async def playing(pilot) -> GameScreen:
-    await wait_until(pilot, lambda: isinstance(pilot.app.screen, GameScreen), what="the game screen")
+async def showing(pilot, kind: type[Screen]) -> Screen:
+    """Let the app run until its current screen is a `kind`; returns that screen."""
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, kind), what=f"the {kind.__name__}")
     return pilot.app.screen
+
+
+async def playing(pilot) -> GameScreen:
+    """Let the app run until it shows the game screen; returns it."""
+    return await showing(pilot, GameScreen)
+
+
+async def opens(pilot, key: str, kind: type[Screen]) -> Screen:
+    """Press `key` and let the app run until it shows a `kind` screen; returns that screen."""
+    await pilot.press(key)
+    return await showing(pilot, kind)
+
+
+@asynccontextmanager
+async def running(app: StorytellerApp, first: type[Screen] = GameScreen, *, wake: bool = False):
+    """The app running at 80x24, once it shows its `first` screen (with `wake`, once its
+    Spirit is awake too); yields the pilot."""
+    async with app.run_test(size=(80, 24)) as pilot:
+        await showing(pilot, first)
+        if wake:
+            await awake(pilot)
+        yield pilot
 
 
 def menu_labels(app) -> list[str]:
@@ -287,11 +311,15 @@ async def choose(pilot, label_start: str) -> None:
 
 
 def write_user_quest(name: str, text: str) -> Path:
-    folder = locations.user_quests_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text(text, encoding="utf-8")
-    return path
+    """A quest file in the player's own quests folder."""
+    return write(locations.user_quests_dir() / name, text)
+
+
+def on_loader_thread(call, *args) -> None:
+    """`call(*args)` on another thread, as the real service settles from its loader thread."""
+    loader = threading.Thread(target=call, args=args)
+    loader.start()
+    loader.join()
 
 
 # -- the title screen -------------------------------------------------------------------
@@ -299,8 +327,7 @@ async def test_title_lists_bundled_and_user_quests_and_starts_one(personalities)
     write_user_quest("markup.yaml", MARKUP_QUEST)
     write_user_quest("broken.yaml", BROKEN_QUEST)
     app = build(personalities, quest=None)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, TitleScreen))
+    async with running(app, TitleScreen) as pilot:
         labels = menu_labels(app)
         assert labels[0] == "Load a saved game..."  # no autosave yet: no "Continue"
         assert "Quest 1.6 — The Call of the Storyteller  by Storyteller team  [en, bundled]" in labels
@@ -325,8 +352,7 @@ async def test_title_lists_bundled_and_user_quests_and_starts_one(personalities)
 async def test_title_shows_summary_of_highlighted_quest(personalities):
     write_user_quest("markup.yaml", MARKUP_QUEST)
     app = build(personalities, quest=None)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, TitleScreen))
+    async with running(app, TitleScreen) as pilot:
         from textual.widgets import OptionList, Static
 
         menu = app.screen.query_one(OptionList)
@@ -340,8 +366,7 @@ async def test_title_shows_summary_of_highlighted_quest(personalities):
 async def test_a_quest_that_fails_validation_is_a_notification(personalities):
     broken = write_user_quest("broken.yaml", BROKEN_QUEST)
     app = build(personalities, quest=None)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, TitleScreen))
+    async with running(app, TitleScreen) as pilot:
         await choose(pilot, "broken.yaml")
         await wait_until(pilot, lambda: app.notes)
         note = app.notes[-1]
@@ -359,11 +384,8 @@ async def test_a_quest_that_fails_validation_is_a_notification(personalities):
 
 async def test_continue_resumes_the_most_recent_autosave(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
-        await awake(pilot)
-        await act(pilot, "take the lantern")
-        await act(pilot, "go north")
+    async with running(app, wake=True) as pilot:
+        await play(pilot, ["take the lantern", "go north"])
         await pilot.press("ctrl+q")
     assert app.return_code == 0
     # An older autosave of another quest must not win.
@@ -373,8 +395,7 @@ async def test_continue_resumes_the_most_recent_autosave(spirit, personalities):
     os.utime(older, (time.time() - 3600, time.time() - 3600))
 
     app = build(personalities, scripted(ScriptedSpirit(spirit.tokenizer), personalities), quest=None)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, TitleScreen))
+    async with running(app, TitleScreen) as pilot:
         assert menu_labels(app)[0] == "Continue: call-of-the-storyteller"
         await choose(pilot, "Continue")
         await playing(pilot)
@@ -388,9 +409,7 @@ async def test_continue_resumes_the_most_recent_autosave(spirit, personalities):
 
 async def test_load_a_save_and_a_broken_save(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
         await act(pilot, "take the lantern")
         game(app).save_to("before the hall")
     broken = locations.saves_dir() / "broken.json"
@@ -398,10 +417,9 @@ async def test_load_a_save_and_a_broken_save(spirit, personalities):
     os.utime(broken, (time.time() + 60, time.time() + 60))  # newest: listed first
 
     app = build(personalities, quest=None)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, TitleScreen))
+    async with running(app, TitleScreen) as pilot:
         await choose(pilot, "Load a saved game")
-        await wait_until(pilot, lambda: isinstance(app.screen, LoadScreen))
+        await showing(pilot, LoadScreen)
         labels = menu_labels(app)
         assert [label.rsplit("   ", 1)[0] for label in labels] == [
             "broken", "before-the-hall", "autosave of call-of-the-storyteller"]
@@ -413,16 +431,14 @@ async def test_load_a_save_and_a_broken_save(spirit, personalities):
         assert broken.read_text(encoding="utf-8").endswith('"quest": ')
         assert isinstance(app.screen, TitleScreen) and app.is_running
 
-        await pilot.press("ctrl+o")
-        await wait_until(pilot, lambda: isinstance(app.screen, LoadScreen))
+        await opens(pilot, "ctrl+o", LoadScreen)
         await choose(pilot, "before-the-hall")
         await playing(pilot)
         assert app.session.engine.state.turn == 1
         assert kinds(app, "action") == ["take the lantern"]
         assert kinds(app, "narration") == [default_script(1)]
         # ctrl+o in the game loads too, and Esc backs out of the list.
-        await pilot.press("ctrl+o")
-        await wait_until(pilot, lambda: isinstance(app.screen, LoadScreen))
+        await opens(pilot, "ctrl+o", LoadScreen)
         await pilot.press("escape")
         await playing(pilot)
 
@@ -430,9 +446,8 @@ async def test_load_a_save_and_a_broken_save(spirit, personalities):
 # -- the game screen --------------------------------------------------------------------
 async def test_story_log_options_and_status_bar(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
+        screen = game(app)
         engine = app.session.engine
         assert [k for k, _ in paragraphs(app)] == ["info", "scene-title", "scene"]
         options = str(screen.query_one("#options").render())
@@ -476,9 +491,7 @@ async def test_story_log_options_and_status_bar(spirit, personalities):
 
 async def test_input_history_with_up_and_down(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
         box = game(app).query_one(ActionInput)
         await pilot.press(*"look", "enter")
         await wait_until(pilot, lambda: game(app).narrating is None)
@@ -495,9 +508,8 @@ async def test_input_history_with_up_and_down(spirit, personalities):
 async def test_after_a_narration_the_next_prompts_start_is_computed_ahead(gpt2_tokenizer, personalities):
     spirit = ScriptedSpirit(gpt2_tokenizer)
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
+        screen = game(app)
         await act(pilot, "take the lantern")
         await wait_until(pilot, lambda: screen.narrating is None and spirit.warmed)
         assert spirit.warmed[-1].endswith(default_script(1) + "\n")  # up to the narration just told
@@ -513,9 +525,8 @@ async def test_after_a_narration_the_next_prompts_start_is_computed_ahead(gpt2_t
 async def test_narration_streams_word_by_word(gpt2_tokenizer, personalities):
     spirit = ScriptedSpirit(gpt2_tokenizer, stepping=True)
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
+        screen = game(app)
         await act(pilot, "take the lantern", settle=False)
         words = default_script(1).split(" ")
         assert status(app).spirit == "narrating"
@@ -526,8 +537,7 @@ async def test_narration_streams_word_by_word(gpt2_tokenizer, personalities):
             assert screen.narrating is not None and "Spirit: narrating" in screen_text(app)
             assert "esc Stop" in screen_text(app)
             if n == 3:  # mid-sentence, the UI still answers at once
-                await pilot.press("f1")
-                await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+                await opens(pilot, "f1", HelpScreen)
                 await pilot.press("escape")  # closes help; the narration goes on
                 await playing(pilot)
                 assert screen.narrating is not None
@@ -543,9 +553,8 @@ async def test_the_log_follows_the_story_unless_scrolled_up(gpt2_tokenizer, pers
     long = " ".join(f"word{i}" for i in range(400))
     spirit = ScriptedSpirit(gpt2_tokenizer, lambda n: long, stepping=True)
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
+        screen = game(app)
         log = screen.query_one(StoryLog)
         await act(pilot, "take the lantern", settle=False)
 
@@ -576,9 +585,8 @@ async def test_the_log_follows_the_story_unless_scrolled_up(gpt2_tokenizer, pers
 async def test_escape_stops_the_narration_and_keeps_the_authored_text(gpt2_tokenizer, personalities):
     spirit = ScriptedSpirit(gpt2_tokenizer, stepping=True)
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
+        screen = game(app)
         await act(pilot, "take the lantern", settle=False)
         spirit.step(3)
         await wait_until(pilot, lambda: kinds(app, "narration") == ["Narration 1: the"])
@@ -604,9 +612,8 @@ async def test_escape_stops_the_narration_and_keeps_the_authored_text(gpt2_token
 
 async def test_retry_narrates_again_and_ctrl_b_cycles_back(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
+        screen = game(app)
         await pilot.press("ctrl+r")
         assert app.notes[-1].message == "Nothing to narrate again yet."
         await act(pilot, "take the lantern")
@@ -641,13 +648,11 @@ async def test_retry_narrates_again_and_ctrl_b_cycles_back(spirit, personalities
 
 async def test_undo_goes_back_one_turn_at_a_time_to_the_start(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
+        screen = game(app)
         opening = paragraphs(app)
         options = str(screen.query_one("#options").render())
-        for action in ("take the lantern", "go north", "listen to the fans"):
-            await act(pilot, action)
+        await play(pilot, ["take the lantern", "go north", "listen to the fans"])
         after_two = None
         for turn in (2, 1, 0):
             await pilot.press("ctrl+z")
@@ -663,19 +668,15 @@ async def test_undo_goes_back_one_turn_at_a_time_to_the_start(spirit, personalit
         await pilot.press("ctrl+z")
         assert app.notes[-1].message == "This is the start: nothing to undo."
         # Replaying gives the same story as before.
-        await act(pilot, "take the lantern")
-        await act(pilot, "go north")
+        await play(pilot, ["take the lantern", "go north"])
         assert [k for k, _ in paragraphs(app)] == [k for k, _ in after_two]
 
 
 async def test_save_to_a_named_slot_and_load_it_again(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
         await act(pilot, "take the lantern")
-        await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: isinstance(app.screen, SaveScreen))
+        await opens(pilot, "ctrl+s", SaveScreen)
         from textual.widgets import Input
 
         slot = app.screen.query_one(Input)
@@ -686,17 +687,14 @@ async def test_save_to_a_named_slot_and_load_it_again(spirit, personalities):
         await wait_until(pilot, path.is_file)
         assert app.notes[-1].message == f"Saved to {path}"
         assert read_save(path).state.turn == 1
-        await act(pilot, "go north")
-        await act(pilot, "go south")
+        await play(pilot, ["go north", "go south"])
         # Esc in the save dialog saves nothing.
-        await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: isinstance(app.screen, SaveScreen))
+        await opens(pilot, "ctrl+s", SaveScreen)
         await pilot.press("escape")
         await playing(pilot)
         assert sorted(p.name for p in locations.saves_dir().glob("*.json")) == ["By-the-gate.json"]
 
-        await pilot.press("ctrl+o")
-        await wait_until(pilot, lambda: isinstance(app.screen, LoadScreen))
+        await opens(pilot, "ctrl+o", LoadScreen)
         await choose(pilot, "By-the-gate")
         await wait_until(pilot, lambda: app.session.engine.state.turn == 1)
         screen = await playing(pilot)
@@ -710,9 +708,7 @@ async def test_save_to_a_named_slot_and_load_it_again(spirit, personalities):
 
 async def test_autosave_after_every_turn(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
         assert not (autosave_dir() / "call-of-the-storyteller.json").exists()
         for turn, action in enumerate(["take the lantern", "read the glyphs", "go north"], 1):
             await act(pilot, action)
@@ -725,11 +721,8 @@ async def test_autosave_after_every_turn(spirit, personalities):
 
 async def test_export_transcript_to_markdown(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
-        await awake(pilot)
-        await act(pilot, "take the lantern")
-        await act(pilot, "go north")
+    async with running(app, wake=True) as pilot:
+        await play(pilot, ["take the lantern", "go north"])
         await pilot.press("ctrl+t")
         path = locations.data_dir() / "transcripts" / "call-of-the-storyteller-turn-2.md"
         assert app.notes[-1].message == f"Transcript written to {path}"
@@ -743,9 +736,7 @@ async def test_export_transcript_to_markdown(spirit, personalities):
 async def test_quit_during_narration_keeps_the_autosave(gpt2_tokenizer, personalities):
     spirit = ScriptedSpirit(gpt2_tokenizer, stepping=True)
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
         spirit.step(len(default_script(1).split()))
         await act(pilot, "take the lantern")
         await act(pilot, "go north", settle=False)
@@ -763,9 +754,7 @@ async def test_quit_during_narration_keeps_the_autosave(gpt2_tokenizer, personal
 async def test_keys_can_be_remapped_in_the_settings(spirit, personalities):
     settings = Settings(keys={"undo": "f5", "retry": "f6"})
     app = build(personalities, scripted(spirit, personalities), settings=settings)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
         await act(pilot, "take the lantern")
         await pilot.press("ctrl+z")
         assert app.session.engine.state.turn == 1
@@ -773,8 +762,7 @@ async def test_keys_can_be_remapped_in_the_settings(spirit, personalities):
         await wait_until(pilot, lambda: len(spirit.calls) == 2 and game(app).narrating is None)
         await pilot.press("f5")
         assert app.session.engine.state.turn == 0
-        await pilot.press("f1")
-        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await opens(pilot, "f1", HelpScreen)
         help_keys = str(app.screen.query("Static").last().render())
         assert "  f5         Undo  [undo]" in help_keys and "  f6         Retry  [retry]" in help_keys
         await pilot.press("escape")
@@ -784,12 +772,9 @@ async def test_keys_can_be_remapped_in_the_settings(spirit, personalities):
 # -- the ending -------------------------------------------------------------------------
 async def test_playing_to_an_ending_shows_the_ending_dialog_and_play_again(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
-        await awake(pilot)
-        for action in LESSER_WIN:
-            await act(pilot, action)
-        await wait_until(pilot, lambda: isinstance(app.screen, EndingScreen))
+    async with running(app, wake=True) as pilot:
+        await play(pilot, LESSER_WIN)
+        await showing(pilot, EndingScreen)
         ending = app.session.quest.endings["spirit-forgets"]
         shown = screen_text(app)
         assert ending.title in shown and "Play again" in shown
@@ -810,10 +795,9 @@ async def test_playing_to_an_ending_shows_the_ending_dialog_and_play_again(spiri
 async def test_ending_dialog_can_return_to_the_quest_list(personalities):
     path = write_user_quest("markup.yaml", MARKUP_QUEST)
     app = build(personalities, quest=path)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
+    async with running(app) as pilot:
         await act(pilot, "1")
-        await wait_until(pilot, lambda: isinstance(app.screen, EndingScreen))
+        await showing(pilot, EndingScreen)
         shown = screen_text(app)
         assert "[b]Free[/b]" in shown and "You won. 1 turn, 2 of 2 places seen." in shown
         await pilot.click("#read")  # keep reading: the story stays, nothing more to do
@@ -823,9 +807,9 @@ async def test_ending_dialog_can_return_to_the_quest_list(personalities):
         await act(pilot, "/restart")
         await wait_until(pilot, lambda: not kinds(app, "action"))
         await act(pilot, "1")
-        await wait_until(pilot, lambda: isinstance(app.screen, EndingScreen))
+        await showing(pilot, EndingScreen)
         await pilot.click("#quests")
-        await wait_until(pilot, lambda: isinstance(app.screen, TitleScreen))
+        await showing(pilot, TitleScreen)
         assert menu_labels(app)[0] == "Continue: markup-quest"
 
 
@@ -857,8 +841,7 @@ async def test_markup_in_narration_shows_literally_and_runs_nothing(gpt2_tokeniz
 async def test_a_model_that_fails_to_load_leaves_the_game_playable(personalities):
     narrator = make_turn_narrator(Settings(), personalities, model="/nonexistent/folder", seed=1)
     app = build(personalities, narrator)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
+    async with running(app) as pilot:
         await wait_until(pilot, lambda: status(app).spirit == "silent", what="the Spirit to fall silent")
         assert status(app).spirit_detail == "could not load model '/nonexistent/folder'"
         await wait_until(pilot, lambda: "Spirit: silent (could not load model '/nonexistent/folder')"
@@ -867,31 +850,31 @@ async def test_a_model_that_fails_to_load_leaves_the_game_playable(personalities
         assert note.title == "The Storyteller Spirit is silent"
         assert "there is no folder '/nonexistent/folder'" in note.message
         assert note.message.endswith("The quest's own words go on.")
-        await act(pilot, "take the lantern")
-        await act(pilot, "go north")
+        await play(pilot, ["take the lantern", "go north"])
         assert kinds(app, "change") == ["You now have a cursor lantern."]
         assert status(app).scene == "The Overgrown Server Hall" and kinds(app, "narration") == []
         assert autosave().state.turn == 2
         await pilot.press("ctrl+r")
         assert app.notes[-1].message == "The Spirit is silent: it cannot narrate now."
-        await pilot.press("f2")
-        await wait_until(pilot, lambda: isinstance(app.screen, ContextInspector))
+        await opens(pilot, "f2", ContextInspector)
         assert "Nothing yet: the Spirit has not narrated a turn." in screen_text(app)
         assert sum(n.severity == "warning" for n in app.notes) == 1  # told once
 
 
-async def waking(pilot, spirit: ScriptedSpirit) -> None:
-    """Let the app start a Spirit that stays asleep (`wakes=False`): it starts after the first paint."""
-    await playing(pilot)
-    await wait_until(pilot, lambda: spirit.status == "loading", what="the Spirit's loader to start")
-    assert pilot.app.spirit_status == "loading"
+@asynccontextmanager
+async def waking(app: StorytellerApp, spirit: ScriptedSpirit):
+    """The app running with a Spirit that stays asleep (`wakes=False`), once the app has started
+    it (after the first paint); yields the pilot."""
+    async with running(app) as pilot:
+        await wait_until(pilot, lambda: spirit.status == "loading", what="the Spirit's loader to start")
+        assert app.spirit_status == "loading"
+        yield pilot
 
 
 async def test_a_turn_taken_while_the_spirit_wakes_is_narrated_when_it_is_ready(gpt2_tokenizer, personalities):
     spirit = ScriptedSpirit(gpt2_tokenizer, wakes=False)
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await waking(pilot, spirit)
+    async with waking(app, spirit) as pilot:
         assert status(app).spirit == "loading"
         assert "Spirit: waking" in screen_text(app)
         spirit._emit(Loading("Downloading distilgpt2: 176.0 MB of 352.0 MB", 0.5))
@@ -903,9 +886,7 @@ async def test_a_turn_taken_while_the_spirit_wakes_is_narrated_when_it_is_ready(
         assert status(app).spirit_detail == ("Downloading distilgpt2: 176.0 MB of 352.0 MB 50%; "
                                              "will narrate turn 1 when awake")
         await act(pilot, "i")  # takes no turn: turn 1 still waits
-        loader = threading.Thread(target=spirit.wake)  # as the real service does, from its loader thread
-        loader.start()
-        loader.join()
+        on_loader_thread(spirit.wake)
         await wait_until(pilot, lambda: kinds(app, "narration") == [default_script(1)], what="the waiting turn")
         await wait_until(pilot, lambda: game(app).narrating is None)
         assert len(spirit.calls) == 1 and "take the lantern" in spirit.calls[0]["prompt"]
@@ -921,8 +902,7 @@ async def test_a_turn_taken_while_the_spirit_wakes_is_narrated_when_it_is_ready(
 async def test_only_the_newest_turn_taken_while_the_spirit_wakes_is_narrated(gpt2_tokenizer, personalities):
     spirit = ScriptedSpirit(gpt2_tokenizer, wakes=False)
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await waking(pilot, spirit)
+    async with waking(app, spirit) as pilot:
         await act(pilot, "dance with the fog")  # free text: the waking Spirit would answer it...
         assert kinds(app, "info")[1:] == []
         assert "will narrate turn 1 when awake" in status(app).spirit_detail
@@ -940,10 +920,8 @@ async def test_only_the_newest_turn_taken_while_the_spirit_wakes_is_narrated(gpt
         # Again, with the newest turn left in place when the Spirit wakes.
     spirit = ScriptedSpirit(gpt2_tokenizer, wakes=False)
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await waking(pilot, spirit)
-        for action in ("take the lantern", "read the glyphs", "go north"):
-            await act(pilot, action)
+    async with waking(app, spirit) as pilot:
+        await play(pilot, ["take the lantern", "read the glyphs", "go north"])
         spirit.wake()
         await wait_until(pilot, lambda: kinds(app, "narration") and game(app).narrating is None,
                          what="the newest turn's narration")
@@ -957,14 +935,11 @@ async def test_only_the_newest_turn_taken_while_the_spirit_wakes_is_narrated(gpt
 async def test_a_turn_waiting_for_a_spirit_that_falls_silent_keeps_the_quests_words(gpt2_tokenizer, personalities):
     spirit = ScriptedSpirit(gpt2_tokenizer, wakes=False)
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await waking(pilot, spirit)
+    async with waking(app, spirit) as pilot:
         await act(pilot, "take the lantern")
         await act(pilot, "sing to the gate")  # free text, waiting for the Spirit's answer
         assert kinds(app, "info")[1:] == [] and "will narrate turn 2" in status(app).spirit_detail
-        loader = threading.Thread(target=spirit.silence, args=("could not load model 'x': out of memory",))
-        loader.start()
-        loader.join()
+        on_loader_thread(spirit.silence, "could not load model 'x': out of memory")
         await wait_until(pilot, lambda: status(app).spirit == "silent")
         await pilot.pause()
         assert spirit.calls == [] and kinds(app, "narration") == [] and app.is_running
@@ -980,11 +955,8 @@ async def test_a_turn_waiting_for_a_spirit_that_falls_silent_keeps_the_quests_wo
 async def test_the_spirit_falling_silent_from_its_loader_thread(gpt2_tokenizer, personalities):
     spirit = ScriptedSpirit(gpt2_tokenizer, wakes=False)
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await waking(pilot, spirit)
-        loader = threading.Thread(target=spirit.silence, args=("could not load model 'x': out of memory",))
-        loader.start()
-        loader.join()
+    async with waking(app, spirit) as pilot:
+        on_loader_thread(spirit.silence, "could not load model 'x': out of memory")
         await wait_until(pilot, lambda: status(app).spirit == "silent")
         assert status(app).spirit_detail == "could not load model 'x'"
         assert app.notes[-1].severity == "warning" and "out of memory" in app.notes[-1].message
@@ -996,23 +968,19 @@ async def test_the_spirit_falling_silent_from_its_loader_thread(gpt2_tokenizer, 
 async def test_context_inspector_shows_what_the_spirit_saw(gpt2_tokenizer, personalities):
     spirit = ScriptedSpirit(gpt2_tokenizer, window=400)  # small: older parts must be trimmed
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await playing(pilot)
-        await awake(pilot)
-        await pilot.press("f2")
-        await wait_until(pilot, lambda: isinstance(app.screen, ContextInspector))
+    async with running(app, wake=True) as pilot:
+        screen = game(app)
+        await opens(pilot, "f2", ContextInspector)
         assert "Nothing yet: the Spirit has not narrated a turn." in screen_text(app)
         await pilot.press("escape")
         await playing(pilot)
-        for action in ("take the lantern", "go north", "listen to the fans", "go west"):
-            await act(pilot, action)
+        await play(pilot, ["take the lantern", "go north", "listen to the fans", "go west"])
         prompt = screen.last_prompt
         assert prompt.text == spirit.calls[-1]["prompt"]
         assert prompt.prompt_tokens == len(gpt2_tokenizer.encode(prompt.text))
         trimmed = prompt.with_status("trimmed")
         assert trimmed and prompt.prompt_tokens + prompt.max_new_tokens <= 400
-        await pilot.press("f2")
-        await wait_until(pilot, lambda: isinstance(app.screen, ContextInspector))
+        await opens(pilot, "f2", ContextInspector)
         from textual.widgets import DataTable
 
         inspector = app.screen
@@ -1037,15 +1005,12 @@ async def test_context_inspector_shows_what_the_spirit_saw(gpt2_tokenizer, perso
 async def test_settings_switch_personality_and_sampling_live(spirit, personalities):
     grim = personalities["grim-chronicler"]
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
         await act(pilot, "take the lantern")
         default = personalities["storyteller-spirit"]
         assert default.persona.split()[0] in spirit.calls[0]["prompt"]
         assert spirit.calls[0]["sampling"] == default.sampling
-        await pilot.press("f3")
-        await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        await opens(pilot, "f3", SettingsScreen)
         from textual.widgets import Input, Select, Static
 
         form = app.screen
@@ -1072,8 +1037,7 @@ async def test_settings_switch_personality_and_sampling_live(spirit, personaliti
         assert grim.persona.strip() in spirit.calls[-1]["prompt"]
         assert default.persona.strip() not in spirit.calls[-1]["prompt"]
         # Cancel keeps everything as it was.
-        await pilot.press("f3")
-        await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        await opens(pilot, "f3", SettingsScreen)
         app.screen.query_one("#s-temperature", Input).value = "1.5"
         await pilot.click("#cancel")
         await playing(pilot)
@@ -1081,18 +1045,14 @@ async def test_settings_switch_personality_and_sampling_live(spirit, personaliti
 
 
 async def test_settings_show_a_players_personality_as_plain_text(spirit):
-    folder = locations.user_personalities_dir()
-    folder.mkdir(parents=True)
-    (folder / "loud.yaml").write_text(
-        'name: "[bold]Loud[/bold] Bard"\ndescription: "[@click=app.quit]Sings[/]"\n'
-        "persona: >\n  The Loud Bard sings every line.\n", encoding="utf-8")
+    write(locations.user_personalities_dir() / "loud.yaml",
+          'name: "[bold]Loud[/bold] Bard"\ndescription: "[@click=app.quit]Sings[/]"\n'
+          "persona: >\n  The Loud Bard sings every line.\n")
     personalities = load_personalities()[0]
     assert "loud" in personalities
     app = build(personalities, scripted(spirit, personalities), settings=Settings(personality="loud"))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
-        await pilot.press("f3")
-        await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen))
+    async with running(app) as pilot:
+        await opens(pilot, "f3", SettingsScreen)
         await pilot.pause()
         assert "[bold]Loud[/bold] Bard: [@click=app.quit]Sings[/]" in screen_text(app)
         await pilot.click("#personality")
@@ -1102,10 +1062,8 @@ async def test_settings_show_a_players_personality_as_plain_text(spirit):
 
 async def test_help_lists_the_keys_and_commands(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
-        await pilot.press("f1")
-        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+    async with running(app) as pilot:
+        await opens(pilot, "f1", HelpScreen)
         text = "\n".join(str(w.render()) for w in app.screen.query("Static"))
         for words in ("/undo", "/retry", "/save [name]", "/export", "/remember <note>", "/context",
                       "ctrl+z     Undo  [undo]", "ctrl+b     Prev. take  [previous-sample]",
@@ -1115,16 +1073,14 @@ async def test_help_lists_the_keys_and_commands(spirit, personalities):
         await pilot.press("escape")
         await playing(pilot)
         await act(pilot, "/help")
-        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await showing(pilot, HelpScreen)
         await pilot.press("f1")
         await playing(pilot)
 
 
 async def test_slash_commands(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
         await act(pilot, "/remember The lantern is called Blink")
         assert app.notes[-1].message == "The Spirit will remember: The lantern is called Blink"
         await act(pilot, "take the lantern")
@@ -1151,9 +1107,7 @@ async def test_slash_commands(spirit, personalities):
 async def test_everything_that_matters_is_visible_at_80x24(gpt2_tokenizer, personalities):
     spirit = ScriptedSpirit(gpt2_tokenizer, stepping=True)
     app = build(personalities, scripted(spirit, personalities))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
         for action in LESSER_WIN[:10]:  # four things carried: a long status bar
             spirit.step(len(default_script(1).split()))
             await act(pilot, action)
@@ -1191,10 +1145,9 @@ endings:
     text: |
 {lines}""")
     app = build(personalities, quest=path)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
+    async with running(app) as pilot:
         await act(pilot, "1")
-        await wait_until(pilot, lambda: isinstance(app.screen, EndingScreen))
+        await showing(pilot, EndingScreen)
         await pilot.pause()
         shown = screen_text(app)
         assert "Line 0 of a very long ending" in shown and "Play again" in shown and "Keep reading" in shown
@@ -1210,13 +1163,10 @@ def tiny_narrator(personalities, tiny_model_dir, max_new_tokens: int) -> TurnNar
 
 async def test_real_spirit_narrates_every_turn_to_an_ending(personalities, tiny_model_dir):
     app = build(personalities, tiny_narrator(personalities, tiny_model_dir, 8))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
         assert app.notes[0].message.startswith("The Storyteller Spirit is awake (")
-        for action in LOSS:
-            await act(pilot, action)
-        await wait_until(pilot, lambda: isinstance(app.screen, EndingScreen))
+        await play(pilot, LOSS)
+        await showing(pilot, EndingScreen)
         assert "You lost." in str(app.screen.query_one("#ending-summary").render())
         history = app.session.engine.history
         assert len(history) == len(LOSS)
@@ -1239,9 +1189,8 @@ async def test_real_spirit_streams_and_esc_cancels(personalities, tiny_model_dir
 
     narrator.run = recording_run
     app = build(personalities, narrator)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await playing(pilot)
-        await awake(pilot)
+    async with running(app, wake=True) as pilot:
+        screen = game(app)
         await act(pilot, "take the lantern", settle=False)
         await wait_until(pilot, lambda: kinds(app, "narration") and kinds(app, "narration")[-1],
                          what="the first streamed words")
@@ -1272,7 +1221,7 @@ def test_the_storyteller_command_opens_the_tui(monkeypatch, tiny_model_dir):
     def headless_run(app):  # App.run, without a real terminal
         async def drive():
             async with app.run_test(size=(80, 24)) as pilot:
-                await wait_until(pilot, lambda: isinstance(app.screen, TitleScreen))
+                await showing(pilot, TitleScreen)
                 await wait_until(pilot, lambda: app.spirit_status == "ready", timeout=120)
                 await pilot.pause()
                 seen["labels"] = menu_labels(app)

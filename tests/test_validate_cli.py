@@ -7,14 +7,13 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
 from game.cli import main
+from tests.conftest import ROOT
+from tests.helpers import write_quest
 
-ROOT = Path(__file__).resolve().parent.parent
 PROBLEM_LINE = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+):(?P<col>\d+): error: (?P<message>.+)$")
 
 GOOD = """\
@@ -48,13 +47,6 @@ endings:
 BAD = GOOD.replace("to: hall", "to: hal").replace("    description: A hall.", "    descripton: A hall.")
 
 
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
 def run_validate(capsys, *paths) -> tuple[int, list[str], str]:
     code = main(["validate", *map(str, paths)])
     out, err = capsys.readouterr()
@@ -70,10 +62,10 @@ def here(tmp_path, monkeypatch):
 
 
 def test_valid_quests_print_one_summary_line_each(here, capsys):
-    write(here, "lantern.yaml", GOOD)
-    write(here, "woods/quest.yaml", GOOD.replace("id: lantern-test", "id: woods")
+    write_quest(here, "lantern.yaml", GOOD)
+    write_quest(here, "woods/quest.yaml", GOOD.replace("id: lantern-test", "id: woods")
           .replace("title: The Lantern Test", "title: Woods") + "include: [more.yaml]\n")
-    write(here, "woods/more.yaml", "scenes:\n  attic: {title: Attic, description: Dusty.}\n")
+    write_quest(here, "woods/more.yaml", "scenes:\n  attic: {title: Attic, description: Dusty.}\n")
     code, lines, err = run_validate(capsys, "lantern.yaml", "woods")
     assert code == 0 and err == ""  # warnings do not fail validation without --strict
     assert lines[0] == 'lantern.yaml: ok: "The Lantern Test" (lantern-test): 2 scenes, 1 ending, 1 item, 1 flag'
@@ -85,7 +77,7 @@ def test_valid_quests_print_one_summary_line_each(here, capsys):
 
 
 def test_invalid_quest_prints_each_problem_at_its_line_then_a_count(here, capsys):
-    write(here, "bad.yaml", BAD)
+    write_quest(here, "bad.yaml", BAD)
     code, lines, err = run_validate(capsys, "bad.yaml")
     assert code == 1 and err == ""
     assert lines == [
@@ -99,7 +91,7 @@ def test_invalid_quest_prints_each_problem_at_its_line_then_a_count(here, capsys
 
 
 def test_problems_come_in_file_order_and_every_line_has_the_format(here, capsys):
-    write(here, "bad.yaml", BAD)
+    write_quest(here, "bad.yaml", BAD)
     code, lines, _ = run_validate(capsys, "bad.yaml")
     *problem_lines, count = lines
     parsed = [PROBLEM_LINE.match(line) for line in problem_lines]
@@ -111,8 +103,8 @@ def test_problems_come_in_file_order_and_every_line_has_the_format(here, capsys)
 
 
 def test_good_and_bad_together_exit_1_and_report_both(here, capsys):
-    write(here, "good.yaml", GOOD)
-    write(here, "bad.yaml", GOOD.replace("start: cellar", "start: cellr"))
+    write_quest(here, "good.yaml", GOOD)
+    write_quest(here, "bad.yaml", GOOD.replace("start: cellar", "start: cellr"))
     code, lines, _ = run_validate(capsys, "good.yaml", "bad.yaml")
     assert code == 1
     assert lines == [
@@ -165,8 +157,8 @@ def test_non_utf8_and_huge_files(here, capsys):
 
 
 def test_missing_path_and_bad_include(here, capsys):
-    write(here, "q/quest.yaml", GOOD + "include: [../outside.yaml]\n")
-    write(here, "outside.yaml", "items: {k: K}\n")
+    write_quest(here, "q/quest.yaml", GOOD + "include: [../outside.yaml]\n")
+    write_quest(here, "outside.yaml", "items: {k: K}\n")
     code, lines, _ = run_validate(capsys, "nope.yaml", "q")
     assert code == 1
     assert lines == [
@@ -194,9 +186,9 @@ def test_validate_needs_a_path(capsys):
 
 
 def test_python_m_game_validate_in_a_real_process(tmp_path):
-    write(tmp_path, "good.yaml", GOOD)
-    write(tmp_path, "bad.yaml", BAD)
-    write(tmp_path, "evil.yaml", GOOD.replace(
+    write_quest(tmp_path, "good.yaml", GOOD)
+    write_quest(tmp_path, "bad.yaml", BAD)
+    write_quest(tmp_path, "evil.yaml", GOOD.replace(
         "title: The Hall", "title: !!python/object/apply:os.system ['touch MARKER']"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-m", "game", "validate", "good.yaml", "bad.yaml", "evil.yaml"],
