@@ -610,6 +610,20 @@ async def test_escape_stops_the_narration_and_keeps_the_authored_text(gpt2_token
         assert kinds(app, "narration") == [default_script(2)]
 
 
+async def test_a_retried_narration_stays_under_its_turn(spirit, personalities):
+    app = build(personalities, scripted(spirit, personalities))
+    async with running(app, wake=True) as pilot:
+        screen = game(app)
+        await act(pilot, "take the lantern")
+        await wait_until(pilot, lambda: screen.narrating is None)
+        await act(pilot, "i")  # the inventory: no turn, but it goes into the story
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: len(spirit.calls) == 2 and screen.narrating is None)
+        shown = [k for k, _ in paragraphs(app)]
+        assert kinds(app, "narration") == [default_script(2)]
+        assert shown[-3:] == ["narration", "action", "info"]  # the new take where the old one was
+
+
 async def test_retry_narrates_again_and_ctrl_b_cycles_back(spirit, personalities):
     app = build(personalities, scripted(spirit, personalities))
     async with running(app, wake=True) as pilot:
@@ -891,7 +905,9 @@ async def test_a_turn_taken_while_the_spirit_wakes_is_narrated_when_it_is_ready(
         await wait_until(pilot, lambda: game(app).narrating is None)
         assert len(spirit.calls) == 1 and "take the lantern" in spirit.calls[0]["prompt"]
         assert "The Storyteller Spirit is awake (scripted-spirit on cpu)." in [n.message for n in app.notes]
-        assert [k for k, _ in paragraphs(app)][-2:] == ["info", "narration"]  # after the inventory it listed
+        shown = [k for k, _ in paragraphs(app)]
+        assert shown[-3:] == ["narration", "action", "info"]  # under the turn it tells of, not after "i"
+        assert shown[shown.index("change") + 1] == "narration"
         assert app.session.engine.history[-1].narration == default_script(1)
         assert autosave().history[-1].narration == default_script(1)
         assert (status(app).spirit, status(app).spirit_detail) == ("ready", "")

@@ -248,7 +248,9 @@ class GameScreen(Screen):
         generation = self.generation
         self.narrating, self.narrating_turn, self.streamed = generation, result.turn, ""
         self.cancel_event = cancel = threading.Event()
-        self.narration_widgets[result.turn] = self.query_one(StoryLog).begin_narration()
+        told = [w for w in self.turn_widgets.get(result.turn, []) if w.is_attached]
+        self.narration_widgets[result.turn] = self.query_one(StoryLog).begin_narration(
+            after=told[-1] if told else None)  # under the turn it tells of, even if the story went on
         self.turn_widgets.setdefault(result.turn, []).append(self.narration_widgets[result.turn])
         narrator = app.narrator
 
@@ -310,7 +312,7 @@ class GameScreen(Screen):
         story = self.query_one(StoryLog)
         if narration.cancelled or not narration.text:
             story.end_narration("")
-            self.narration_widgets.pop(turn, None)
+            self.forget_narration_widget(turn)
         else:
             story.end_narration(narration.text)
             self.session.add_sample(turn, narration.text)
@@ -325,6 +327,13 @@ class GameScreen(Screen):
         if self.app.narrator is not None and self.app.spirit_status == "ready" and self.narrating is None:
             self.app.narrator.warm(self.engine)
 
+    def forget_narration_widget(self, turn: int):
+        """Stop tracking a turn's narration paragraph (being removed); returns it, if any."""
+        widget = self.narration_widgets.pop(turn, None)
+        if widget is not None:
+            self.turn_widgets[turn] = [w for w in self.turn_widgets.get(turn, []) if w is not widget]
+        return widget
+
     def stop_narration(self) -> bool:
         """Cancel the narration in progress; its half-written text is removed."""
         if self.narrating is None:
@@ -333,7 +342,7 @@ class GameScreen(Screen):
             self.cancel_event.set()
         self.narrating = None
         self.query_one(StoryLog).end_narration("")
-        self.narration_widgets.pop(self.narrating_turn, None)
+        self.forget_narration_widget(self.narrating_turn)
         self.refresh_status()
         return True
 
@@ -355,7 +364,7 @@ class GameScreen(Screen):
             self.notify(f"The Spirit is {self.app.spirit_status}: it cannot narrate now.")
             return
         self.stop_narration()
-        old = self.narration_widgets.pop(record.turn, None)
+        old = self.forget_narration_widget(record.turn)
         if old is not None:
             old.remove()
         attempt = len(self.session.samples.get(record.turn).texts) if record.turn in self.session.samples else 1

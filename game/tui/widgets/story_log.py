@@ -87,8 +87,14 @@ class StoryLog(VerticalScroll):
             if p.text:
                 self.add(p.kind, p.text)
 
-    def begin_narration(self) -> StoryParagraph:
-        self.narration = self.add("narration", "")
+    def begin_narration(self, after: StoryParagraph | None = None) -> StoryParagraph:
+        """Start the Spirit's paragraph: at the end, or right after `after` (the turn it tells
+        of, when the story has gone on since, e.g. a turn narrated once the Spirit woke)."""
+        if after is None or not after.is_attached or after is self.children[-1]:
+            self.narration = self.add("narration", "")
+        else:
+            self.narration = StoryParagraph("narration", "")
+            self.mount(self.narration, after=after)
         return self.narration
 
     def stream(self, text: str) -> None:
