@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from game.engine import Engine
 from game.narration import TurnNarrator, context_request, state_card
 from game.quest_loader import load_quest

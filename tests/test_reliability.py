@@ -27,12 +27,9 @@ from pathlib import Path
 import pytest
 
 import game.atomic
-from game import locations
 from game.cli import main
-from game.diagnostics import GameFileError
 from game.engine import HISTORY_LIMIT, Engine
 from game.narration import TurnNarrator
-from game.narrator.model_builder import build_gpt2
 from game.narrator.service import NarratorService
 from game.plain import PlainGame, PlainSpirit
 from game.quest_loader import load_quest
