@@ -398,9 +398,14 @@ class ContextBuilder:
             seen.update(e.id for e in lore)
             self._tell(s, lore)
         lore = [s for s in news if s.label not in seen]
-        if lore and bottom[0].kind == "action":  # no state card: the line break comes before the lore
-            lore[0].head, bottom[0].head = "\n[Lore: ", f"{ACTION_MARKER} "
-            lore[0].full, bottom[0].full = self.count(lore[0].source), self.count(bottom[0].source)
+        if bottom[0].kind == "action":  # no state card: the line break goes on whatever comes first
+            for s in news:
+                s.head = "[Lore: "
+            bottom[0].head = f"{ACTION_MARKER} " if lore else f"\n{ACTION_MARKER} "
+            if lore:
+                lore[0].head = "\n[Lore: "
+            for s in news + bottom[:1]:
+                s.full = self.count(s.source)
         bottom = bottom[:1] + lore + bottom[1:] if bottom[0].kind == "state" else lore + bottom
         everything = top + turns + bottom
         for s in everything:

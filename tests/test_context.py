@@ -504,3 +504,16 @@ def test_a_turn_that_names_lore_is_told_the_same_way_in_the_next_prompt(builder)
     following = b.build(request(turns=told_history(2) + [told], lore=[LANTERN]), 100)
     assert following.text.startswith(prompt.text)
     assert lore_ids(following) == []  # told once, with the turn that named it
+
+
+def test_without_a_state_card_the_new_turn_still_starts_on_a_line_of_its_own(builder, gpt2_tokenizer):
+    turns = [Turn("raise the lantern", "It glows.", "Light pools.", number=1)]
+    named = request(state="", turns=turns, action="wave the lamp again", authored="", lore=[LANTERN])
+    plain = request(state="", turns=turns, action="wave again", authored="", lore=[LANTERN])
+    b = builder()
+    assert b.build(named, 100).text.endswith("Light pools.\n\n> wave the lamp again\n")  # lore: with turn 1
+    fresh = request(state="", turns=[], action="wave the lamp", authored="", lore=[LANTERN])
+    assert b.build(fresh, 100).text.endswith(f"\n\n[Lore: {LANTERN.text}]\n> wave the lamp\n")
+    assert b.build(plain, 100).text.endswith("Light pools.\n\n> wave again\n")
+    for prompt in (b.build(named, 100), b.build(fresh, 100), b.build(plain, 100)):
+        check_guarantee(prompt, gpt2_tokenizer)
