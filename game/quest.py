@@ -55,7 +55,7 @@ class Choice:
     locked: str = ""
     once: bool = False
     is_exit: bool = False
-    key: str = ""  # unique within the quest: "scene/choices/2"
+    key: str = ""  # unique within the quest: "scene/choices: Label" ("... #2" for a repeated label)
     where: Where = NOWHERE
 
 

@@ -18,7 +18,7 @@ validator); `load_quest(path)` returns a playable quest or raises
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from game.diagnostics import GameFileError, Problem, Report, did_you_mean, display_path
@@ -447,11 +447,15 @@ class _Builder:
             if len(items) > MAX_CHOICES:
                 self.error(items.mark, f"{what} has {len(items)} {key}; at most {MAX_CHOICES}")
                 continue
+            named: dict[str, int] = {}
             for i, c in enumerate(items):
                 choice = self.choice(c, items.item_mark(i), f"{key[:-1]} {i + 1} of {what}",
-                                     is_exit=key == "exits", key=f"{ident}/{key}/{i}")
+                                     is_exit=key == "exits", key="")
                 if choice is not None:
-                    choices.append(choice)
+                    # by label, so reordering the options keeps a save's used-up `once` ones right
+                    base = f"{ident}/{key}: {' '.join(choice.label.split())}"
+                    named[base] = named.get(base, 0) + 1
+                    choices.append(replace(choice, key=base if named[base] == 1 else f"{base} #{named[base]}"))
         ending = self.text(m, "ending", what)
         if ending is not None:
             self.refs.append(_Ref("ending", ending, self.where(m.value_mark("ending"))))

@@ -162,6 +162,24 @@ def read_save(path: str | Path) -> SaveData:
     raise AssertionError("unreachable")
 
 
+_POSITIONAL_KEY = re.compile(r"^(?P<scene>.+)/(?P<kind>choices|exits)/(?P<index>\d+)$")
+
+
+def _used_key(quest: Quest, key: str) -> str:
+    """A used-up `once` option's key as this version names it.
+
+    Saves made before options were keyed by label name them by position
+    ("scene/choices/2"): that is read as the option now at that position.
+    """
+    old = _POSITIONAL_KEY.match(key)
+    scene = quest.scenes.get(old["scene"]) if old else None
+    if scene is None:
+        return key
+    same_kind = [c for c in scene.choices if c.is_exit == (old["kind"] == "exits")]
+    index = int(old["index"])
+    return same_kind[index].key if index < len(same_kind) else key
+
+
 def restore(save: SaveData, quest: Quest) -> tuple[Engine, list[str]]:
     """Rebuild an engine from a save for this quest; returns it and notes on what changed.
 
@@ -174,6 +192,8 @@ def restore(save: SaveData, quest: Quest) -> tuple[Engine, list[str]]:
                                     f"this save belongs to quest '{save.quest_id}', not '{quest.id}'"))
     notes: list[str] = []
     states = [save.state] + [s for s, _ in save.undo]
+    for state in states:
+        state.used = [_used_key(quest, key) for key in state.used]
     for i, state in enumerate(states):
         if state.scene not in quest.scenes:
             if i == 0:

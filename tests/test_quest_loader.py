@@ -176,7 +176,7 @@ def test_valid_single_file_quest_builds_every_part(tmp_path):
 
     take, pray, north = cellar.choices  # choices first, then exits
     assert take.label == "Take the lantern" and take.words == ("take lantern", "lantern")
-    assert take.to is None and not take.is_exit and take.once and take.key == "cellar/choices/0"
+    assert take.to is None and not take.is_exit and take.once and take.key == "cellar/choices: Take the lantern"
     assert take.condition == Condition("lacks", ("lantern",), Where(str(path), *at(path, "lacks")))
     assert take.effects == (
         Effect("give", ("lantern",), Where(str(path), *at(path, "give"))),
@@ -185,7 +185,7 @@ def test_valid_single_file_quest_builds_every_part(tmp_path):
     )
     assert take.text == "You lift the lantern off its hook." and take.where.line == at(path, "- label: Take")[0]
 
-    assert pray.words == ("pray",) and not pray.once and pray.key == "cellar/choices/1"
+    assert pray.words == ("pray",) and not pray.once and pray.key == "cellar/choices: " + pray.label
     cond = pray.condition
     assert cond.kind == "all" and [c.kind for c in cond.args] == ["any", "at_least", "turn_at_most"]
     any_, at_least, turn = cond.args
@@ -197,7 +197,7 @@ def test_valid_single_file_quest_builds_every_part(tmp_path):
     assert [(e.kind, e.args) for e in pray.effects] == [
         ("clear", ("door_open",)), ("take", ("key", "lantern")), ("set", (("door_open", True),))]
 
-    assert north.is_exit and north.to == "hall" and north.key == "cellar/exits/0"
+    assert north.is_exit and north.to == "hall" and north.key == "cellar/exits: " + north.label
     assert north.words == ("north", "door") and north.locked == "It is too dark to find the handle."
     assert north.condition == Condition("has", ("lantern",), Where(str(path), *at(path, "has")))
 

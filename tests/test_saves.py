@@ -354,3 +354,48 @@ def test_save_file_is_unchanged_by_loading_and_restoring(tmp_path, quest, played
     engine.act("south")
     assert path.read_bytes() == before
     assert to_json(engine) != before.decode("utf-8")
+
+
+# -- `once` options after the quest changed ----------------------------------------------
+
+PRAY_FIRST = QUEST.replace(
+    "      - label: Take the lantern\n        words: [lantern]\n        if: {lacks: lantern}\n"
+    "        effects: [{give: lantern}, {set: lit}]\n      - label: Pray\n        once: true\n"
+    "        effects: [{add: {offerings: 1}}]\n",
+    "      - label: Pray\n        once: true\n        effects: [{add: {offerings: 1}}]\n"
+    "      - label: Take the lantern\n        words: [lantern]\n        if: {lacks: lantern}\n"
+    "        effects: [{give: lantern}, {set: lit}]\n")
+
+
+def test_a_used_up_once_option_stays_used_up_when_the_options_are_reordered(tmp_path, quest):
+    assert PRAY_FIRST != QUEST
+    engine = Engine(quest, seed=3)
+    engine.act("pray")
+    assert "Pray" not in [o.label for o in engine.options()]
+    reordered = load_quest_text(tmp_path / "edited", "quest.yaml", PRAY_FIRST)
+    loaded, _ = restore(read_save(save_game(tmp_path / "s.json", engine)), reordered)
+    assert [o.label for o in loaded.options()] == ["Take the lantern", "North"]
+    assert loaded.act("pray").kind != "choice"  # still used up: nothing in the quest answers
+
+
+def test_a_save_from_before_label_keys_reads_its_used_options_by_position(tmp_path, quest):
+    engine = Engine(quest, seed=3)
+    engine.act("pray")
+    path = save_game(tmp_path / "s.json", engine)
+    data = json.loads(path.read_text())
+    assert data["state"]["used"] == ["cellar/choices: Pray"]
+    data["state"]["used"] = ["cellar/choices/1"]  # how saves named it before: Pray was option 2
+    path.write_text(json.dumps(data))
+    loaded, _ = restore(read_save(path), quest)
+    assert loaded.state.used == ["cellar/choices: Pray"]
+    assert [o.label for o in loaded.options()] == ["Take the lantern", "North"]
+
+
+def test_repeated_labels_get_keys_of_their_own(tmp_path):
+    twice = QUEST.replace("      - label: Pray\n        once: true\n",
+                          "      - label: Pray\n        once: true\n        words: [kneel]\n"
+                          "        effects: [{add: {offerings: 2}}]\n      - label: Pray\n        once: true\n")
+    quest = load_quest_text(tmp_path / "twice", "quest.yaml", twice)
+    keys = [c.key for c in quest.scenes["cellar"].choices]
+    assert keys == ["cellar/choices: Take the lantern", "cellar/choices: Pray", "cellar/choices: Pray #2",
+                    "cellar/exits: North"]
