@@ -219,6 +219,16 @@ class FastGenerator:
         self.cached.extend(ids)
         return logits
 
+    def _reusable(self, ids: Sequence[int], limit: int) -> int:
+        """How many cached tokens `ids` can use: their common prefix (at most `limit`) in whole grid chunks."""
+        same = min(common_prefix(self.cached, ids), limit, self._grid)
+        return same - same % ALIGN
+
+    def _crop(self, keep: int) -> None:
+        """Keep only the first `keep` cached tokens."""
+        self.backend.truncate(keep)
+        del self.cached[keep:]
+
     def _prefill(self, ids: list[int], reuse_cache: bool):
         """Crop the cache to the common prefix with `ids`, compute the rest; last position's logits.
 
@@ -227,10 +237,8 @@ class FastGenerator:
         number is computed exactly as without a cache: the cache changes how
         fast a story comes, never which story.
         """
-        same = min(common_prefix(self.cached, ids), len(ids) - 1, self._grid) if reuse_cache else 0
-        keep = same - same % ALIGN
-        self.backend.truncate(keep)
-        del self.cached[keep:]
+        keep = self._reusable(ids, len(ids) - 1) if reuse_cache else 0
+        self._crop(keep)
         self.reused = keep
         for start in range(keep, len(ids), ALIGN):
             logits = self._advance(ids[start:start + ALIGN])
@@ -245,14 +253,12 @@ class FastGenerator:
 
         ids = list(ids)[: self.window - 1]
         end = len(ids) - len(ids) % ALIGN
-        same = min(common_prefix(self.cached, ids), self._grid)
-        keep = same - same % ALIGN
+        keep = self._reusable(ids, len(ids))
         if keep >= end:
             return 0
         self._use_threads()
         with torch.inference_mode():
-            self.backend.truncate(keep)
-            del self.cached[keep:]
+            self._crop(keep)
             self._grid = keep
             for start in range(keep, end, ALIGN):
                 if should_stop():

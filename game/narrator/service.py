@@ -51,7 +51,6 @@ PRECISIONS = formats.PRECISIONS
 _DTYPE_PRECISION = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 TIMEOUT = 60.0           # wall-clock limit of one generation, seconds
 PENALTY_STEP = 0.3       # added to the repetition penalty when re-sampling
-# Config fields that hold a model's context window, by model family.
 # Services that have warmed up. Held strongly, so that a warm-up thread never drops the last
 # reference to a model: freeing torch tensors on that thread while Python exits aborts the process.
 _WARMING: set[NarratorService] = set()
@@ -65,6 +64,7 @@ def _stop_warming_at_exit() -> None:
         service.stop_warming()
 
 
+# Config fields that hold a model's context window, by model family.
 _WINDOW_FIELDS = ("n_positions", "max_position_embeddings", "n_ctx", "seq_length", "max_sequence_length")
 
 
