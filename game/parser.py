@@ -16,15 +16,13 @@ from game.quest import Choice, Quest
 
 DIRECTIONS = {"n": "north", "s": "south", "e": "east", "w": "west", "u": "up", "d": "down",
               "ne": "northeast", "nw": "northwest", "se": "southeast", "sw": "southwest"}
-VERBS = {"go", "walk", "run", "head", "move", "enter", "climb", "take", "get", "grab", "pick",
-         "use", "talk", "speak", "ask", "open", "examine", "x", "read", "touch", "follow", "return",
-         "leave", "travel", "cross"}
 GO_VERBS = {"go", "walk", "run", "head", "move", "enter", "climb", "travel", "return", "cross", "follow"}
-# Verbs that mean the same kind of deed; a label's verb and a player's verb of different kinds
-# ("Open the door" / "examine the door") keep the label's other words from picking it.
+# The verbs the game knows, by the kind of deed; a label's verb and a player's verb of different
+# kinds ("Open the door" / "examine the door") keep the label's other words from picking it.
 VERB_KINDS = {**{v: "move" for v in GO_VERBS}, **{v: "take" for v in ("take", "get", "grab", "pick")},
               **{v: "look" for v in ("examine", "x", "read")}, **{v: "talk" for v in ("talk", "speak", "ask")},
               "use": "use", "open": "open", "touch": "touch", "leave": "leave"}
+VERBS = frozenset(VERB_KINDS)  # never needed to match a label
 STOPWORDS = {"the", "a", "an", "to", "at", "on", "in", "into", "onto", "with", "of", "my", "your",
              "i", "me", "up", "and", "then", "back", "through", "toward", "towards", "from", "it",
              "this", "that", "some", "over", "out", "for", "by", "around", "carefully", "slowly"}
