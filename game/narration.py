@@ -90,6 +90,7 @@ class TurnNarrator:
         self.memory: list[str] = []
         self._builder: ContextBuilder | None = None
         self._log_lock = threading.Lock()
+        self.log_problem: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -161,9 +162,22 @@ class TurnNarrator:
             return
         line = json.dumps(prepared.prompt.to_log(prepared.turn), ensure_ascii=False)
         with self._log_lock:
-            self.context_log.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.context_log, "a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
+            if self.context_log is None:
+                return
+            try:
+                self.context_log.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.context_log, "a", encoding="utf-8") as fh:
+                    fh.write(line + "\n")
+            except OSError as exc:  # said once (take_log_problem); logging stops, play goes on
+                self.log_problem = (f"the context log {self.context_log} cannot be written "
+                                    f"({exc.strerror or exc}); logging stopped")
+                self.context_log = None
+
+    def take_log_problem(self) -> str | None:
+        """The context log's write failure, once (then None): the front end says it."""
+        with self._log_lock:
+            problem, self.log_problem = self.log_problem, None
+        return problem
 
 
 def make_turn_narrator(settings, personalities, *, quest=None, model: str | None = None,

@@ -8,14 +8,17 @@ quest ends. Extra commands: `undo`, `quit`.
 
 from __future__ import annotations
 
+import signal
 import sys
 import textwrap
+import threading
+from contextlib import contextmanager
 from typing import Callable, TextIO
 
 from game.engine import Engine, Para, TurnResult
 from game.narrator import cleaning
 from game.phrases import QUIT_WORDS, UNDO_WORDS  # undo is never "u": the parser reads it as "up"
-from game.safe_text import inert
+from game.safe_text import decoded, inert, inert_line
 from game.session import Session
 
 # Called after each turn's authored text: (engine, result, write) -> whether it narrated.
@@ -63,7 +66,8 @@ class PlainGame:
                                     subsequent_indent=indent) if block.strip() else ""
             self.write(wrapped + "\n")
 
-    def show(self, result: TurnResult) -> None:
+    def show(self, result: TurnResult) -> bool:
+        """Show a turn (narrating it when there is a Spirit); whether it was narrated."""
         for p in result.paragraphs:
             self.render(p)
         told = False
@@ -73,12 +77,13 @@ class PlainGame:
             self.para(self.engine.say("unanswered"))
         if not result.ending and result.kind not in ("empty",):
             self.show_options(result)
+        return told
 
     def render(self, p: Para) -> None:
         if p.kind == "scene-title":
-            self.write(f"\n== {p.text} ==\n")
+            self.write(f"\n== {inert_line(p.text)} ==\n")
         elif p.kind == "ending-title":
-            self.write(f"\n*** {p.text} ***\n")
+            self.write(f"\n*** {inert_line(p.text)} ***\n")
         elif p.kind == "change":
             self.para(p.text, "  * ")
         else:
@@ -88,13 +93,31 @@ class PlainGame:
         if result.options:
             self.write("\n")
             for o in result.options:
-                self.write(f"  {o.number}. {inert(o.label)}\n")
+                self.write(f"  {o.number}. {inert_line(o.label)}\n")
 
     def run(self) -> int:
+        """Play until the input ends, the player quits or the quest ends (exit 0).
+
+        SIGINT, SIGTERM and SIGHUP autosave the game as it is and end with 128 + the
+        signal's number (130, 143, 129), never a traceback.
+        """
+        with _signals_as_interrupts() as caught:
+            try:
+                return self._play()
+            except KeyboardInterrupt:
+                self.save()
+                try:
+                    self.out.write("\n")
+                    self.out.flush()
+                except (OSError, ValueError):
+                    pass
+                return 128 + (caught[-1] if caught else signal.SIGINT)
+
+    def _play(self) -> int:
         quest = self.engine.quest
-        self.write(f"{quest.title}\n")
+        self.write(inert_line(quest.title) + "\n")
         if quest.author:
-            self.write(self.engine.say("by", author=quest.author) + "\n")
+            self.write(inert_line(self.engine.say("by", author=quest.author)) + "\n")
         self.show(self.engine.opening())
         if self.engine.ended:
             self.write("\n" + self.engine.say("the_end") + "\n")
@@ -102,7 +125,7 @@ class PlainGame:
         while True:
             if not self.echo:
                 self.write("\n> ")
-            line = self.inp.readline()
+            line = decoded(self.inp.readline())  # invalid UTF-8 typed or piped in becomes '�'
             if not line:
                 self.write("\n")
                 return 0
@@ -122,13 +145,14 @@ class PlainGame:
                     self.write(self.engine.say("undo_start") + "\n")
                 continue
             result = self.engine.act(action)
-            self.show(result)
             if result.counts:
-                self.save()
+                self.save()  # the turn is kept as soon as it is taken, before it is narrated
+            told = self.show(result)
+            if result.counts and told:
+                self.save()  # and again with its narration
             if result.ending is not None:
                 self.write("\n" + self.engine.say("the_end") + "\n")
                 return 0
-
 
     def reload(self) -> None:
         """The quest's files changed: carry the game over, or keep the old version."""
@@ -141,6 +165,28 @@ class PlainGame:
             return
         self.watcher.watch(self.engine.quest.files)
         self.write("(The quest was reloaded: " + "; ".join(result.notes) + ".)\n")
+
+
+@contextmanager
+def _signals_as_interrupts():
+    """SIGTERM and SIGHUP raise KeyboardInterrupt like SIGINT while playing (main thread
+    only); yields the list the signal numbers caught are appended to."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def interrupt(signum, frame):
+        caught.append(signum)
+        raise KeyboardInterrupt
+
+    wanted = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    before = {sig: signal.signal(sig, interrupt) for sig in wanted}
+    try:
+        yield caught
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _isatty(stream) -> bool:
@@ -214,6 +260,10 @@ class PlainSpirit:
             write("\n")
         if narration.error:
             write(f"(The Spirit lost its words: {narration.error})\n")
+        problem = getattr(self.narrator, "take_log_problem", lambda: None)()
+        if problem:
+            self.err.write(inert_line(f"storyteller: {problem}") + "\n")
+            self.err.flush()
         engine.set_narration(final)
         self.narrator.warm(engine)  # the next prompt's start, computed while the player types
         return bool(final)

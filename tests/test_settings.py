@@ -63,8 +63,10 @@ def test_round_trip_keeps_values_and_comments(settings_path):
 
 @hyp_settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(persona=st.text(min_size=1, max_size=200).filter(str.strip),
-       keys=st.dictionaries(st.text(min_size=1, max_size=12),
-                            st.text(min_size=1, max_size=12).filter(str.strip), max_size=4),
+       keys=st.dictionaries(st.text(min_size=1, max_size=12),  # any action, any valid key name
+                            st.one_of(st.from_regex(r"(ctrl|alt)\+[a-z0-9]", fullmatch=True),
+                                      st.from_regex(r"f[1-9]|f1[0-2]|escape|pageup|home", fullmatch=True)),
+                            max_size=4),
        model=st.text(min_size=1, max_size=40).filter(lambda t: t.strip() and "\n" not in t.strip()))
 def test_any_text_round_trips(settings_path, persona, keys, model):
     chosen = Settings(persona=persona, keys=keys, model=model)
@@ -191,14 +193,14 @@ def test_sampling_overrides_can_be_set_and_cleared_one_by_one():
 
 
 def test_settings_are_immutable():
-    s = Settings(keys={"quit": "q"})
+    s = Settings(keys={"quit": "ctrl+q"})
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.seed = 3
     with pytest.raises(TypeError):
         s.keys["quit"] = "x"
     with pytest.raises(TypeError):
         s.sampling["temperature"] = 1.0
-    assert hash(s) == hash(Settings(keys={"quit": "q"}))
+    assert hash(s) == hash(Settings(keys={"quit": "ctrl+q"}))
 
 
 def test_effective_sampling_applies_overrides_over_the_personality():

@@ -16,6 +16,7 @@ from textual.binding import Binding
 
 from game.diagnostics import GameFileError
 from game.quest_loader import load_quest
+from game.safe_text import inert, inert_line
 from game.session import Session
 from game.tui.messages import SpiritEvent
 
@@ -43,8 +44,26 @@ class StorytellerApp(App):
         self.spirit_status = "loading" if narrator is not None else "silent"
         self.spirit_detail = "" if narrator is not None else "turned off"
         self._told_silent = False
+        self.handle_signals = False  # the CLI sets it: SIGTERM/SIGHUP/SIGINT save and exit
+
+    def notify(self, message, *, title="", severity="information", timeout=None, markup=True):
+        """Every notification goes out inert (a save's or quest's names may hold escape codes),
+        one-line titles, and never as markup."""
+        return super().notify(inert(str(message)), title=inert_line(str(title)), severity=severity,
+                              timeout=timeout, markup=False)
+
+    def _catch_signals(self) -> None:
+        import asyncio
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for name in ("SIGTERM", "SIGHUP", "SIGINT"):
+            if hasattr(signal, name):
+                loop.add_signal_handler(getattr(signal, name), self.quit_saving, getattr(signal, name))
 
     def on_mount(self) -> None:
+        if self.handle_signals:
+            self._catch_signals()
         if self.settings.keys:
             self.set_keymap(dict(self.settings.keys))
         if self.narrator is not None:
@@ -168,13 +187,18 @@ class StorytellerApp(App):
         self.set_keymap(dict(settings.keys))
 
     def action_quit(self) -> None:  # plain, not async: /quit calls it directly too
+        self.quit_saving()
+
+    def quit_saving(self, signum: int = 0) -> None:
+        """Stop narrating, autosave every game and exit (128 + signum after a signal);
+        Textual restores the terminal on the way out."""
         from game.tui.screens.game import GameScreen
 
         for screen in self.screen_stack:
             if isinstance(screen, GameScreen):
                 screen.stop_narration()
                 screen.autosave()
-        self.exit()
+        self.exit(return_code=128 + signum if signum else 0)
 
 
 def make_app(settings=None, personalities=None, narrator=None, quest_path=None, session=None,

@@ -22,6 +22,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from game.engine import Para, TurnResult
+from game.i18n import _
+from game.safe_text import inert_line
 from game.narrator import cleaning
 from game.session import Session
 from game.tui.messages import NarrationChunk, NarrationDone, NarrationRestart
@@ -255,11 +257,16 @@ class GameScreen(Screen):
         narrator = app.narrator
 
         def work() -> None:
-            narration = narrator.run(
-                prepared,
-                on_chunk=lambda c: self.post_message(NarrationChunk(generation, c)),
-                on_restart=lambda r: self.post_message(NarrationRestart(generation, r)),
-                cancel=cancel)
+            try:
+                narration = narrator.run(
+                    prepared,
+                    on_chunk=lambda c: self.post_message(NarrationChunk(generation, c)),
+                    on_restart=lambda r: self.post_message(NarrationRestart(generation, r)),
+                    cancel=cancel)
+            except Exception as exc:  # never leave "narrating" on: the turn keeps its text
+                from game.narrator.service import Narration
+
+                narration = Narration(error=str(exc).splitlines()[0] if str(exc) else repr(exc))
             self.post_message(NarrationDone(generation, narration))
 
         self.run_worker(work, thread=True, group="narration", exit_on_error=False,
@@ -320,6 +327,9 @@ class GameScreen(Screen):
             self.warm_up()
         if narration.error:
             self.notify(f"The Spirit lost its words: {narration.error}", severity="error", markup=False)
+        problem = getattr(self.app.narrator, "take_log_problem", lambda: None)()
+        if problem:
+            self.notify(problem, title=_("Context log"), severity="warning", markup=False)
         self.refresh_status()
 
     def warm_up(self) -> None:
@@ -421,7 +431,19 @@ class GameScreen(Screen):
         if name:
             self.save_to(name)
 
-    def save_to(self, name: str) -> None:
+    def save_to(self, name: str, confirmed: bool = False) -> None:
+        """Save to a named slot; an existing slot is overwritten only after the player agrees."""
+        from game import locations
+        from game.saves import slot_path
+        from game.tui.screens.confirm import ConfirmScreen
+
+        target = slot_path(locations.saves_dir(), name)
+        if target.exists() and not confirmed:
+            self.app.push_screen(
+                ConfirmScreen(_("Overwrite the save '{name}'?").format(name=inert_line(target.stem)),
+                              _("That save holds another game; it will be replaced by this one.")),
+                lambda yes: self.save_to(name, confirmed=True) if yes else None)
+            return
         try:
             path = self.session.save(name)
         except OSError as exc:
@@ -453,7 +475,23 @@ class GameScreen(Screen):
         self.app.action_show_help_screen()
 
     def restart(self) -> None:
+        """/restart: ask first; the game so far stays loadable (Load lists it)."""
+        from game.tui.screens.confirm import ConfirmScreen
+
+        self.app.push_screen(
+            ConfirmScreen(_("Restart the quest from the beginning?"),
+                          _("Your game so far is kept: Load (ctrl+o) lists it as the autosave "
+                            "before the restart.")),
+            lambda yes: self._restart() if yes else None)
+
+    def _restart(self) -> None:
         self.stop_narration()
+        try:
+            self.session.keep_abandoned()
+        except OSError as exc:
+            self.notify(_("Could not keep the game so far: {reason}. Nothing was restarted.").format(
+                reason=exc.strerror or exc), severity="error", markup=False)
+            return
         self.app.start_quest(self.session.quest.source)
 
     def on_unmount(self) -> None:

@@ -29,6 +29,11 @@ class SettingsScreen(ModalScreen):
         app = self.app
         settings, personalities = app.settings, app.personalities
         persona, sampling = settings.effective_sampling(personalities)
+        # What the form shows at first: the values in force. A field left as shown keeps
+        # the settings' own value (an override stays an override) when saved.
+        self.first_personality = settings.active_personality(personalities).id
+        self.shown_personality = self.first_personality
+        self.first_values = {key: str(getattr(sampling, key)) for key in SAMPLING_KEYS}
         with Vertical(id="dialog", classes="wide"):
             yield Static(Text("Settings", style="bold"), classes="dialog-title")
             with VerticalScroll(id="settings-form"):
@@ -61,8 +66,9 @@ class SettingsScreen(ModalScreen):
     @on(Select.Changed, "#personality")
     def personality_changed(self, event: Select.Changed) -> None:
         chosen = self.app.personalities.get(event.value)
-        if chosen is None:
-            return
+        if chosen is None or event.value == self.shown_personality:
+            return  # the form's own first value (posted on mount): the fields show the values in force
+        self.shown_personality = event.value
         self.query_one("#persona-text", Static).update(Text(inert(chosen.persona), style="italic"))
         for key in SAMPLING_KEYS:
             self.query_one(f"#s-{key}", Input).value = str(getattr(chosen.sampling, key))
@@ -95,16 +101,21 @@ class SettingsScreen(ModalScreen):
         app = self.app
         personality = self.query_one("#personality", Select).value
         chosen = app.personalities[personality]
-        overrides = {}
+        same_voice = personality == self.first_personality
+        overrides = dict(app.settings.sampling) if same_voice else {}
         for key in SAMPLING_KEYS:
             raw = self.query_one(f"#s-{key}", Input).value.strip()
+            if same_voice and raw == self.first_values[key]:
+                continue  # untouched: the setting stays as it was (an override or the voice's own)
             kind = RANGES[key][0]
             try:
                 value = kind(float(raw)) if kind is int and float(raw).is_integer() else kind(raw)
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise ValueError(f"{key} must be a number from {RANGES[key][1]:g} to {RANGES[key][2]:g}") from None
             if value != getattr(chosen.sampling, key):
                 overrides[key] = value
+            else:
+                overrides.pop(key, None)
         seed_text = self.query_one("#seed", Input).value.strip()
         if seed_text and not seed_text.isdigit():
             raise ValueError("seed must be empty or a whole number")
