@@ -135,8 +135,7 @@ def _is_stdio_error(exc: OSError) -> bool:
     """An error writing standard output (full disk, closed): the one kind main turns into 74."""
     import errno
 
-    return exc.errno in (errno.ENOSPC, errno.EBADF, errno.EIO, errno.EDQUOT, errno.EFBIG) \
-        or exc.errno is None
+    return exc.errno in (errno.ENOSPC, errno.EBADF, errno.EIO, errno.EDQUOT, errno.EFBIG)
 
 
 def _quiet_stdout() -> None:

@@ -421,8 +421,10 @@ async def test_load_a_save_and_a_broken_save(spirit, personalities):
         await choose(pilot, "Load a saved game")
         await showing(pilot, LoadScreen)
         labels = menu_labels(app)
-        assert [label.rsplit("   ", 1)[0] for label in labels] == [
-            "broken", "before-the-hall", "autosave of call-of-the-storyteller"]
+        title = "Quest 1.6 — The Call of the Storyteller"
+        assert [label.rsplit("   ", 1)[0] for label in labels] == [  # each with its time
+            "broken   (cannot be read: Enter says why)", f"before-the-hall: {title}, turn 1",
+            f"autosave: {title}, turn 1"]
         await choose(pilot, "broken")
         await wait_until(pilot, lambda: app.notes)
         note = app.notes[-1]
@@ -1114,6 +1116,10 @@ async def test_slash_commands(spirit, personalities):
         assert app.notes[-1].title == "Unknown command /dance" and "/undo" in app.notes[-1].message
         assert kinds(app, "action") == ["take the lantern"]  # commands are not actions
         await act(pilot, "/restart")
+        from game.tui.screens.confirm import ConfirmScreen
+
+        await showing(pilot, ConfirmScreen)  # a game in progress: the player is asked first
+        await pilot.press("y")
         await wait_until(pilot, lambda: app.session.engine.state.turn == 0 and not kinds(app, "action"))
         await act(pilot, "/quit")
         await wait_until(pilot, lambda: app.return_code is not None)
@@ -1251,3 +1257,126 @@ def test_the_storyteller_command_opens_the_tui(monkeypatch, tiny_model_dir):
     assert "Quest 1.6 — The Call of the Storyteller  by Storyteller team  [en, bundled]" in seen["labels"]
     assert "S T O R Y T E L L E R" in seen["screen"]
     assert "The Storyteller Spirit is ready" in seen["screen"]
+
+
+# -- issue 11: nothing lost -----------------------------------------------------------------
+async def test_the_settings_screen_shows_the_values_in_force_and_saving_keeps_the_rest(spirit, personalities):
+    from textual.widgets import Input, Select
+
+    from game.settings import save_settings
+
+    bard = personalities["merry-bard"]
+    save_settings(Settings(personality="merry-bard", sampling={"max_new_tokens": 20}))
+    with open(locations.settings_file(), "a", encoding="utf-8") as fh:
+        fh.write("# my own note\n")
+    settings = load_settings(personalities=personalities)[0]
+    app = build(personalities, scripted(spirit, personalities), settings=settings)
+    async with running(app, wake=True) as pilot:
+        form = await opens(pilot, "f3", SettingsScreen)
+        await pilot.pause(0.3)  # the form's own first Select.Changed has come and gone
+        assert form.query_one("#personality", Select).value == "merry-bard"
+        assert form.query_one("#s-max_new_tokens", Input).value == "20"
+        assert form.query_one("#s-temperature", Input).value == str(bard.sampling.temperature)
+        form.query_one("#s-temperature", Input).value = "0.5"
+        await pilot.press("ctrl+s")
+        await playing(pilot)
+        saved = load_settings(personalities=personalities)[0]
+        assert dict(saved.sampling) == {"max_new_tokens": 20, "temperature": 0.5}
+        # Again: the form shows what was saved, and saving it untouched changes nothing.
+        form = await opens(pilot, "f3", SettingsScreen)
+        await pilot.pause(0.3)
+        assert form.query_one("#s-temperature", Input).value == "0.5"
+        assert form.query_one("#s-max_new_tokens", Input).value == "20"
+        before = locations.settings_file().read_bytes()
+        await pilot.press("ctrl+s")
+        await playing(pilot)
+        assert locations.settings_file().read_bytes() == before and b"# my own note" in before
+        assert app.settings == saved
+
+
+async def test_restart_asks_first_and_the_game_so_far_stays_loadable(spirit, personalities):
+    from game.tui.screens.confirm import ConfirmScreen
+
+    app = build(personalities, scripted(spirit, personalities))
+    async with running(app, wake=True) as pilot:
+        await play(pilot, ["take the lantern", "go north"])
+        await act(pilot, "/restart", settle=False)
+        dialog = await showing(pilot, ConfirmScreen)
+        assert dialog.query_one("#no").has_focus  # the safe answer is the default
+        await pilot.press("escape")
+        await playing(pilot)
+        assert app.session.engine.state.turn == 2
+        await act(pilot, "/restart", settle=False)
+        await showing(pilot, ConfirmScreen)
+        await pilot.press("n")
+        await playing(pilot)
+        assert app.session.engine.state.turn == 2
+        await act(pilot, "/restart", settle=False)
+        await showing(pilot, ConfirmScreen)
+        await pilot.press("y")
+        await wait_until(pilot, lambda: app.session.engine.state.turn == 0)
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: app.return_code is not None)
+
+    app = build(personalities, quest=None)
+    async with running(app, TitleScreen) as pilot:
+        await choose(pilot, "Load a saved game")
+        await showing(pilot, LoadScreen)
+        title = "Quest 1.6 — The Call of the Storyteller"
+        labels = [label.rsplit("   ", 1)[0] for label in menu_labels(app)]
+        assert f"autosave: {title}, turn 0" in labels
+        assert f"autosave before restart: {title}, turn 2" in labels
+        await choose(pilot, "autosave before restart")
+        await playing(pilot)
+        assert app.session.engine.state.turn == 2
+        assert kinds(app, "action") == ["take the lantern", "go north"]
+
+
+async def test_saving_over_an_existing_slot_asks_first(spirit, personalities):
+    from textual.widgets import Input
+
+    from game.tui.screens.confirm import ConfirmScreen
+
+    app = build(personalities, scripted(spirit, personalities))
+    async with running(app, wake=True) as pilot:
+        await act(pilot, "take the lantern")
+        await act(pilot, "/save mine", settle=False)
+        path = locations.saves_dir() / "mine.json"
+        await wait_until(pilot, path.is_file)
+        await act(pilot, "go north")
+        for answer, turn in (("escape", 1), ("n", 1), ("y", 2)):
+            await opens(pilot, "ctrl+s", SaveScreen)
+            slot = app.screen.query_one(Input)
+            slot.value = "mine"
+            await pilot.press("enter")
+            dialog = await showing(pilot, ConfirmScreen)
+            assert "Overwrite the save 'mine'?" in flat_screen(app)
+            assert dialog.query_one("#no").has_focus
+            await pilot.press(answer)
+            await playing(pilot)
+            assert read_save(path).state.turn == turn
+        assert app.notes[-1].message == f"Saved to {path}"
+
+
+async def test_a_malformed_save_picked_in_the_load_list_is_refused_and_the_app_runs_on(personalities):
+    import json
+
+    path = locations.saves_dir() / "odd.json"
+    app = build(personalities)
+    async with running(app) as pilot:
+        await act(pilot, "take the lantern")
+        game(app).save_to("odd")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["state"]["turn"] = 1e400  # JSON: Infinity
+    data["extra"]["samples"] = "many"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    before = path.read_bytes()
+    app = build(personalities, quest=None)
+    async with running(app, TitleScreen) as pilot:
+        await choose(pilot, "Load a saved game")
+        await showing(pilot, LoadScreen)
+        await choose(pilot, "odd")
+        await wait_until(pilot, lambda: app.notes)
+        assert "odd.json:1:" in app.notes[-1].message and "state.turn" in app.notes[-1].message
+        assert app.is_running and isinstance(app.screen, TitleScreen)
+    assert path.read_bytes() == before

@@ -475,9 +475,13 @@ class GameScreen(Screen):
         self.app.action_show_help_screen()
 
     def restart(self) -> None:
-        """/restart: ask first; the game so far stays loadable (Load lists it)."""
+        """/restart: ask first (unless the quest has ended or has not begun); the game so far
+        stays loadable (Load lists it)."""
         from game.tui.screens.confirm import ConfirmScreen
 
+        if self.engine.ended or not self.engine.history:
+            self._restart()
+            return
         self.app.push_screen(
             ConfirmScreen(_("Restart the quest from the beginning?"),
                           _("Your game so far is kept: Load (ctrl+o) lists it as the autosave "
