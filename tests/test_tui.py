@@ -1380,3 +1380,18 @@ async def test_a_malformed_save_picked_in_the_load_list_is_refused_and_the_app_r
         assert "odd.json:1:" in app.notes[-1].message and "state.turn" in app.notes[-1].message
         assert app.is_running and isinstance(app.screen, TitleScreen)
     assert path.read_bytes() == before
+
+
+async def test_a_context_log_that_cannot_be_written_is_said_once_and_the_spirit_narrates_on(
+        tmp_path, spirit, personalities):
+    log = tmp_path / "log.jsonl"
+    log.mkdir()  # a folder where the log should be: every write fails
+    persona, sampling = Settings().effective_sampling(personalities)
+    narrator = TurnNarrator(spirit, persona, sampling, seed=1, context_log=log)
+    app = build(personalities, narrator)
+    async with running(app, wake=True) as pilot:
+        await play(pilot, ["take the lantern", "go north"])  # settles: never "narrating" forever
+        assert kinds(app, "narration") == [default_script(1), default_script(2)]
+        said = [n for n in app.notes if n.title == "Context log"]
+        assert len(said) == 1 and "logging stopped" in said[0].message and str(log) in said[0].message
+        assert status(app).spirit == "ready"
