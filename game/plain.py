@@ -39,6 +39,10 @@ class PlainGame:
             self.watcher = QuestWatcher(engine.quest.files)
         self.out = out or sys.stdout
         self.inp = inp or sys.stdin
+        try:  # bytes that are not UTF-8 are kept as escapes, then made '�' by `decoded`
+            self.inp.reconfigure(errors="surrogateescape")
+        except (AttributeError, ValueError, OSError):
+            pass
         self.narrate = narrate
         self.width = width
         self.echo = not _isatty(self.inp)

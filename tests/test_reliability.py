@@ -883,10 +883,11 @@ def test_a_context_log_that_fails_later_is_said_once_and_play_goes_on(tmp_path, 
     assert sum(t.narration != "" for t in engine.history) >= 3  # narration went on
 
 
-def test_invalid_utf8_typed_or_piped_in_is_decoded_safely(tmp_path):
+@pytest.mark.parametrize("errors", ["", "utf-8:strict"], ids=["locale-default", "strict-decoding"])
+def test_invalid_utf8_typed_or_piped_in_is_decoded_safely(tmp_path, errors):
     proc = subprocess.run([sys.executable, "-m", "game", "play", str(QUEST), "--plain", "--no-spirit"],
                           input=b"go \xff north\ntake the lantern\n", cwd=ROOT, capture_output=True,
-                          env=env_for(tmp_path, PYTHONIOENCODING="", LC_ALL="C.UTF-8"), timeout=120)
+                          env=env_for(tmp_path, PYTHONIOENCODING=errors, LC_ALL="C.UTF-8"), timeout=120)
     assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")
     assert b"Traceback" not in proc.stderr and b"Autosave failed" not in proc.stdout
     save = read_save(tmp_path / "data" / "saves" / "autosave" / "call-of-the-storyteller.json")
