@@ -279,6 +279,15 @@ def cmd_play(args) -> int:
     save_path = getattr(args, "load", None)
     if getattr(args, "resume", False):
         save_path = latest_autosave()
+        if quest_name is not None:  # `play QUEST --continue`: that quest's own autosave
+            from game.catalog import find_quest
+            from game.quest_loader import check_quest
+            from game.session import autosave_dir, autosave_name
+
+            found = find_quest(quest_name)
+            quest = check_quest(found)[0] if found is not None else None
+            own = autosave_dir() / autosave_name(quest.id) if quest is not None else None
+            save_path = own if own is not None and own.is_file() else None
         if save_path is None:
             print(_("storyteller: there is no autosave to continue yet"), file=sys.stderr)
             return 2

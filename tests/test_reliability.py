@@ -943,3 +943,16 @@ def test_every_test_the_reliability_page_names_exists():
             if not re.search(rf"^(async )?def {name}\(", source, re.M):
                 missing.append(f"{current}::{name}")
     assert missing == []
+
+
+def test_play_quest_continue_resumes_that_quests_own_autosave(monkeypatch, capsys):
+    lantern = QUESTS / "the-last-lantern.yaml"
+    first = Session(load_quest(QUEST), seed=1)
+    first.engine.act("take the lantern")
+    first.autosave()
+    time.sleep(0.05)
+    Session(load_quest(lantern), seed=1).autosave()  # the newest autosave is another quest's
+    monkeypatch.setattr(sys, "stdin", io.StringIO("inventory\n"))
+    assert main(["play", "call-of-the-storyteller", "--continue", "--plain", "--no-spirit"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Quest 1.6 — The Call of the Storyteller") and "lantern" in out.split("> inventory")[1]
