@@ -1395,3 +1395,24 @@ async def test_a_context_log_that_cannot_be_written_is_said_once_and_the_spirit_
         said = [n for n in app.notes if n.title == "Context log"]
         assert len(said) == 1 and "logging stopped" in said[0].message and str(log) in said[0].message
         assert status(app).spirit == "ready"
+
+
+async def test_the_confirmation_fits_60x20_and_answers_from_the_keyboard(spirit, personalities):
+    from game.tui.screens.confirm import ConfirmScreen
+
+    app = build(personalities, scripted(spirit, personalities))
+    async with app.run_test(size=(60, 20)) as pilot:
+        await playing(pilot)
+        await awake(pilot)
+        await act(pilot, "take the lantern")
+        await act(pilot, "/restart", settle=False)
+        await showing(pilot, ConfirmScreen)
+        await pilot.pause()
+        shown = flat_screen(app)
+        for words in ("Restart the quest from the beginning?", "Yes (y)", "No (n, Esc)",
+                      "autosave before the restart."):
+            assert words in shown, shown
+        await pilot.press("tab")  # focus moves to Yes; Enter then agrees
+        assert app.screen.query_one("#yes").has_focus
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.session.engine.state.turn == 0)
