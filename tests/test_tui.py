@@ -1324,6 +1324,7 @@ async def test_restart_asks_first_and_the_game_so_far_stays_loadable(spirit, per
         await showing(pilot, LoadScreen)
         title = "Quest 1.6 — The Call of the Storyteller"
         labels = [label.rsplit("   ", 1)[0] for label in menu_labels(app)]
+        assert app.screen.query_one("#saves").highlighted == 0  # keyboard first: Enter loads the newest
         assert f"autosave: {title}, turn 0" in labels
         assert f"autosave before restart: {title}, turn 2" in labels
         await choose(pilot, "autosave before restart")

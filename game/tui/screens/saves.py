@@ -55,6 +55,12 @@ class LoadScreen(ModalScreen):
                 menu.add_option(Option(Text(describe(path)), id=str(i)))
             yield menu
 
+    def on_mount(self) -> None:
+        menu = self.query_one("#saves", OptionList)
+        menu.focus()
+        if self.files:
+            menu.highlighted = 0  # the newest: Enter loads it, the arrows move from it
+
     @on(OptionList.OptionSelected)
     def selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(self.files[int(event.option.id)])
