@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_validate(args) -> int:
     from game.personality import DEFAULT_PERSONALITY, load_personalities
-    from game.quest_lint import budget_tokenizer, lint
-    from game.quest_loader import check_quest, resolve_quest_path
+    from game.world.lint import budget_tokenizer, lint
+    from game.world.loader import check_quest, resolve_quest_path
 
     tokenizer, reason = budget_tokenizer()
     if reason:
@@ -179,7 +179,7 @@ def _resolve_quest(name: str | None) -> Path | None:
 
 def _open_quest(name: str | None, after_errors: str = ""):
     """(quest, 0), or (None, exit code) after saying on stderr why it cannot be used."""
-    from game.quest_loader import load_quest
+    from game.world.loader import load_quest
 
     path = _resolve_quest(name)
     if path is None:
@@ -358,7 +358,7 @@ def cmd_new(args) -> int:
 
 
 def cmd_map(args) -> int:
-    from game.quest_map import render_map
+    from game.world.map import render_map
 
     quest, code = _open_quest(args.quest)
     if quest is None:

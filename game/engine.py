@@ -13,10 +13,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from game.parser import Command, best_match, parse, score
+from game.world.parser import Command, best_match, parse, score
 from game.phrases import phrase
-from game.quest import Choice, Ending, Quest, Scene
-from game.rules import apply, holds
+from game.world.model import Choice, Ending, Quest, Scene
+from game.world.rules import apply, holds
 from game.state import GameState, TurnRecord
 
 MAX_CHAINED_MOVES = 8

@@ -22,7 +22,7 @@ from pathlib import Path
 from game.atomic import write_atomic
 from game.diagnostics import GameFileError, Problem, display_path
 from game.engine import Engine
-from game.quest import Quest
+from game.world.model import Quest
 from game.state import GameState, TurnRecord
 
 SAVE_FORMAT = "storyteller-save"

@@ -15,8 +15,8 @@ from pathlib import Path
 from game import locations
 from game.atomic import write_atomic
 from game.engine import HISTORY_LIMIT, Engine
-from game.quest import Quest
-from game.quest_loader import load_quest
+from game.world.model import Quest
+from game.world.loader import load_quest
 from game.saves import read_save, restore, rotate_backups, save_game, slot_path
 from game.transcript import to_markdown
 

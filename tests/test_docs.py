@@ -54,13 +54,13 @@ import pytest
 from game.context import TRIM_CHUNK
 from game.diagnostics import GameFileError
 from game.engine import Engine
-from game.parser import best_match, parse, score
+from game.world.parser import best_match, parse, score
 from game.personality import DEFAULT_PERSONALITY, KEYS as PERSONALITY_KEYS
 from game.personality import MAX_PERSONA_CHARS, load_personalities, load_personality_file
-from game.quest_loader import (CHOICE_KEYS, CONDITION_KEYS, EFFECT_KEYS, ENDING_KEYS, ITEM_KEYS,
+from game.world.loader import check_quest, load_quest
+from game.world.schema import (CHOICE_KEYS, CONDITION_KEYS, EFFECT_KEYS, ENDING_KEYS, ITEM_KEYS,
                                LORE_KEYS, MAX_CHOICES, MAX_CONDITION_DEPTH, MAX_ENTRIES,
-                               MAX_INCLUDES, MAX_QUEST_BYTES, MAX_SCENES, MAX_TEXT, SCENE_KEYS, TOP_KEYS,
-                               check_quest, load_quest)
+                               MAX_INCLUDES, MAX_QUEST_BYTES, MAX_SCENES, MAX_TEXT, SCENE_KEYS, TOP_KEYS)
 from game.safe_yaml import MAX_BYTES, MAX_VALUES, YList, YMap, load_yaml_text
 from game.sampling import SAMPLING_KEYS, Sampling
 from tests.conftest import ROOT
@@ -419,7 +419,7 @@ def test_bundled_personalities_are_described():
 
 
 def test_parser_words_are_the_parsers():
-    from game.parser import COMMANDS, DIRECTIONS, GO_VERBS, STOPWORDS, VERBS
+    from game.world.parser import COMMANDS, DIRECTIONS, GO_VERBS, STOPWORDS, VERBS
 
     listed = re.search(r"and that never need to be typed, are: \*([^*]+)\*", FLAT)
     assert listed and set(listed.group(1).split(", ")) == STOPWORDS
@@ -437,7 +437,7 @@ def test_parser_words_are_the_parsers():
 def test_quoted_numbers_come_from_the_code():
     from game.cli import build_parser
     from game.narrator.model_builder import DISTILGPT2_SHAPE
-    from game.quest_lint import lint
+    from game.world.lint import lint
 
     window, reply = DISTILGPT2_SHAPE["n_positions"], Sampling().max_new_tokens
     min_room = build_parser().parse_args(["validate", "x"]).min_room
@@ -494,7 +494,7 @@ def test_measured_parts_are_real_token_counts(gpt2_tokenizer):
 
 def _fixed_tokens(path: Path, tokenizer) -> tuple[int, int]:
     """The validator's worst case over a quest's scenes: (fixed tokens, tokens left)."""
-    from game.quest_lint import budget_warnings
+    from game.world.lint import budget_warnings
 
     quest = load_quest(path)
     found = [re.search(r"take (\d+) tokens, leaving (-?\d+)", w.message)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from game.engine import Engine
-from game.rules import apply, holds
+from game.world.rules import apply, holds
 from game.state import GameState
 from tests.helpers import labels, load_quest_text, snapshot
 

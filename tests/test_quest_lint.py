@@ -1,4 +1,4 @@
-"""game.quest_lint: each kind of warning fires on a small quest that has the problem,
+"""game.world.lint: each kind of warning fires on a small quest that has the problem,
 at the offending file:line:col, and not on quests without it; the token-budget check
 counts the narrator's prompt parts exactly with the real GPT-2 tokenizer."""
 
@@ -12,9 +12,9 @@ import pytest
 
 from game.engine import Engine
 from game.personality import load_personalities
-from game.quest import Choice, Condition, Effect, Ending, Item, Quest, Scene
-from game.quest_lint import budget_tokenizer, lint
-from game.quest_loader import check_quest
+from game.world.model import Choice, Condition, Effect, Ending, Item, Quest, Scene
+from game.world.lint import budget_tokenizer, lint
+from game.world.loader import check_quest
 from tests.conftest import QUESTS, ROOT
 from tests.helpers import at, load_quest_text, write_quest
 
@@ -427,7 +427,7 @@ def test_budget_tokenizer_says_why_when_the_vocabulary_is_missing(monkeypatch):
 
 
 def test_importing_the_linter_loads_no_heavy_libraries():
-    code = ("import sys, game.quest_lint; "
+    code = ("import sys, game.world.lint; "
             "print(sorted(m for m in ('torch', 'transformers', 'textual') if m in sys.modules))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert run.returncode == 0, run.stderr

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from game.phrases import COMMAND_WORDS as COMMANDS
-from game.quest import Choice, Quest
+from game.world.model import Choice, Quest
 
 DIRECTIONS = {"n": "north", "s": "south", "e": "east", "w": "west", "u": "up", "d": "down",
               "ne": "northeast", "nw": "northwest", "se": "southeast", "sw": "southwest"}

@@ -1,4 +1,4 @@
-"""Loads a quest from YAML into `game.quest.Quest`, reporting every mistake.
+"""Loads a quest from YAML into `game.world.model.Quest`, reporting every mistake.
 
 The quest format is documented for authors in docs/quests.md; this module is its
 one implementation. Checks, each reported as a `Problem` with file:line:col:
@@ -17,47 +17,16 @@ validator); `load_quest(path)` returns a playable quest or raises
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from game.diagnostics import GameFileError, Problem, Report, did_you_mean, display_path
-from game.quest import (Choice, Condition, Effect, Ending, Item, LoreEntry, Quest, Scene,
-                        Where)
 from game.safe_yaml import MAX_VALUES, YList, YMap, load_yaml_file
-
-QUEST_FILE = "quest.yaml"
-MAX_SCENES = 2000
-MAX_CHOICES = 200
-MAX_ENTRIES = 5000  # items, flags, endings, lore entries each
-MAX_INCLUDES = 100
-MAX_QUEST_BYTES = 2_000_000  # all of a quest's files together (each file: safe_yaml.MAX_BYTES)
-MAX_TEXT = 20_000
-MAX_CONDITION_DEPTH = 16
-
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-TOP_KEYS = {"id", "title", "author", "summary", "language", "version", "start", "persona",
-            "personality", "author_note", "model", "flags", "items", "scenes", "endings",
-            "lore", "include"}
-INCLUDED_KEYS = {"flags", "items", "scenes", "endings", "lore"}
-SCENE_KEYS = {"title", "description", "hints", "recap", "choices", "exits", "on_enter", "ending"}
-CHOICE_KEYS = {"label", "words", "to", "if", "effects", "text", "locked", "once"}
-ITEM_KEYS = {"name", "description"}
-ENDING_KEYS = {"title", "text", "outcome"}
-LORE_KEYS = {"keywords", "text"}
-
-# condition key -> what its value holds
-CONDITION_KEYS = {
-    "has": "items", "lacks": "items", "flag": "flags", "not_flag": "flags",
-    "flags": "flag_values", "at_least": "flag_numbers", "at_most": "flag_numbers",
-    "visited": "scenes", "not_visited": "scenes", "turn_at_least": "count",
-    "turn_at_most": "count", "any": "conditions", "all": "conditions", "not": "condition",
-}
-EFFECT_KEYS = {
-    "give": "items", "take": "items", "set": "flag_set", "clear": "flags",
-    "add": "flag_numbers", "move": "scene", "end": "ending", "say": "text",
-}
+from game.world.model import Choice, Condition, Effect, Ending, Item, LoreEntry, Quest, Scene, Where
+from game.world.schema import (CHOICE_KEYS, CONDITION_KEYS, EFFECT_KEYS, ENDING_KEYS, ID_RE,
+                               INCLUDED_KEYS, ITEM_KEYS, LORE_KEYS, MAX_CHOICES, MAX_CONDITION_DEPTH,
+                               MAX_ENTRIES, MAX_INCLUDES, MAX_QUEST_BYTES, MAX_SCENES, MAX_TEXT,
+                               QUEST_FILE, SCENE_KEYS, TOP_KEYS)
 
 
 def resolve_quest_path(path: str | Path) -> Path:

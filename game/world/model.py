@@ -1,7 +1,7 @@
 """The quest model: what a loaded quest *is*, as plain immutable values.
 
-`game.quest_loader` builds these from YAML (and reports every mistake);
-`game.rules` evaluates conditions and effects; `game.engine` plays them.
+`game.world.loader` builds these from YAML (and reports every mistake);
+`game.world.rules` evaluates conditions and effects; `game.engine` plays them.
 Positions (`where`) are kept so later checks can point at the author's line.
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from game.phrases import phrase
-from game.quest import Condition, Quest
+from game.world.model import Condition, Quest
 from game.state import GameState
 
 
