@@ -26,7 +26,7 @@ from game.world.model import Quest
 from game.state import GameState, TurnRecord
 
 SAVE_FORMAT = "storyteller-save"
-SAVE_VERSION = 1
+SAVE_VERSION = 2  # 2: the state has a score and the places of put-down items
 MAX_SAVE_BYTES = 20_000_000
 
 
@@ -148,6 +148,7 @@ def read_save(path: str | Path) -> SaveData:
         fail(f"save file format {version} is newer than this game understands ({SAVE_VERSION}); "
              "update Storyteller to load it")
     try:
+        data = migrate(data, version)
         quest = data["quest"]
         return SaveData(
             quest_id=str(quest["id"]), quest_title=str(quest.get("title", quest["id"])),
@@ -160,6 +161,18 @@ def read_save(path: str | Path) -> SaveData:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         fail(f"save file is damaged: a required field is missing or has the wrong type ({exc})")
     raise AssertionError("unreachable")
+
+
+def migrate(data: dict, version: int) -> dict:
+    """A save of an older format, brought up to SAVE_VERSION (a copy; the file is not touched)."""
+    data = dict(data)
+    if version < 2:  # version 1 had no score and no put-down items: both start empty
+        def v2(state: dict) -> dict:
+            return {**state, "score": 0, "places": {}}
+
+        data["state"] = v2(data["state"])
+        data["undo"] = [{**u, "state": v2(u["state"])} for u in data.get("undo", [])]
+    return data
 
 
 _POSITIONAL_KEY = re.compile(r"^(?P<scene>.+)/(?P<kind>choices|exits)/(?P<index>\d+)$")
@@ -203,6 +216,7 @@ def restore(save: SaveData, quest: Quest) -> tuple[Engine, list[str]]:
             continue
         gone = [item for item in state.inventory if item not in quest.items]
         state.inventory = [item for item in state.inventory if item in quest.items]
+        state.places = {i: s for i, s in state.places.items() if i in quest.items and s in quest.scenes}
         lost_flags = [f for f in state.flags if f not in quest.flags]
         state.flags = {**quest.flags, **{k: v for k, v in state.flags.items() if k in quest.flags}}
         if state.ending is not None and state.ending not in quest.endings:

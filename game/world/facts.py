@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from game.world.model import Condition, Quest
+from game.world.model import Condition, Quest, Scene
 from game.world.rules import number, truthy
 
 FLAG_READS = ("flag", "not_flag", "flags", "at_least", "at_most")
@@ -71,12 +71,12 @@ class Facts:
 
     def __init__(self, quest: Quest):
         self.reached: set[str] = set()
-        self.given: set[str] = set()
+        self.given: set[str] = set(quest.carrying)
         self.flags = {f: FlagRange([v]) for f, v in quest.flags.items()}
 
     def add(self, effects, repeatable: bool) -> None:
         """Count effects that can run: once, or (`repeatable`) any number of times."""
-        for effect in effects:
+        for effect in flat(effects):
             if effect.kind == "give":
                 self.given.update(effect.args)
             for arg in effect.args if effect.kind in FLAG_WRITES else ():
@@ -96,11 +96,88 @@ class Facts:
         return self.flags.get(name) or FlagRange([None])
 
 
+def flat(effects):
+    """Effects with the branches of conditional effects spread out (both branches can run)."""
+    for effect in effects:
+        if effect.kind == "if":
+            yield from flat(effect.args[1])
+            yield from flat(effect.args[2])
+        else:
+            yield effect
+
+
+def answers(quest: Quest, scene: Scene | None = None):
+    """Every response and verb answer: the quest's, or (with `scene`) that scene's and its things'."""
+    if scene is None:
+        yield from quest.responses
+        for item in quest.items.values():
+            for found in item.verbs.values():
+                yield from found
+        return
+    yield from scene.responses
+    for thing in scene.things.values():
+        for found in thing.verbs.values():
+            yield from found
+
+
 def all_effects(quest: Quest):
     for scene in quest.scenes.values():
-        yield from scene.on_enter
+        yield from flat(scene.on_enter)
         for choice in scene.choices:
-            yield from choice.effects
+            yield from flat(choice.effects)
+        for answer in answers(quest, scene):
+            yield from flat(answer.effects)
+    for answer in answers(quest):
+        yield from flat(answer.effects)
+
+
+def texts(quest: Quest):
+    """Every text the player may read that can have variants."""
+    for scene in quest.scenes.values():
+        yield from scene.descriptions
+        yield scene.first_visit
+        for choice in scene.choices:
+            yield choice.text
+            yield choice.locked
+        for answer in answers(quest, scene):
+            yield answer.text
+        for thing in scene.things.values():
+            yield thing.description
+    for answer in answers(quest):
+        yield answer.text
+    for item in quest.items.values():
+        yield from (item.description, item.gained or "", item.lost or "")
+    for ending in quest.endings.values():
+        yield ending.text
+
+
+def top_conditions(quest: Quest):
+    """Every condition as written (not their parts): options, responses, effects, text variants."""
+    def of_effects(effects):
+        for effect in effects:
+            if effect.kind == "if":
+                yield effect.args[0]
+                yield from of_effects(effect.args[1])
+                yield from of_effects(effect.args[2])
+
+    for scene in quest.scenes.values():
+        yield from of_effects(scene.on_enter)
+        for choice in scene.choices:
+            if choice.condition is not None:
+                yield choice.condition
+            yield from of_effects(choice.effects)
+        for answer in answers(quest, scene):
+            if answer.condition is not None:
+                yield answer.condition
+            yield from of_effects(answer.effects)
+    for answer in answers(quest):
+        if answer.condition is not None:
+            yield answer.condition
+        yield from of_effects(answer.effects)
+    for text in texts(quest):
+        for condition, _ in getattr(text, "variants", ()):
+            if condition is not None:
+                yield condition
 
 
 def all_conditions(quest: Quest):
@@ -110,7 +187,5 @@ def all_conditions(quest: Quest):
             if isinstance(sub, Condition):
                 yield from walk(sub)
 
-    for scene in quest.scenes.values():
-        for choice in scene.choices:
-            if choice.condition is not None:
-                yield from walk(choice.condition)
+    for condition in top_conditions(quest):
+        yield from walk(condition)

@@ -25,11 +25,29 @@ transformers or textual.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from game.diagnostics import Problem
 from game.world.budget import budget_tokenizer, budget_warnings  # noqa: F401 (budget_tokenizer: validate's)
-from game.world.facts import FLAG_READS, FLAG_WRITES, Facts, all_conditions, all_effects, show
+from game.world.facts import (FLAG_READS, FLAG_WRITES, Facts, all_conditions, all_effects, answers, flat,
+                              show)
 from game.world.model import Choice, Condition, Quest, Scene, Where
+
+
+@dataclass(frozen=True)
+class _Way:
+    """A response or a thing's verb, seen as a choice the player can always type."""
+
+    condition: Condition | None
+    effects: tuple
+    key: str
+    to: str | None = None
+    once: bool = False
+
+
+def _ways(quest: Quest, scene: Scene | None) -> list[_Way]:
+    return [_Way(a.condition, a.effects, f"{scene.id if scene else ''}/answer {i}")
+            for i, a in enumerate(answers(quest, scene))]
 
 def lint(quest: Quest, *, tokenizer=None, window: int = 1024, max_new_tokens: int = 150,
          persona: str = "", min_room: int = 300) -> list[Problem]:
@@ -86,6 +104,10 @@ def _never_one(kind, name, value, facts: Facts, here: str, start: str, negated: 
         if (kind == "has") == negated:
             return None  # the inventory starts empty, so lacking anything is always possible
         return None if name in facts.given else f"it needs item '{name}', which nothing reachable ever gives"
+    if kind == "in":
+        if negated or not here or name == here:
+            return None
+        return f"it needs the player in scene '{name}', but it is only tried in scene '{here}'"
     if kind in ("visited", "not_visited"):
         if (kind == "visited") != negated:
             reached = name in facts.reached
@@ -153,7 +175,7 @@ def _contradiction(cond: Condition):
 # -- the quest graph ----------------------------------------------------------------
 
 def _last(effects, kind: str) -> str | None:
-    found = [e.args[0] for e in effects if e.kind == kind and e.args]
+    found = [e.args[0] for e in flat(effects) if e.kind == kind and e.args]
     return found[-1] if found else None
 
 
@@ -169,7 +191,7 @@ class _Analysis:
         self.quest = quest
         self.facts = facts = Facts(quest)
         self.reached, self.taken, self.endings = facts.reached, set(), set()
-        todo, waiting = [quest.start], []
+        todo, waiting = [quest.start], [("", w) for w in _ways(quest, None)]
         while todo or waiting:
             while todo:
                 waiting += self._enter(todo.pop(), todo)
@@ -201,7 +223,7 @@ class _Analysis:
             return []
         if (move := _last(scene.on_enter, "move")) is not None:
             todo.append(move)  # its choices still count: conservative about chained moves
-        return [(sid, c) for c in scene.choices]
+        return [(sid, c) for c in scene.choices] + [(sid, w) for w in _ways(self.quest, scene)]
 
     # -- warnings ------------------------------------------------------------------
     def scene_warnings(self) -> list[Problem]:
@@ -217,7 +239,7 @@ class _Analysis:
                        if ways_in else "no exit, 'to:' or 'move:' leads to it")
                 out.append(_warn(scene.where, f"scene '{sid}' can never be reached from the start scene "
                                               f"'{quest.start}': {why}; add a way in, or remove the scene"))
-            if not _has_way_out(scene):
+            if not _has_way_out(scene, quest):
                 out.append(_warn(scene.where, f"scene '{sid}' has no way out and is not an ending: no "
                                               "exit or choice leads elsewhere and nothing moves or ends the "
                                               "quest, so the player is stuck there; add an exit, or "
@@ -283,7 +305,7 @@ class _Analysis:
                 out.append(_warn(item.where, f"item '{iid}' is given ({_at(given[iid], item.where)}) but "
                                              "never used: no 'has:', 'lacks:' or 'take:' names it; use it in "
                                              f"a condition (if: {{has: {iid}}}), or remove it"))
-            if iid in needed and iid not in given:
+            if iid in needed and iid not in given and iid not in quest.carrying:
                 out.append(_warn(item.where, f"item '{iid}' is required (has: at "
                                              f"{_at(needed[iid], item.where)}) but nothing ever gives it, "
                                              "so that condition never holds; "
@@ -308,10 +330,11 @@ def _label(choice: Choice) -> str:
     return f"{'exit' if choice.is_exit else 'choice'} '{choice.label}'"
 
 
-def _has_way_out(scene: Scene) -> bool:
-    if scene.ending or any(e.kind == "end" for e in scene.on_enter):
+def _has_way_out(scene: Scene, quest: Quest) -> bool:
+    if scene.ending or any(e.kind == "end" for e in flat(scene.on_enter)):
         return True
-    effects = list(scene.on_enter) + [e for c in scene.choices for e in c.effects]
+    effects = list(flat(scene.on_enter)) + [e for c in scene.choices for e in flat(c.effects)]
+    effects += [e for a in list(answers(quest, scene)) + list(answers(quest)) for e in flat(a.effects)]
     if any(e.kind == "end" or (e.kind == "move" and e.args[0] != scene.id) for e in effects):
         return True
     return any(c.to not in (None, scene.id) for c in scene.choices)

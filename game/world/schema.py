@@ -16,16 +16,25 @@ MAX_INCLUDES = 100
 MAX_QUEST_BYTES = 2_000_000  # all of a quest's files together (each file: safe_yaml.MAX_BYTES)
 MAX_TEXT = 20_000
 MAX_CONDITION_DEPTH = 16
+MAX_RESPONSES = 200  # responses per scene, for the whole quest, and per verb of a thing
+MAX_SCORE = 1_000_000
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 TOP_KEYS = {"id", "title", "author", "summary", "language", "version", "start", "persona",
             "personality", "author_note", "model", "flags", "items", "scenes", "endings",
-            "lore", "include"}
+            "lore", "include", "carrying", "responses", "max_score"}
 INCLUDED_KEYS = {"flags", "items", "scenes", "endings", "lore"}
-SCENE_KEYS = {"title", "description", "hints", "recap", "choices", "exits", "on_enter", "ending"}
-CHOICE_KEYS = {"label", "words", "to", "if", "effects", "text", "locked", "once"}
-ITEM_KEYS = {"name", "description"}
+SCENE_KEYS = {"title", "description", "hints", "recap", "choices", "exits", "on_enter", "ending",
+              "first_visit", "responses", "things"}
+CHOICE_KEYS = {"label", "words", "to", "if", "effects", "text", "locked", "once", "hidden"}
+ITEM_KEYS = {"name", "description", "words", "verbs", "gained", "lost"}
+THING_KEYS = {"name", "description", "words", "verbs"}  # a scene's things: seen, never carried
+RESPONSE_KEYS = {"words", "verbs", "anything", "also", "if", "text", "effects"}
+VERB_KEYS = {"if", "text", "effects", "on"}  # one answer of a thing's verb
+VARIANT_KEYS = {"if", "text"}  # one variant of a text that depends on the state
+CONDITIONAL_EFFECT_KEYS = {"if", "then", "else"}
+ALSO_COMMANDS = ("look", "inventory", "wait")  # built-in commands a catch-all may answer too
 ENDING_KEYS = {"title", "text", "outcome"}
 LORE_KEYS = {"keywords", "text"}
 
@@ -33,10 +42,11 @@ LORE_KEYS = {"keywords", "text"}
 CONDITION_KEYS = {
     "has": "items", "lacks": "items", "flag": "flags", "not_flag": "flags",
     "flags": "flag_values", "at_least": "flag_numbers", "at_most": "flag_numbers",
-    "visited": "scenes", "not_visited": "scenes", "turn_at_least": "count",
+    "in": "scenes", "visited": "scenes", "not_visited": "scenes", "turn_at_least": "count",
     "turn_at_most": "count", "any": "conditions", "all": "conditions", "not": "condition",
 }
 EFFECT_KEYS = {
-    "give": "items", "take": "items", "set": "flag_set", "clear": "flags",
-    "add": "flag_numbers", "move": "scene", "end": "ending", "say": "text",
+    "give": "items", "take": "items", "drop": "items", "set": "flag_set", "clear": "flags",
+    "add": "flag_numbers", "move": "scene", "end": "ending", "say": "text", "score": "points",
+    "if": "branch",
 }
