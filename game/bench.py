@@ -447,7 +447,7 @@ class _Side:
         from game.engine import Engine
         from game.narration import TurnNarrator
         from game.personality import load_personalities
-        from game.quest_loader import load_quest
+        from game.world.loader import load_quest
         from game.settings import Settings
 
         personalities, _ = load_personalities()

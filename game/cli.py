@@ -181,19 +181,20 @@ def _dispatch(parser, args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from game.personality import DEFAULT_PERSONALITY, load_personalities
-    from game.quest_lint import budget_tokenizer, lint
-    from game.quest_loader import check_quest, resolve_quest_path
+    from game.world.loader import check_quest, resolve_quest_path
 
-    tokenizer, reason = budget_tokenizer()
-    if reason:
-        print(inert_line(f"note: the token-budget check is skipped: {reason}"), file=sys.stderr)
-    personalities, _ = load_personalities()
     errors = warnings = 0
+    budget = None  # (tokenizer, personalities): loaded for the first quest with no errors only
     for raw in args.paths:
         path = Path(raw)
-        quest, problems = check_quest(path)
+        quest, problems = check_quest(path)  # syntax and schema first: no tokenizer loads for a broken file
         if quest is not None and not any(p.severity == "error" for p in problems):
+            from game.personality import DEFAULT_PERSONALITY
+            from game.world.lint import lint
+
+            if budget is None:
+                budget = _budget_tools()
+            tokenizer, personalities = budget
             voice = personalities.get(quest.personality) or personalities[DEFAULT_PERSONALITY]
             problems += lint(quest, tokenizer=tokenizer, max_new_tokens=voice.sampling.max_new_tokens,
                              persona=voice.persona, min_room=args.min_room)
@@ -208,6 +209,18 @@ def cmd_validate(args) -> int:
     if errors or warnings:
         print(f"{_count(errors, 'error')}, {_count(warnings, 'warning')}")
     return 1 if errors or (args.strict and warnings) else 0
+
+
+def _budget_tools():
+    """The token counter (GPT-2's vocabulary through `tokenizers`, never transformers) and the
+    personalities whose persona and reply length the budget is counted with."""
+    from game.personality import load_personalities
+    from game.world.budget import budget_tokenizer
+
+    tokenizer, reason = budget_tokenizer()
+    if reason:
+        print(inert_line(f"note: the token-budget check is skipped: {reason}"), file=sys.stderr)
+    return tokenizer, load_personalities()[0]
 
 
 def _count(n: int, word: str) -> str:
@@ -242,7 +255,7 @@ def _resolve_quest(name: str | None) -> Path | None:
 
 def _open_quest(name: str | None, after_errors: str = ""):
     """(quest, 0), or (None, exit code) after saying on stderr why it cannot be used."""
-    from game.quest_loader import load_quest
+    from game.world.loader import load_quest
 
     path = _resolve_quest(name)
     if path is None:
@@ -459,7 +472,7 @@ def cmd_new(args) -> int:
 
 
 def cmd_map(args) -> int:
-    from game.quest_map import render_map
+    from game.world.map import render_map
 
     quest, code = _open_quest(args.quest)
     if quest is None:

@@ -90,7 +90,7 @@ class Tokenizer(Protocol):
 
 
 class LoreLike(Protocol):
-    """A lore entry, e.g. `game.quest.LoreEntry`."""
+    """A lore entry, e.g. `game.world.model.LoreEntry`."""
 
     id: str
     keywords: Sequence[str]

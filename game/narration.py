@@ -21,7 +21,7 @@ from typing import Callable
 
 from game.context import STOP_STRINGS, BuiltPrompt, ContextBuilder, ContextRequest, StateCard, Turn
 from game.engine import Engine, TurnResult
-from game.rules import truthy
+from game.world.rules import truthy
 from game.sampling import Sampling
 
 RETRY_SEED_STEP = 7919  # seed offset between samples of the same turn

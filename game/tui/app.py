@@ -15,7 +15,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from game.diagnostics import GameFileError
-from game.quest_loader import load_quest
+from game.world.loader import load_quest
 from game.safe_text import inert, inert_line
 from game.session import Session
 from game.tui.messages import SpiritEvent
