@@ -29,6 +29,7 @@ from game.personality import (DEFAULT_PERSONALITY, ID_PATTERN, Personality, chec
 from game.safe_text import inert_line
 from game.safe_yaml import load_yaml_file
 from game.sampling import RANGES, SAMPLING_KEYS, Sampling, check_value
+from game.i18n import SETTINGS as LANGUAGE_SETTINGS
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -153,6 +154,7 @@ _CHECKS = {
     "seed": _seed,
     "autosave": _autosave,
     "keys": _keys,
+    "language": _choice("language", LANGUAGE_SETTINGS),
 }
 
 
@@ -170,6 +172,7 @@ class Settings:
     seed: int | None = None
     autosave: bool = True
     keys: Mapping[str, str] = field(default_factory=dict)  # action id -> key
+    language: str = "auto"  # the game's own words: auto (the quest's language), en or ru
 
     def __post_init__(self):
         for name, check in _CHECKS.items():
@@ -425,4 +428,7 @@ def render_settings(settings: Settings) -> str:
 #   keys:
 #     quit: ctrl+q
 # {{}} keeps the game's usual keys.
-{_entry("keys", settings.keys)}"""
+{_entry("keys", settings.keys)}
+# The language of the game's own words (menus, help, messages): auto follows
+# the quest's language; en (English) or ru (Russian) always uses that one.
+{_entry("language", settings.language)}"""
