@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="fewer repetitions")
     bench.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto",
                        help="the game side's precision")
+    _server_options(bench)
 
     qmap = sub.add_parser("map", help="show a quest's scenes and where they lead")
     qmap.add_argument("quest", help="quest file, folder or id")
@@ -85,6 +86,15 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--personality", metavar="P", help="narrator personality id")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"),
                         help="how the narrator does its sums (auto picks what is fast and safe here)")
+    _server_options(parser)
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", metavar="URL",
+                        help="narrate with an OpenAI-compatible inference server, e.g. "
+                             "http://127.0.0.1:8080/v1 (see docs/narrators.md)")
+    parser.add_argument("--server-model", metavar="NAME",
+                        help="the server's model to use (default: its only or first one)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from game.bench import run_bench
 
+            if args.server is not None:
+                from game.bench import run_server_bench
+
+                return run_server_bench(args.server, args.server_model, args.model, args.json,
+                                        quick=args.quick, precision=args.precision)
             return run_bench(args.model, args.json, args.quality, quick=args.quick, precision=args.precision)
         parser.print_help()  # pragma: no cover (argparse rejects unknown commands)
         return 2
@@ -288,11 +303,17 @@ def _turn_narrator(args, quest=None, loaded=None):
         print(f"storyteller: unknown personality '{personality}'; known: "
               f"{', '.join(personalities)}", file=sys.stderr)
         return None
-    return make_turn_narrator(settings, personalities, quest=quest, model=getattr(args, "model", None),
-                              device=getattr(args, "device", None), dtype=getattr(args, "dtype", None),
-                              seed=getattr(args, "seed", None), personality=personality,
-                              precision=getattr(args, "precision", None),
-                              context_log=getattr(args, "context_log", None))
+    try:
+        return make_turn_narrator(settings, personalities, quest=quest, model=getattr(args, "model", None),
+                                  device=getattr(args, "device", None), dtype=getattr(args, "dtype", None),
+                                  seed=getattr(args, "seed", None), personality=personality,
+                                  precision=getattr(args, "precision", None),
+                                  context_log=getattr(args, "context_log", None),
+                                  server=getattr(args, "server", None),
+                                  server_model=getattr(args, "server_model", None))
+    except ValueError as exc:  # a bad --server URL
+        print(f"storyteller: {inert(str(exc))}", file=sys.stderr)
+        return None
 
 
 def cmd_narrate(args) -> int:

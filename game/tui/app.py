@@ -43,6 +43,7 @@ class StorytellerApp(App):
         self.spirit_status = "loading" if narrator is not None else "silent"
         self.spirit_detail = "" if narrator is not None else "turned off"
         self._told_silent = False
+        self._told_notes: set[str] = set()
 
     def on_mount(self) -> None:
         if self.settings.keys:
@@ -80,6 +81,10 @@ class StorytellerApp(App):
         elif kind == "Ready":
             self.spirit_status, self.spirit_detail = "ready", ""
             self.notify(f"The Storyteller Spirit is awake ({event.model} on {event.device}).", markup=False)
+            for note in getattr(self.narrator.service, "notes", ()):  # a server's: said once
+                if note not in self._told_notes:
+                    self._told_notes.add(note)
+                    self.notify(note, markup=False)
         elif kind == "Silent":
             self.spirit_status, self.spirit_detail = "silent", event.reason
             if not self._told_silent:

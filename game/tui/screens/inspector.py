@@ -15,13 +15,16 @@ from game.safe_text import inert
 class ContextInspector(ModalScreen):
     BINDINGS = [Binding("escape,f2", "dismiss", "Close", id="close")]
 
-    def __init__(self, prompt):
+    def __init__(self, prompt, about: str | None = None):
         super().__init__()
         self.prompt = prompt  # game.context.BuiltPrompt or None
+        self.about = about  # one line on the narrator (a server's API style, window and counts)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="wide"):
             yield Static(Text("What the Spirit saw last turn", style="bold"), classes="dialog-title")
+            if self.about:
+                yield Static(Text(inert(self.about)), id="narrator-about")
             if self.prompt is None:
                 yield Static("Nothing yet: the Spirit has not narrated a turn. (Esc closes)")
                 return
