@@ -401,7 +401,7 @@ def run_server_bench(url: str, server_model: str | None, model: str | None, json
             return 1
         finally:
             local.close()
-    report = {"machine": machine(), "model": label, "server": server.log_record(), "quick": quick,
+    report = {"machine": machine(), "model": label, "through": server.log_record(), "quick": quick,
               "new_tokens": NEW_TOKENS}
     for side, values in figures.items():
         report[side] = {kind: {n: _stats(v) for n, v in by_size.items()} for kind, by_size in values.items()}

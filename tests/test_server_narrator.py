@@ -391,3 +391,35 @@ def test_a_bad_server_url_on_the_command_line_is_one_line(tmp_path):
     from game.cli import main
 
     assert main(["play", str(QUESTS / "call-of-the-storyteller.yaml"), "--plain", "--server", "ftp://x"]) == 2
+
+
+# --- the bench through the server -----------------------------------------------------------------
+
+def test_bench_reports_first_token_latency_and_speed_through_the_server(llama_server, tiny_model_dir, tmp_path):
+    import io
+
+    from game.bench import SIZES, run_server_bench
+
+    out = io.StringIO()
+    figures = tmp_path / "bench.json"
+    assert run_server_bench(llama_server.url, None, str(tiny_model_dir), figures, out, quick=True) == 0, out.getvalue()
+    report = json.loads(figures.read_text(encoding="utf-8"))
+    assert report["through"]["server"] == llama_server.url and report["through"]["model"] == MODEL_ALIAS
+    for side in ("local", "server"):
+        for n in SIZES:
+            assert report[side]["ttft_ms"][str(n)]["median"] > 0
+            assert report[side]["decode_tps"][str(n)]["median"] > 0
+    text = out.getvalue()
+    assert "first token, 880-token prompt" in text and "tokens/s, 16-token prompt" in text
+    assert "local Spirit" in text and "server" in text
+
+
+def test_bench_with_the_server_down_is_one_line(tmp_path):
+    from game.cli import main
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    run = subprocess.run([sys.executable, "-m", "game", "bench", "--server", url], capture_output=True, text=True,
+                         cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    assert run.returncode == 1
+    assert run.stdout.strip() == (f"storyteller bench: the server cannot narrate: cannot reach the server at {url}: "
+                                  "connection refused (is it running?)")
