@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--min-room", type=int, default=300, metavar="N",
                           help="warn when a scene leaves fewer than N tokens of the narrator's "
                                "window for history (default 300)")
+    _server_options(validate)
 
     sub.add_parser("quests", help="list the bundled quests and your own")
 
@@ -137,9 +138,13 @@ def cmd_validate(args) -> int:
     from game.quest_lint import budget_tokenizer, lint
     from game.quest_loader import check_quest, resolve_quest_path
 
-    tokenizer, reason = budget_tokenizer()
-    if reason:
-        print(f"note: the token-budget check is skipped: {reason}", file=sys.stderr)
+    budget = _server_budget(args)
+    if budget is None:  # the local Spirit: GPT-2's tokenizer and window
+        (tokenizer, reason), window = budget_tokenizer(), 1024
+        if reason:
+            print(f"note: the token-budget check is skipped: {reason}", file=sys.stderr)
+    else:
+        tokenizer, window = budget
     personalities, _ = load_personalities()
     errors = warnings = 0
     for raw in args.paths:
@@ -148,7 +153,7 @@ def cmd_validate(args) -> int:
         if quest is not None and not any(p.severity == "error" for p in problems):
             voice = personalities.get(quest.personality) or personalities[DEFAULT_PERSONALITY]
             problems += lint(quest, tokenizer=tokenizer, max_new_tokens=voice.sampling.max_new_tokens,
-                             persona=voice.persona, min_room=args.min_room)
+                             persona=voice.persona, min_room=args.min_room, window=window)
         for p in problems:
             print(p.format())
         errors += sum(p.severity == "error" for p in problems)
@@ -160,6 +165,33 @@ def cmd_validate(args) -> int:
     if errors or warnings:
         print(f"{_count(errors, 'error')}, {_count(warnings, 'warning')}")
     return 1 if errors or (args.strict and warnings) else 0
+
+
+def _server_budget(args):
+    """(tokenizer, window) for the token-budget check when a server narrates (--server, or the
+    settings' server: section), else None. Says on stderr what the budget is checked against,
+    and so whether the counts are the server's or only an upper bound."""
+    from game.settings import load_settings
+
+    try:
+        config = load_settings()[0].server_config(getattr(args, "server", None),
+                                                  getattr(args, "server_model", None))
+    except ValueError as exc:
+        print(f"storyteller: {inert(str(exc))}; the token budget is checked for the local Spirit",
+              file=sys.stderr)
+        return None
+    if config is None:
+        return None
+    from game.narrator.remote import ServerNarrator
+
+    narrator = ServerNarrator(config)
+    narrator.load()
+    if narrator.status != "ready":
+        print(f"note: the narrator's server cannot be reached ({inert(narrator.reason or '')}); the token "
+              "budget is checked for the local Spirit instead", file=sys.stderr)
+        return None
+    print(f"note: the token budget is checked for the {inert(narrator.describe())}", file=sys.stderr)
+    return narrator.tokenizer, narrator.window - narrator.prompt_reserve
 
 
 def _count(n: int, word: str) -> str:

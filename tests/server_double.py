@@ -1,11 +1,12 @@
-"""A small local HTTP proxy in front of a real server, for the failures a healthy server never shows.
+"""A small local HTTP proxy in front of a real server, for what a healthy llama-cpp-python server never shows.
 
 `FaultyProxy(upstream, fault)` passes every request to the real server at `upstream`
 (e.g. the llama.cpp test server) except the completion and chat calls, which it answers
 with the `fault`: "busy" (HTTP 429, Retry-After: 7), "forbidden" (HTTP 403), "garbage"
 (an HTML page with status 200), "huge" (an endless stream of large events), "hang"
 (it reads the request and never answers) or "cut" (a few good events, then the
-connection drops). Its `.url` is an OpenAI base URL (…/v1).
+connection drops); `looks_like` makes it pass for another kind of server (see LOOKS).
+Its `.url` is an OpenAI base URL (…/v1).
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 FAULTS = ("busy", "forbidden", "garbage", "huge", "hang", "cut")
+# `looks_like`: "generic" hides the tokenize endpoints (a server that cannot count, like Ollama's
+# OpenAI API); "llama.cpp" also answers GET /props as llama.cpp's own server does (its context
+# size and chat template), which llama-cpp-python's server has no route for.
+LOOKS = ("generic", "llama.cpp")
 
 
 class FaultyProxy:
-    def __init__(self, upstream: str, fault: str):
-        assert fault in FAULTS, fault
-        self.upstream, self.fault = urlsplit(upstream), fault
+    def __init__(self, upstream: str, fault: str | None = None, looks_like: str | None = None):
+        assert fault in FAULTS + (None,) and looks_like in LOOKS + (None,), (fault, looks_like)
+        self.upstream, self.fault, self.looks_like = urlsplit(upstream), fault, looks_like
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, headers) seen
         self.released = threading.Event()  # ends a "hang" (at stop)
         proxy = self
@@ -36,13 +41,21 @@ class FaultyProxy:
 
             def do_GET(self):
                 proxy.requests.append(("GET", self.path, dict(self.headers)))
+                if self.path == "/props" and proxy.looks_like == "llama.cpp":
+                    props = {"default_generation_settings": {"n_ctx": proxy.n_ctx}, "total_slots": 1,
+                             "chat_template": proxy.chat_template}
+                    return self._send(200, json.dumps(props).encode(), "application/json")
                 self._forward(None)
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 proxy.requests.append(("POST", self.path, dict(self.headers)))
-                streamed = json.loads(body or b"{}").get("stream") is True  # not the window probe
-                if self.path.endswith(("/completions", "/chat/completions")) and streamed:
+                if proxy.looks_like == "generic" and self.path.startswith(("/extras/", "/tokenize")):
+                    return self._send(404, b'{"detail": "Not Found"}', "application/json")
+                streamed = json.loads(body or b"{}").get("stream") is True
+                if proxy.looks_like == "generic" and not streamed and self.path.endswith("/completions"):
+                    return self._send(400, b'{"error": {"message": "bad request"}}', "application/json")
+                if self.path.endswith(("/completions", "/chat/completions")) and streamed and proxy.fault:
                     return self._fault()
                 self._forward(body)
 
@@ -104,6 +117,7 @@ class FaultyProxy:
                     pass
                 self.close_connection = True
 
+        self.n_ctx, self.chat_template = 1024, "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -423,3 +423,77 @@ def test_bench_with_the_server_down_is_one_line(tmp_path):
     assert run.returncode == 1
     assert run.stdout.strip() == (f"storyteller bench: the server cannot narrate: cannot reach the server at {url}: "
                                   "connection refused (is it running?)")
+
+
+# --- other kinds of server: a chat template reported, no tokenizer, no window -----------------------
+
+def test_auto_picks_chat_when_the_server_reports_a_chat_template(llama_server):
+    with FaultyProxy(llama_server.root, looks_like="llama.cpp") as proxy:
+        narrator = connected(proxy.url)
+        assert narrator.api_style == "chat" and narrator.api_reason == "auto: the server reports a chat template"
+        assert narrator.window == 1024 and narrator.window_source == "llama.cpp /props n_ctx"
+        assert "chat API (auto: the server reports a chat template)" in narrator.describe()
+        told = play_turns(narrator, ["look", "1"])
+        assert told and sum(path == "/v1/chat/completions" for _, path, _ in proxy.requests) == len(told)
+        assert not any(path == "/v1/completions" for _, path, _ in proxy.requests)
+        assert connected(proxy.url, api_style="completion").api_style == "completion"  # settings win
+
+
+def test_a_server_that_cannot_count_gets_a_stated_upper_bound_that_never_overflows(llama_server):
+    with FaultyProxy(llama_server.root, looks_like="generic") as proxy:
+        unknown = connected(proxy.url)
+        assert unknown.window == 2048 and unknown.window_source.startswith("ASSUMED")
+        assert unknown.count_source.startswith("AN UPPER BOUND")
+        assert "ASSUMED" in unknown.describe() and "AN UPPER BOUND" in unknown.describe()
+        # top_k and the repetition penalty are not OpenAI API fields: said once, never sent
+        assert unknown.notes == ["This server (openai-compatible) does not take top_k and repetition_penalty: "
+                                 "the personality's values for them are not used."]
+        _, body = unknown.request_body("x", None, Sampling(top_k=5, repetition_penalty=1.5), None, (), 0)
+        assert not {"top_k", "repeat_penalty", "repetition_penalty"} & set(body)
+        narrator = connected(proxy.url, window=1024)
+        told = play_turns(narrator, ACTIONS)
+        assert told
+        for prepared, _ in told:
+            prompt = prepared.prompt
+            assert prompt.prompt_tokens + prepared.sampling.max_new_tokens <= 1024
+            assert len(server_tokens(llama_server, prompt.text)) <= prompt.prompt_tokens  # a true bound
+
+
+def test_a_retry_of_the_same_turn_is_a_different_take(narrator):
+    from game.personality import load_personalities
+    from game.settings import Settings
+
+    persona, sampling = Settings().effective_sampling(load_personalities()[0])
+    engine = Engine(load_quest(QUESTS / "call-of-the-storyteller.yaml"), seed=1)
+    turn_narrator = TurnNarrator(narrator, persona, sampling.with_values(max_new_tokens=16), seed=3)
+    result = engine.act("look")
+    first = turn_narrator.run(turn_narrator.prepare(engine, result))
+    again = turn_narrator.run(turn_narrator.prepare(engine, result))
+    retry = turn_narrator.run(turn_narrator.prepare(engine, result, attempt=1))
+    assert first.error is None and first.raw == again.raw and retry.raw != first.raw
+
+
+# --- validate's budget check counts as the server does ---------------------------------------------
+
+def run_validate(*args, home):
+    env = dict(os.environ, STORYTELLER_CONFIG_DIR=str(home / "config"), STORYTELLER_DATA_DIR=str(home / "data"),
+               PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "game", "validate", str(QUESTS / "call-of-the-storyteller.yaml"),
+                           *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+
+
+def test_validate_checks_the_budget_with_the_servers_tokenizer_and_window(llama_server, tmp_path):
+    run = run_validate("--server", llama_server.url, home=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (f"note: the token budget is checked for the server {llama_server.url}, model {MODEL_ALIAS}: "
+            "completion API") in run.stderr
+    assert "window 1024 tokens" in run.stderr and "counts: the server's tokenizer (/extras/tokenize)" in run.stderr
+    assert ": ok: " in run.stdout
+
+
+def test_validate_says_when_the_server_can_only_bound_the_counts(llama_server, tmp_path):
+    with FaultyProxy(llama_server.root, looks_like="generic") as proxy:
+        run = run_validate("--server", proxy.url, home=tmp_path)
+    assert "counts: AN UPPER BOUND (1 token per byte)" in run.stderr and "window 2048 tokens (ASSUMED" in run.stderr
+    down = run_validate("--server", f"http://127.0.0.1:{free_port()}/v1", home=tmp_path)
+    assert "the token budget is checked for the local Spirit instead" in down.stderr and down.returncode == 0
