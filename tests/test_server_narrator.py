@@ -497,3 +497,17 @@ def test_validate_says_when_the_server_can_only_bound_the_counts(llama_server, t
     assert "counts: AN UPPER BOUND (1 token per byte)" in run.stderr and "window 2048 tokens (ASSUMED" in run.stderr
     down = run_validate("--server", f"http://127.0.0.1:{free_port()}/v1", home=tmp_path)
     assert "the token budget is checked for the local Spirit instead" in down.stderr and down.returncode == 0
+
+
+def test_narrate_command_through_the_server(llama_server, tmp_path):
+    env = dict(os.environ, STORYTELLER_CONFIG_DIR=str(tmp_path / "config"),
+               STORYTELLER_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, "-m", "game", "narrate", "Once upon a time", "--server", llama_server.url,
+                          "--server-model", MODEL_ALIAS, "--seed", "3", "--max-new-tokens", "12"],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("Once upon a time") and len(run.stdout.strip()) > len("Once upon a time")
+    wrong = subprocess.run([sys.executable, "-m", "game", "narrate", "x", "--server", llama_server.url,
+                            "--server-model", "nope"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip().endswith(f"the Spirit is silent: the server has no model 'nope'; it has: {MODEL_ALIAS}")
