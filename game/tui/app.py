@@ -50,6 +50,7 @@ class StorytellerApp(App):
         self._told_silent = False
         self.handle_signals = False  # the CLI sets it: SIGTERM/SIGHUP/SIGINT save and exit
         set_language(language_for(None, settings.language))
+        self._told_notes: set[str] = set()
 
     def notify(self, message, *, title="", severity="information", timeout=None, markup=True):
         """Every notification goes out inert (a save's or quest's names may hold escape codes),
@@ -114,6 +115,10 @@ class StorytellerApp(App):
             self.spirit_status, self.spirit_detail = "ready", ""
             self.notify(_("The Storyteller Spirit is awake ({model} on {device}).").format(
                 model=short_paths(str(event.model)), device=event.device), markup=False)
+            for note in getattr(self.narrator.service, "notes", ()):  # a server's: said once
+                if note not in self._told_notes:
+                    self._told_notes.add(note)
+                    self.notify(note, markup=False)
         elif kind == "Silent":
             self.spirit_status, self.spirit_detail, self.spirit_reason = "silent", "", event.reason
             if not self._told_silent:  # short: the whole reason is in help (F1), once

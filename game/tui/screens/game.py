@@ -280,8 +280,14 @@ class GameScreen(Screen):
     # -- narration -------------------------------------------------------------------
     def narrate(self, result: TurnResult, attempt: int = 0) -> None:
         app = self.app
-        if app.narrator is None or app.spirit_status == "silent":
+        if app.narrator is None:
             return
+        if app.spirit_status == "silent":
+            service = app.narrator.service
+            if not getattr(service, "can_retry", False):
+                return
+            app.spirit_status = "loading"  # a server narrator tries again: it may be back
+            service.start()
         if app.spirit_status != "ready":  # still waking: narrate it when the Spirit is ready
             history = self.engine.history
             if history and history[-1].turn == result.turn:
@@ -549,7 +555,9 @@ class GameScreen(Screen):
     def action_context(self) -> None:
         from game.tui.screens.inspector import ContextInspector
 
-        self.app.push_screen(ContextInspector(self.last_prompt))
+        service = self.app.narrator.service if self.app.narrator is not None else None
+        describe = getattr(service, "describe", None)  # a server narrator: API style, window, counts
+        self.app.push_screen(ContextInspector(self.last_prompt, about=describe() if describe else None))
 
     def action_settings(self) -> None:
         self.app.action_settings()

@@ -26,9 +26,10 @@ class ContextInspector(ModalScreen):
                 Binding("ctrl+pagedown", "prompt_page(1)", N_("Scroll the prompt down"), id="prompt-down",
                         show=False, priority=True)]
 
-    def __init__(self, prompt):
+    def __init__(self, prompt, about: str | None = None):
         super().__init__()
         self.prompt = prompt  # game.context.BuiltPrompt or None
+        self.about = about  # one line on the narrator (a server's API style, window and counts)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="wide"):
@@ -37,6 +38,8 @@ class ContextInspector(ModalScreen):
             if app.spirit_status == "silent":
                 yield Static(Text(_("The Storyteller Spirit is silent: {reason}.").format(
                     reason=inert(_(app.spirit_reason))), style="yellow"), id="inspector-silent")
+            if self.about:
+                yield Static(Text(inert(self.about)), id="narrator-about")
             if self.prompt is None:
                 yield Static(Text(_("Nothing yet: the Spirit has not narrated a turn. (Esc closes)")))
                 return
