@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("name", help="quest name, e.g. my-quest (writes ./my-quest.yaml)")
     new.add_argument("--mine", action="store_true", help="write it into your own quests folder")
 
-    bench = sub.add_parser("bench", help="measure the narrator's speed against the plain pipeline")
+    bench = sub.add_parser("bench", help="measure the narrator's speed against the plain pipeline and other engines")
     bench.add_argument("--model", metavar="DIR", help="model folder (default: distilgpt2's shape, random weights)")
     bench.add_argument("--json", metavar="FILE", type=Path, help="also write the figures as JSON")
     bench.add_argument("--quality", action="store_true",
@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto",
                        help="the game side's precision")
     _server_options(bench)
+    bench.add_argument("--peers", action="store_true",
+                       help="also run llama.cpp (q8_0, f16) and CTranslate2 on the same weights, alternating")
+    bench.add_argument("--proxy-seconds", type=float, metavar="S",
+                       help="with --quality: how long the proxy model trains (default 150)")
 
     qmap = sub.add_parser("map", help="show a quest's scenes and where they lead")
     qmap.add_argument("quest", help="quest file, folder or id")
@@ -191,7 +195,8 @@ def _dispatch(parser, args) -> int:
 
             return run_server_bench(args.server, args.server_model, args.model, args.json,
                                     quick=args.quick, precision=args.precision)
-        return run_bench(args.model, args.json, args.quality, quick=args.quick, precision=args.precision)
+        return run_bench(args.model, args.json, args.quality, quick=args.quick, precision=args.precision,
+                         peers=args.peers, proxy_seconds=args.proxy_seconds)
     parser.print_help()  # pragma: no cover (argparse rejects unknown commands)
     return 2
 

@@ -13,6 +13,7 @@ with further offsets), so the same seed, model and actions give the same story.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from game.world.rules import truthy
 from game.sampling import Sampling
 
 RETRY_SEED_STEP = 7919  # seed offset between samples of the same turn
+LOOKAHEAD_SCENES = 2  # scene-entering options whose prompts are computed while the player reads
 
 
 @dataclass
@@ -144,12 +146,43 @@ class TurnNarrator:
         except ValueError:
             return ""
 
-    def warm(self, engine: Engine):
+    def warm(self, engine: Engine, lookahead: bool = True):
         """Have the service compute `upcoming(engine)` in the background, while the player
-        reads and types: the next turn then only computes its own new part. Returns the
-        service's warm-up thread (None when there is nothing to do)."""
+        reads and types: the next turn then only computes its own new part. With
+        `lookahead`, the prompts of the offered options that enter another scene are
+        computed next, into spare caches (`scene_prompts`). Returns the service's
+        warm-up thread (None when there is nothing to do)."""
         prefix = self.upcoming(engine)
-        return self.service.warm(prefix) if prefix else None
+        if not prefix:
+            return None
+        return self.service.warm(prefix, self.scene_prompts(engine) if lookahead else None)
+
+    def scene_prompts(self, engine: Engine, limit: int = LOOKAHEAD_SCENES) -> Callable[[], list[str]]:
+        """A function giving the exact prompts of up to `limit` offered options that would enter
+        another scene (exits first), to run on any thread: a turn that enters a scene rewrites
+        most of its prompt (the scene's text sits near the top), so these are worth computing
+        while the player reads. The game's state is copied now; the options are played on the
+        copies, never on `engine`."""
+        if not self.ready or engine.ended:
+            return list
+        state, history = engine.state.copy(), [dataclasses.replace(t) for t in engine.history]
+        options = sorted(engine.options(), key=lambda o: not o.is_exit)
+
+        def prompts() -> list[str]:
+            found = []
+            for option in options:
+                if len(found) >= limit:
+                    break
+                sandbox = Engine(engine.quest, engine.seed, state=state.copy(),
+                                 history=[dataclasses.replace(t) for t in history])
+                result = sandbox.act(str(option.number))
+                if result.narrate and result.scene_entered:
+                    try:
+                        found.append(self.prepare(sandbox, result).prompt.text)
+                    except ValueError:
+                        continue
+            return found
+        return prompts
 
     def run(self, prepared: PreparedTurn, on_chunk: Callable[[str], None] | None = None,
             on_restart: Callable[[str], None] | None = None,
