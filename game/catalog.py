@@ -7,7 +7,7 @@ from pathlib import Path
 
 from game import locations
 from game.diagnostics import Problem
-from game.quest_loader import QUEST_FILE, check_quest
+from game.world.loader import QUEST_FILE, check_quest
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--min-room", type=int, default=300, metavar="N",
                           help="warn when a scene leaves fewer than N tokens of the narrator's "
                                "window for history (default 300)")
+    _server_options(validate)
 
     sub.add_parser("quests", help="list the bundled quests and your own")
 
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("name", help="quest name, e.g. my-quest (writes ./my-quest.yaml)")
     new.add_argument("--mine", action="store_true", help="write it into your own quests folder")
 
-    bench = sub.add_parser("bench", help="measure the narrator's speed against the plain pipeline")
+    bench = sub.add_parser("bench", help="measure the narrator's speed against the plain pipeline and other engines")
     bench.add_argument("--model", metavar="DIR", help="model folder (default: distilgpt2's shape, random weights)")
     bench.add_argument("--json", metavar="FILE", type=Path, help="also write the figures as JSON")
     bench.add_argument("--quality", action="store_true",
@@ -89,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="fewer repetitions")
     bench.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto",
                        help="the game side's precision")
+    _server_options(bench)
+    bench.add_argument("--peers", action="store_true",
+                       help="also run llama.cpp (q8_0, f16) and CTranslate2 on the same weights, alternating")
+    bench.add_argument("--proxy-seconds", type=float, metavar="S",
+                       help="with --quality: how long the proxy model trains (default 150)")
 
     qmap = sub.add_parser("map", help="show a quest's scenes and where they lead")
     qmap.add_argument("quest", help="quest file, folder or id")
@@ -104,6 +110,15 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--personality", metavar="P", help="narrator personality id")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"),
                         help="how the narrator does its sums (auto picks what is fast and safe here)")
+    _server_options(parser)
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", metavar="URL",
+                        help="narrate with an OpenAI-compatible inference server, e.g. "
+                             "http://127.0.0.1:8080/v1 (see docs/narrators.md)")
+    parser.add_argument("--server-model", metavar="NAME",
+                        help="the server's model to use (default: its only or first one)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,28 +190,35 @@ def _dispatch(parser, args) -> int:
     if args.command == "bench":
         from game.bench import run_bench
 
-        return run_bench(args.model, args.json, args.quality, quick=args.quick, precision=args.precision)
+        if args.server is not None:
+            from game.bench import run_server_bench
+
+            return run_server_bench(args.server, args.server_model, args.model, args.json,
+                                    quick=args.quick, precision=args.precision)
+        return run_bench(args.model, args.json, args.quality, quick=args.quick, precision=args.precision,
+                         peers=args.peers, proxy_seconds=args.proxy_seconds)
     parser.print_help()  # pragma: no cover (argparse rejects unknown commands)
     return 2
 
 
 def cmd_validate(args) -> int:
-    from game.personality import DEFAULT_PERSONALITY, load_personalities
-    from game.quest_lint import budget_tokenizer, lint
-    from game.quest_loader import check_quest, resolve_quest_path
+    from game.world.loader import check_quest, resolve_quest_path
 
-    tokenizer, reason = budget_tokenizer()
-    if reason:
-        print(inert_line(f"note: the token-budget check is skipped: {reason}"), file=sys.stderr)
-    personalities, _ = load_personalities()
     errors = warnings = 0
+    budget = None  # (tokenizer, window, personalities): loaded for the first quest with no errors only
     for raw in args.paths:
         path = Path(raw)
-        quest, problems = check_quest(path)
+        quest, problems = check_quest(path)  # syntax and schema first: no tokenizer loads for a broken file
         if quest is not None and not any(p.severity == "error" for p in problems):
+            from game.personality import DEFAULT_PERSONALITY
+            from game.world.lint import lint
+
+            if budget is None:
+                budget = _budget_tools(args)
+            tokenizer, window, personalities = budget
             voice = personalities.get(quest.personality) or personalities[DEFAULT_PERSONALITY]
             problems += lint(quest, tokenizer=tokenizer, max_new_tokens=voice.sampling.max_new_tokens,
-                             persona=voice.persona, min_room=args.min_room)
+                             persona=voice.persona, min_room=args.min_room, window=window)
         for p in problems:
             print(p.format())
         errors += sum(p.severity == "error" for p in problems)
@@ -208,6 +230,51 @@ def cmd_validate(args) -> int:
     if errors or warnings:
         print(f"{_count(errors, 'error')}, {_count(warnings, 'warning')}")
     return 1 if errors or (args.strict and warnings) else 0
+
+
+def _budget_tools(args):
+    """(tokenizer, window, personalities) for the token-budget check: the narrator's server's
+    tokenizer and window when a server narrates (--server, or the settings' server: section),
+    else GPT-2's vocabulary through `tokenizers` (never transformers) and its 1024 tokens."""
+    from game.personality import load_personalities
+
+    budget = _server_budget(args)
+    if budget is None:  # the local Spirit: GPT-2's tokenizer and window
+        from game.world.budget import budget_tokenizer
+
+        (tokenizer, reason), window = budget_tokenizer(), 1024
+        if reason:
+            print(inert_line(f"note: the token-budget check is skipped: {reason}"), file=sys.stderr)
+    else:
+        tokenizer, window = budget
+    return tokenizer, window, load_personalities()[0]
+
+
+def _server_budget(args):
+    """(tokenizer, window) for the token-budget check when a server narrates (--server, or the
+    settings' server: section), else None. Says on stderr what the budget is checked against,
+    and so whether the counts are the server's or only an upper bound."""
+    from game.settings import load_settings
+
+    try:
+        config = load_settings()[0].server_config(getattr(args, "server", None),
+                                                  getattr(args, "server_model", None))
+    except ValueError as exc:
+        print(f"storyteller: {inert(str(exc))}; the token budget is checked for the local Spirit",
+              file=sys.stderr)
+        return None
+    if config is None:
+        return None
+    from game.narrator.remote import ServerNarrator
+
+    narrator = ServerNarrator(config)
+    narrator.load()
+    if narrator.status != "ready":
+        print(f"note: the narrator's server cannot be reached ({inert(narrator.reason or '')}); the token "
+              "budget is checked for the local Spirit instead", file=sys.stderr)
+        return None
+    print(f"note: the token budget is checked for the {inert(narrator.describe())}", file=sys.stderr)
+    return narrator.tokenizer, narrator.window - narrator.prompt_reserve
 
 
 def _count(n: int, word: str) -> str:
@@ -242,7 +309,7 @@ def _resolve_quest(name: str | None) -> Path | None:
 
 def _open_quest(name: str | None, after_errors: str = ""):
     """(quest, 0), or (None, exit code) after saying on stderr why it cannot be used."""
-    from game.quest_loader import load_quest
+    from game.world.loader import load_quest
 
     path = _resolve_quest(name)
     if path is None:
@@ -398,11 +465,17 @@ def _turn_narrator(args, quest=None, loaded=None):
         print(inert_line(f"storyteller: unknown personality '{personality}'; known: "
                          f"{', '.join(personalities)}"), file=sys.stderr)
         return None
-    return make_turn_narrator(settings, personalities, quest=quest, model=getattr(args, "model", None),
-                              device=getattr(args, "device", None), dtype=getattr(args, "dtype", None),
-                              seed=getattr(args, "seed", None), personality=personality,
-                              precision=getattr(args, "precision", None),
-                              context_log=getattr(args, "context_log", None))
+    try:
+        return make_turn_narrator(settings, personalities, quest=quest, model=getattr(args, "model", None),
+                                  device=getattr(args, "device", None), dtype=getattr(args, "dtype", None),
+                                  seed=getattr(args, "seed", None), personality=personality,
+                                  precision=getattr(args, "precision", None),
+                                  context_log=getattr(args, "context_log", None),
+                                  server=getattr(args, "server", None),
+                                  server_model=getattr(args, "server_model", None))
+    except ValueError as exc:  # a bad --server URL
+        print(f"storyteller: {inert(str(exc))}", file=sys.stderr)
+        return None
 
 
 def cmd_narrate(args) -> int:
@@ -468,7 +541,7 @@ def cmd_new(args) -> int:
 
 
 def cmd_map(args) -> int:
-    from game.quest_map import render_map
+    from game.world.map import render_map
 
     quest, code = _open_quest(args.quest)
     if quest is None:

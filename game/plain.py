@@ -213,23 +213,29 @@ class PlainSpirit:
     def __init__(self, narrator, out_err: TextIO | None = None):
         self.narrator = narrator  # a game.narration.TurnNarrator
         self.err = out_err or sys.stderr
-        self.told_silent = False
+        self.told_silent: str | bool | None = False
+        self.told: set[str] = set()
 
     def __call__(self, engine: Engine, result: TurnResult, write: Callable[[str], None]) -> bool:
         service = self.narrator.service
-        if service.status in ("idle", "loading"):
-            if service.status == "idle":
+        retry = service.status == "silent" and getattr(service, "can_retry", False)  # a server may be back
+        if service.status in ("idle", "loading") or retry:
+            if service.status != "loading":
                 service.start()
             if not service.wait(0.3):
                 self.err.write("(The Storyteller Spirit is waking...)\n")
                 self.err.flush()
                 service.wait()
         if service.status != "ready":
-            if not self.told_silent:
-                self.told_silent = True
+            if self.told_silent != service.reason:  # each new reason once
+                self.told_silent = service.reason
                 write(f"\n(The Storyteller Spirit is silent: {service.reason}. "
                       "The quest's own words go on.)\n")
             return False
+        for note in getattr(service, "notes", ()):  # e.g. sampling values a server does not take
+            if note not in self.told:
+                self.told.add(note)
+                write(f"\n(Storyteller Spirit: {note})\n")
         try:
             prepared = self.narrator.prepare(engine, result)
         except ValueError as exc:  # the model's window cannot hold a prompt at all

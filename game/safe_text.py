@@ -63,3 +63,17 @@ def decoded(text: str) -> str:
     except UnicodeEncodeError:  # lone surrogates that are not escaped bytes
         return re.sub("[\ud800-\udfff]", "\ufffd", text)
     return raw.decode("utf-8", "replace")
+
+
+# Whole escape sequences: CSI (ESC [ or U+009B ... final byte), OSC/DCS/APC/PM/SOS strings
+# (up to BEL or ESC \), and two-character ESC sequences.
+_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]P_^X]|[\x90\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?")
+
+
+def strip_controls(text: str) -> str:
+    """Text the player typed or pasted, with escape sequences and control characters removed
+    (not replaced: "first \\x1b[1mbold\\x1b[0m" is "first bold"). Newlines and tabs stay."""
+    return _CONTROL.sub("", _SEQUENCE.sub("", text.replace("\r\n", "\n").replace("\r", "\n")))

@@ -23,12 +23,12 @@ from pathlib import Path
 from game.atomic import write_atomic
 from game.diagnostics import GameFileError, Problem, display_path
 from game.engine import Engine
-from game.quest import Quest
 from game.settings import SEED_MAX
+from game.world.model import Quest
 from game.state import GameState, TurnRecord
 
 SAVE_FORMAT = "storyteller-save"
-SAVE_VERSION = 1
+SAVE_VERSION = 2  # 2: the state has a score and the places of put-down items
 MAX_SAVE_BYTES = 20_000_000
 
 
@@ -162,6 +162,7 @@ def read_save(path: str | Path) -> SaveData:
         line, col = locate(text, keys)
         fail(f"save file is damaged: {'.'.join(str(k) for k in keys) or 'the file'} {message}; "
              "it was left as it is", line, col)
+    data = migrate(data, version)
     quest = data["quest"]
     extra = data.get("extra") or {}
     return SaveData(
@@ -244,6 +245,9 @@ def _state(value, keys):
     _text(value.get("ending"), keys + ["ending"], optional=True)
     for i, key in enumerate(_list(value.get("used", []), keys + ["used"])):
         _text(key, keys + ["used", i])
+    _whole(value.get("score", 0), keys + ["score"], -MAX_COUNT, MAX_COUNT)
+    for item, scene in _mapping(value.get("places", {}), keys + ["places"]).items():
+        _text(scene, keys + ["places", item])
 
 
 def _schema(data) -> None:
@@ -328,6 +332,18 @@ def _skip(text: str, pos: int) -> int:
     return pos
 
 
+def migrate(data: dict, version: int) -> dict:
+    """A save of an older format, brought up to SAVE_VERSION (a copy; the file is not touched)."""
+    data = dict(data)
+    if version < 2:  # version 1 had no score and no put-down items: both start empty
+        def v2(state: dict) -> dict:
+            return {**state, "score": 0, "places": {}}
+
+        data["state"] = v2(data["state"])
+        data["undo"] = [{**u, "state": v2(u["state"])} for u in data.get("undo", [])]
+    return data
+
+
 _POSITIONAL_KEY = re.compile(r"^(?P<scene>.+)/(?P<kind>choices|exits)/(?P<index>\d+)$")
 
 
@@ -369,6 +385,7 @@ def restore(save: SaveData, quest: Quest) -> tuple[Engine, list[str]]:
             continue
         gone = [item for item in state.inventory if item not in quest.items]
         state.inventory = [item for item in state.inventory if item in quest.items]
+        state.places = {i: s for i, s in state.places.items() if i in quest.items and s in quest.scenes}
         lost_flags = [f for f in state.flags if f not in quest.flags]
         state.flags = {**quest.flags, **{k: v for k, v in state.flags.items() if k in quest.flags}}
         if state.ending is not None and state.ending not in quest.endings:

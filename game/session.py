@@ -15,8 +15,8 @@ from pathlib import Path
 from game import locations
 from game.atomic import locked, remove_stale_temps, write_atomic
 from game.engine import HISTORY_LIMIT, Engine
-from game.quest import Quest
-from game.quest_loader import load_quest
+from game.world.model import Quest
+from game.world.loader import load_quest
 from game.catalog import quest_by_id
 from game.diagnostics import GameFileError, Problem, display_path
 from game.safe_text import inert_line

@@ -29,6 +29,7 @@ from game.personality import (DEFAULT_PERSONALITY, ID_PATTERN, Personality, chec
 from game.safe_text import inert_line
 from game.safe_yaml import load_yaml_file
 from game.sampling import RANGES, SAMPLING_KEYS, Sampling, check_value
+from game.i18n import SETTINGS as LANGUAGE_SETTINGS
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -142,6 +143,38 @@ def _keys(value):
     return MappingProxyType({action: key.strip() for action, key in value.items()})
 
 
+SERVER_KEYS = ("url", "model", "api_style", "window", "timeout", "api_key_env", "tokenizer")
+
+
+def _server(value):
+    """The `server:` section: where an OpenAI-compatible inference server narrates (docs/narrators.md).
+
+    Each key is checked like `game.narrator.remote.ServerConfig` checks it; no url means the
+    local model narrates. The API key itself is never a setting, only the name of the
+    environment variable that holds it."""
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, Mapping):
+        raise ValueError("server must be a mapping of server settings, like 'url: http://127.0.0.1:8080/v1', "
+                         "or null to narrate on this computer")
+    for key in value:
+        if key not in SERVER_KEYS:
+            if key in ("api_key", "key", "token", "password"):
+                raise ValueError(f"server: '{key}' cannot be a setting: the key must not be written in a "
+                                 "file; put it in an environment variable and name that variable in "
+                                 "api_key_env (default STORYTELLER_API_KEY)")
+            raise ValueError(unknown_key_message(key, SERVER_KEYS, "server"))
+    from game.narrator.remote import ServerConfig
+
+    checked = {k: value[k] for k in SERVER_KEYS if k in value}
+    given = {k: v for k, v in checked.items() if v is not None}
+    try:
+        ServerConfig(**{"url": "http://127.0.0.1/v1", **given})
+    except ValueError as error:
+        raise ValueError(f"server: {error}") from None
+    return MappingProxyType(checked)
+
+
 _CHECKS = {
     "personality": _personality,
     "persona": _persona,
@@ -153,6 +186,8 @@ _CHECKS = {
     "seed": _seed,
     "autosave": _autosave,
     "keys": _keys,
+    "language": _choice("language", LANGUAGE_SETTINGS),
+    "server": _server,
 }
 
 
@@ -170,6 +205,8 @@ class Settings:
     seed: int | None = None
     autosave: bool = True
     keys: Mapping[str, str] = field(default_factory=dict)  # action id -> key
+    language: str = "auto"  # the game's own words: auto (the quest's language), en or ru
+    server: Mapping[str, object] = field(default_factory=dict)  # see _server; no url: the local model
 
     def __post_init__(self):
         for name, check in _CHECKS.items():
@@ -197,6 +234,21 @@ class Settings:
                 raise ValueError(unknown_key_message(key, tuple(_CHECKS) + SAMPLING_KEYS,
                                                      "settings"))
         return replace(self, sampling=sampling, **changes)
+
+    def server_config(self, url: str | None = None, model: str | None = None):
+        """The `game.narrator.remote.ServerConfig` of the server that narrates, or None for the
+        local model; `url` and `model` (from --server and --server-model) win over the file.
+        Raises ValueError for a bad --server URL."""
+        values = {k: v for k, v in self.server.items() if v is not None}
+        if url is not None:
+            values["url"] = url
+        if model is not None:
+            values["model"] = model
+        if not values.get("url"):
+            return None
+        from game.narrator.remote import ServerConfig
+
+        return ServerConfig(**values)
 
     def active_personality(self, personalities: Mapping[str, Personality]) -> Personality:
         """The chosen personality, or the default one if it is not installed."""
@@ -249,6 +301,8 @@ def load_settings(path: Path | None = None,
                                                then="; the personality's value is used")
         elif key == "keys" and isinstance(value, dict):
             values[key] = _file_keys(value, report)
+        elif key == "server" and isinstance(value, dict):
+            values[key] = _file_server(value, report)
         else:
             try:
                 values[key] = _CHECKS[key](value)
@@ -274,6 +328,18 @@ def _file_keys(block, report: Report) -> dict:
             m = block.value_mark(action)
             report.error(m.line, m.col, f"{exc}; this binding is ignored")
     return good
+
+
+def _file_server(block, report: Report):
+    """The server section, each bad key reported at its own line and left out."""
+    good = {}
+    for key, value in block.items():
+        try:
+            good.update(_server({key: value}))
+        except ValueError as exc:
+            m = block.value_mark(key) if key in SERVER_KEYS else block.key_mark(key)
+            report.error(m.line, m.col, f"{exc}; this server setting is ignored")
+    return _server(good)
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> None:
@@ -425,4 +491,23 @@ def render_settings(settings: Settings) -> str:
 #   keys:
 #     quit: ctrl+q
 # {{}} keeps the game's usual keys.
-{_entry("keys", settings.keys)}"""
+{_entry("keys", settings.keys)}
+# The language of the game's own words (menus, help, messages): auto follows
+# the quest's language; en (English) or ru (Russian) always uses that one.
+{_entry("language", settings.language)}
+# Narrate with a model on an inference server instead of on this computer:
+# llama.cpp's server, Ollama, vLLM, SGLang, LM Studio, KoboldCpp - anything that
+# speaks the OpenAI API (docs/narrators.md has the lines for each). {{}} means:
+# narrate here, with the model above. The settings, on indented lines:
+#   server:
+#     url: http://127.0.0.1:8080/v1   # the server's address, usually ending in /v1
+#     model: null           # null: the server's only (or first) model
+#     api_style: auto       # completion (base models), chat (instruction-tuned
+#                           # models) or auto (chat when the server has a chat template)
+#     window: null          # tokens the model can read; null: ask the server
+#     timeout: 60           # seconds to wait for the server
+#     api_key_env: STORYTELLER_API_KEY   # the NAME of the environment variable
+#                           # that holds the API key (never the key itself)
+#     tokenizer: null       # for exact counts when the server cannot count:
+#                           # a Hugging Face tokenizer name or folder
+{_entry("server", settings.server)}"""

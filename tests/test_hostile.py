@@ -26,7 +26,8 @@ import pytest
 
 from game.cli import main
 from game.diagnostics import GameFileError, display_path
-from game.quest_loader import MAX_CHOICES, MAX_INCLUDES, MAX_SCENES, check_quest, load_quest
+from game.world.loader import check_quest, load_quest
+from game.world.schema import MAX_CHOICES, MAX_INCLUDES, MAX_SCENES
 from tests.conftest import ROOT
 from tests.helpers import MINI, write
 

@@ -32,7 +32,7 @@ from game.engine import HISTORY_LIMIT, Engine
 from game.narration import TurnNarrator
 from game.narrator.service import NarratorService
 from game.plain import PlainGame, PlainSpirit
-from game.quest_loader import load_quest
+from game.world.loader import load_quest
 from game.sampling import Sampling
 from game.saves import SAVE_VERSION, backup_path, read_save, save_game
 from game.session import AUTOSAVE_COPIES, Session, autosave_dir, autosaves, latest_autosave
@@ -64,7 +64,7 @@ def autosave_file(quest_id: str = "call-of-the-storyteller") -> Path:
 CHILD_SAVE = """
 import os, sys
 from game.engine import Engine
-from game.quest_loader import load_quest
+from game.world.loader import load_quest
 from game.saves import save_game
 engine = Engine(load_quest(sys.argv[1]), seed=1)
 path = sys.argv[2]
@@ -89,7 +89,7 @@ def test_a_process_that_dies_between_write_and_rename_leaves_the_previous_save(t
 
 CHILD_AUTOSAVE = """
 import sys
-from game.quest_loader import load_quest
+from game.world.loader import load_quest
 from game.session import Session
 session = Session(load_quest(sys.argv[1]), seed=1)
 moves = ["take the lantern", "go north", "listen to the fans", "south", "look", "dance"]
@@ -797,7 +797,7 @@ def test_a_signal_in_the_app_saves_the_game_restores_the_terminal_and_exits(tmp_
 
 CHILD_ROTATE = """
 import sys
-from game.quest_loader import load_quest
+from game.world.loader import load_quest
 from game.session import Session
 session = Session(load_quest(sys.argv[1]), seed=int(sys.argv[2]))
 failures = 0

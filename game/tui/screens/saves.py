@@ -14,14 +14,14 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from game.diagnostics import GameFileError
-from game.i18n import _
+from game.i18n import N_, _
 from game.safe_text import inert_line
 from game.saves import read_save
 from game.session import autosave_dir, saved_games
 
 
 class SaveScreen(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="close")]
+    BINDINGS = [Binding("escape", "dismiss(None)", N_("Cancel"), id="close")]
 
     def __init__(self, default: str):
         super().__init__()
@@ -29,8 +29,8 @@ class SaveScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(Text("Save the game", style="bold"), classes="dialog-title")
-            yield Static("Name of the save slot (Enter saves, Esc cancels):")
+            yield Static(Text(_("Save the game"), style="bold"), classes="dialog-title")
+            yield Static(Text(_("Name of the save slot (Enter saves, Esc cancels):")))
             yield Input(value=self.default, id="slot")
 
     @on(Input.Submitted)
@@ -42,24 +42,26 @@ class LoadScreen(ModalScreen):
     """Named saves, then autosaves (the one kept from before a restart too), each with its
     quest's title, turn and time; a save that cannot be read is listed as such."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="close")]
+    BINDINGS = [Binding("escape", "dismiss(None)", N_("Cancel"), id="close")]
 
     def compose(self) -> ComposeResult:
         self.files = saved_games()
         with Vertical(id="dialog"):
             yield Static(Text(_("Load a saved game"), style="bold"), classes="dialog-title")
             if not self.files:
-                yield Static(_("No saved games yet. (Esc to go back)"))
+                yield Static(Text(_("No saved games yet. (Esc to go back)")))
+            else:
+                yield Static(Text(_("Enter loads the highlighted game; Esc goes back."), style="dim"))
             menu = OptionList(id="saves")
             for i, path in enumerate(self.files):
                 menu.add_option(Option(Text(describe(path)), id=str(i)))
             yield menu
 
     def on_mount(self) -> None:
-        menu = self.query_one("#saves", OptionList)
-        menu.focus()
-        if self.files:
-            menu.highlighted = 0  # the newest: Enter loads it, the arrows move from it
+        menu = self.query_one(OptionList)
+        if menu.option_count:
+            menu.highlighted = 0
+        menu.focus()  # Enter loads the newest save at once
 
     @on(OptionList.OptionSelected)
     def selected(self, event: OptionList.OptionSelected) -> None:
