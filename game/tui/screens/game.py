@@ -144,6 +144,7 @@ class GameScreen(Screen):
         engine, app = self.engine, self.app
         bar.scene = engine.scene.title
         bar.turn = engine.state.turn
+        bar.score = f"{engine.state.score}/{engine.quest.max_score}" if engine.quest.scored else ""
         bar.inventory = tuple(engine.quest.items[i].name for i in engine.state.inventory
                               if i in engine.quest.items)
         bar.spirit = "narrating" if self.narrating is not None else app.spirit_status
@@ -211,7 +212,7 @@ class GameScreen(Screen):
         if result.counts:
             self.let_go_pending()  # a newer turn: only the newest is narrated
         story = self.query_one(StoryLog)
-        widgets = [story.add("action", text)]
+        widgets = [story.add("action", result.action or text)]  # an option's label, not "3"
         for p in result.paragraphs:
             if p.text:
                 widgets.append(story.add(p.kind, p.text))

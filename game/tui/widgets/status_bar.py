@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from game.i18n import _
 from game.safe_text import inert
 
 
@@ -20,6 +21,7 @@ class StatusBar(Static):
     # layout=True: a change can make the bar wrap onto another line (or need one less)
     scene: reactive[str] = reactive("", layout=True)
     turn: reactive[int] = reactive(0, layout=True)
+    score: reactive[str] = reactive("", layout=True)  # "1/2" in a quest that keeps a score
     inventory: reactive[tuple] = reactive((), layout=True)
     context_used: reactive[int] = reactive(0, layout=True)
     context_window: reactive[int] = reactive(0, layout=True)
@@ -31,6 +33,8 @@ class StatusBar(Static):
         text = Text(no_wrap=False, overflow="fold")
         text.append(inert(self.scene), style="bold")
         text.append(f"  turn {self.turn}  ")
+        if self.score:
+            text.append(_("score {score}").format(score=self.score) + "  ")
         label = {"loading": "Spirit: waking", "ready": "Spirit: ready", "narrating": "Spirit: narrating",
                  "silent": "Spirit: silent"}.get(self.spirit, self.spirit)
         style = {"ready": "green", "narrating": "cyan", "silent": "yellow", "loading": "magenta"}.get(self.spirit, "")
