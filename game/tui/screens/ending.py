@@ -10,6 +10,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from game.i18n import _
 from game.safe_text import inert
 from game.session import Session
 
@@ -30,10 +31,13 @@ class EndingScreen(ModalScreen[str]):
         turns = f"{state.turn} turn" + ("" if state.turn == 1 else "s")
         summary = (f"{verdict} {turns}, {len(state.visits)} of {len(engine.quest.scenes)} "
                    f"places seen" + (f", carrying {carried}." if carried else "."))
+        if engine.quest.scored:
+            summary += " " + _("Score: {score} of {max_score}.").format(score=state.score,
+                                                                        max_score=engine.quest.max_score)
         with Vertical(id="dialog"):
             yield Static(Text(inert(ending.title), style="bold"), classes="dialog-title")
             with VerticalScroll(id="ending-text"):  # a long ending scrolls; the buttons stay
-                yield Static(Text(inert(ending.text)))
+                yield Static(Text(inert(engine.text(ending.text))))  # the variant in force, {names} filled
             yield Static(Text(summary, style="italic"), id="ending-summary")
             with Horizontal(classes="buttons"):
                 yield Button("Play again", id="again", variant="primary")
