@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from game.state import GameState
 from game.world.model import Condition, Quest
-from game.world.rules import apply, holds, number
+from game.world.rules import apply, holds
 
 MAX_STATES = 5_000
 MAX_CHAINED_MOVES = 8
@@ -112,18 +112,21 @@ def _missed(quest: Quest) -> set[str]:
     return out
 
 
-def _key(s: GameState, bounds: dict, read: tuple[set, set]):
+def _key(s: GameState, bounds: dict, read: tuple[tuple, set]):
     """What tells states apart for the quest's conditions: flags and visits no condition reads are
     left out, numbers beyond every threshold count as one (and the score and turn count are left
     out), so counters that grow forever stay finite."""
     flags = []
-    for k in sorted(read[0]):
-        v = s.flags.get(k)
-        if k in bounds and isinstance(v, (int, float)) and not isinstance(v, bool):
-            v = min(max(v, bounds[k][0]), bounds[k][1])
-        flags.append(repr(v))
-    return (s.scene, frozenset(s.inventory), tuple(flags), frozenset(s.used), frozenset(s.places.items()),
-            frozenset(v for v in s.visits if v in read[1]), s.ending)
+    get = s.flags.get
+    for k in read[0]:
+        v = get(k)
+        if k in bounds and v.__class__ in (int, float):
+            lo, hi = bounds[k]
+            v = lo if v < lo else hi if v > hi else v
+        flags.append((v.__class__ is bool, v))
+    return (s.scene, frozenset(s.inventory), tuple(flags), frozenset(s.used),
+            frozenset(s.places.items()) if s.places else None,
+            frozenset(v for v in s.visits if v in read[1]) if read[1] else None, s.ending)
 
 
 def _copy(s: GameState) -> GameState:
@@ -158,7 +161,8 @@ class _Explorer:
         self.quest = quest
         self.found = Exploration()
         self.bounds = _bounds(quest)
-        self.read = _read(quest)
+        flags, scenes = _read(quest)
+        self.read = (tuple(sorted(flags)), scenes)
         self.droppable = _missed(quest)
 
     def check(self, cond: Condition | None, state: GameState) -> bool:
@@ -267,10 +271,11 @@ class _Explorer:
     def note(self, s: GameState) -> None:
         found = self.found
         found.scenes.add(s.scene)
-        for flag, value in s.flags.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                found.lows[flag] = min(found.lows.get(flag, value), number(value))
-                found.highs[flag] = max(found.highs.get(flag, value), number(value))
+        for flag in self.bounds:  # the number flags
+            value = s.flags.get(flag)
+            if value.__class__ in (int, float):
+                found.lows[flag] = min(found.lows.get(flag, value), value)
+                found.highs[flag] = max(found.highs.get(flag, value), value)
 
     def traps(self, states: list[GameState], edges: list[set[int]]) -> None:
         """States from which no ending can be reached, by scene."""
