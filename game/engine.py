@@ -158,7 +158,7 @@ class Engine:
         """What the player sees first (or, after a load, where they are now)."""
         paras = self._opening_paras
         if paras is None or self._undo:  # the stored opening is only true at the start
-            paras = self._scene_paras()
+            paras = self._scene_paras(first_visit=self.state.visits.get(self.state.scene) == 1)
         result = TurnResult(self.state.turn, "", "opening", list(paras), self.state.scene,
                             True, self.ending, self.options(), narrate=False)
         if self.ended:
