@@ -222,8 +222,9 @@ class Engine:
         return "\n".join(lines)
 
     def _free_text(self, raw: str, command: Command) -> TurnResult:
-        action = resolved(command.text) if command.text != normalize(raw) or raw.split()[0].lower() == "x" \
-            else raw.strip()
+        # The player's own words, unless they used an abbreviation ("n", "x hook"): then what it means.
+        abbreviated = command.text != normalize(raw) or command.text.split()[0] == "x"
+        action = resolved(command.text) if abbreviated else raw.strip()
         result = self._choose(action, command.text)
         if result is not None:
             return result
