@@ -120,9 +120,12 @@ class StateCard:
     scene: str
     carrying: Sequence[str] = ()
     flags: Sequence[str] = ()  # facts already in words, e.g. "Torch lit"
+    score: str = ""  # "1 of 2" in a quest that keeps a score
 
     def render(self) -> str:
         parts = [f"Scene: {self.scene}", "Carrying: " + (", ".join(self.carrying) or "nothing")]
+        if self.score:
+            parts.append(f"Score: {self.score}")
         return "[" + " | ".join(parts + list(self.flags)) + "]"
 
 

@@ -41,7 +41,7 @@ class PreparedTurn:
 
 
 def state_card(engine: Engine) -> StateCard:
-    """The quest's truth: scene title, what the player carries, flags that are set."""
+    """The quest's truth: scene title, what the player carries, flags that are set, the score."""
     quest, state = engine.quest, engine.state
     carrying = [quest.items[i].name for i in state.inventory if i in quest.items]
     facts = []
@@ -51,7 +51,8 @@ def state_card(engine: Engine) -> StateCard:
                 facts.append(flag.replace("_", " "))
         elif truthy(value):
             facts.append(f"{flag.replace('_', ' ')}: {value}")
-    return StateCard(engine.scene.title, carrying, facts)
+    score = f"{state.score} of {quest.max_score}" if quest.scored else ""
+    return StateCard(engine.scene.title, carrying, facts, score)
 
 
 def context_request(engine: Engine, result: TurnResult, persona: str,

@@ -158,6 +158,7 @@ class GameScreen(Screen):
         engine, app = self.engine, self.app
         bar.scene = engine.scene.title
         bar.turn = engine.state.turn
+        bar.score = f"{engine.state.score}/{engine.quest.max_score}" if engine.quest.scored else ""
         bar.inventory = tuple(engine.quest.items[i].name for i in engine.state.inventory
                               if i in engine.quest.items)
         bar.spirit = "narrating" if self.narrating is not None else app.spirit_status
@@ -259,7 +260,7 @@ class GameScreen(Screen):
             self.let_go_pending()  # a newer turn: only the newest is narrated
         story = self.query_one(StoryLog)
         story.follow()  # a new turn: the view goes to it, wherever the player had scrolled
-        widgets = [story.add("action", text)]
+        widgets = [story.add("action", result.action or text)]  # an option's label, not "3"
         for p in result.paragraphs:
             if p.text:
                 widget = story.add(p.kind, p.text)

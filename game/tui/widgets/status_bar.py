@@ -28,6 +28,7 @@ class StatusBar(Static):
 
     scene: reactive[str] = reactive("")
     turn: reactive[int] = reactive(0)
+    score: reactive[str] = reactive("")  # "1/2" in a quest that keeps a score
     inventory: reactive[tuple] = reactive(())
     context_used: reactive[int] = reactive(0)
     context_window: reactive[int] = reactive(0)
@@ -43,6 +44,8 @@ class StatusBar(Static):
         if scene_room is not None and len(scene) > scene_room:
             scene = scene[:max(scene_room - 1, 1)] + "…"
         out = [(scene, "bold"), ("  " + _("turn {n}").format(n=self.turn), "")]
+        if self.score:
+            out.append(("  " + _("score {score}").format(score=self.score), ""))
         out.append(("  " + _(SPIRIT_WORDS.get(self.spirit, self.spirit)),
                     f"bold {SPIRIT_STYLES.get(self.spirit, '')}"))
         if detail and self.spirit_detail:
