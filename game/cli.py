@@ -20,14 +20,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="storyteller",
         description="A terminal text adventure narrated by the Storyteller Spirit (distilgpt2).")
     parser.add_argument("--version", action="version", version=f"storyteller {__version__}")
+    _game_options(parser)  # bare `storyteller` is the game: it takes play's game options
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     play = sub.add_parser("play", help="play a quest")
     play.add_argument("quest", nargs="?", help="quest file, folder or id")
     play.add_argument("--plain", action="store_true", help="play in a plain terminal (no TUI)")
-    play.add_argument("--seed", type=int, help="seed for reproducible stories")
-    play.add_argument("--no-spirit", action="store_true",
-                      help="play without the language-model narrator (authored text only)")
+    _game_options(play, model=False)
     play.add_argument("--load", metavar="SAVE", type=Path, help="continue a saved game (a save file)")
     play.add_argument("--continue", dest="resume", action="store_true",
                       help="continue the most recent autosave")
@@ -75,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     qmap.add_argument("quest", help="quest file, folder or id")
     qmap.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
     return parser
+
+
+def _game_options(parser: argparse.ArgumentParser, model: bool = True) -> None:
+    """The options of a game: `storyteller` and `storyteller play` take the same ones."""
+    parser.add_argument("--seed", type=int, help="seed for reproducible stories")
+    parser.add_argument("--no-spirit", action="store_true",
+                        help="play without the language-model narrator (authored text only)")
+    if model:
+        _model_options(parser)
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -127,8 +135,7 @@ def cmd_validate(args) -> int:
         print(f"note: the token-budget check is skipped: {reason}", file=sys.stderr)
     personalities, _ = load_personalities()
     errors = warnings = 0
-    for raw in args.paths:
-        path = Path(raw)
+    for path in [p for raw in args.paths for p in _quest_paths(Path(raw))]:
         quest, problems = check_quest(path)
         if quest is not None and not any(p.severity == "error" for p in problems):
             voice = personalities.get(quest.personality) or personalities[DEFAULT_PERSONALITY]
@@ -145,6 +152,19 @@ def cmd_validate(args) -> int:
     if errors or warnings:
         print(f"{_count(errors, 'error')}, {_count(warnings, 'warning')}")
     return 1 if errors or (args.strict and warnings) else 0
+
+
+def _quest_paths(path: Path) -> list[Path]:
+    """What `validate PATH` checks: a quest file, a quest folder (with quest.yaml), or a folder
+    of quests (each .yaml/.yml file in it and each quest folder in it, in name order)."""
+    from game.quest_loader import QUEST_FILE
+
+    if not path.is_dir() or (path / QUEST_FILE).exists():
+        return [path]
+    found = sorted(p for p in path.iterdir()
+                   if (p.is_file() and p.suffix.lower() in (".yaml", ".yml"))
+                   or (p.is_dir() and (p / QUEST_FILE).is_file()))
+    return found or [path / QUEST_FILE]  # none: "file not found" names what was looked for
 
 
 def _count(n: int, word: str) -> str:

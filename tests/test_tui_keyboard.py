@@ -5,6 +5,7 @@ Driven through Textual's pilot like tests/test_tui.py, whose helpers it uses."""
 
 from __future__ import annotations
 
+import pytest
 from textual import events
 from textual.widgets import Button, DataTable, Input, OptionList, Select
 
@@ -346,3 +347,27 @@ async def test_settings_show_the_model_in_use_and_bordered_fields(gpt2_tokenizer
         field = screen.query_one("#model", Input)
         assert field.value == "distilgpt2"
         assert field.styles.border_top[0] not in ("", "none", "hidden") and field.outer_size.height == 3
+
+
+# -- 15. bare `storyteller` takes the game options --------------------------------------------
+@pytest.mark.parametrize("argv, narrator, seed", [
+    (["--no-spirit", "--seed", "5"], False, 5),
+    (["--model", "{model}", "--device", "cpu", "--precision", "fp32", "--personality", "grim-chronicler"],
+     True, None),
+])
+def test_the_bare_command_takes_the_game_options(monkeypatch, tiny_model_dir, argv, narrator, seed):
+    from game import cli
+    from game.tui.app import StorytellerApp
+
+    seen = {}
+
+    def headless_run(app):  # App.run, without a real terminal
+        seen["app"] = app
+
+    monkeypatch.setattr(StorytellerApp, "run", headless_run)
+    assert cli.main([a.replace("{model}", str(tiny_model_dir)) for a in argv]) == 0
+    app = seen["app"]
+    assert (app.narrator is not None) == narrator and app.seed == seed
+    if narrator:
+        assert app.narrator.service.model_name == str(tiny_model_dir)
+        assert app.narrator.persona == app.personalities["grim-chronicler"].persona
