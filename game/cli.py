@@ -12,6 +12,7 @@ from pathlib import Path
 
 from game import __version__
 from game.diagnostics import GameFileError, display_path
+from game.i18n import _, language_for, ngettext, set_language
 from game.safe_text import inert
 
 
@@ -132,7 +133,7 @@ def cmd_validate(args) -> int:
 
     tokenizer, reason = budget_tokenizer()
     if reason:
-        print(f"note: the token-budget check is skipped: {reason}", file=sys.stderr)
+        print(_("note: the token-budget check is skipped: {reason}").format(reason=reason), file=sys.stderr)
     personalities, _ = load_personalities()
     errors = warnings = 0
     for path in [p for raw in args.paths for p in _quest_paths(Path(raw))]:
@@ -146,11 +147,15 @@ def cmd_validate(args) -> int:
         errors += sum(p.severity == "error" for p in problems)
         warnings += sum(p.severity == "warning" for p in problems)
         if quest is not None and not any(p.severity == "error" for p in problems):
-            print(f"{display_path(resolve_quest_path(path))}: ok: \"{inert(quest.title)}\" ({quest.id}): "
-                  f"{_count(len(quest.scenes), 'scene')}, {_count(len(quest.endings), 'ending')}, "
-                  f"{_count(len(quest.items), 'item')}, {_count(len(quest.flags), 'flag')}")
+            counts = ", ".join([
+                ngettext("{n} scene", "{n} scenes", len(quest.scenes)).format(n=len(quest.scenes)),
+                ngettext("{n} ending", "{n} endings", len(quest.endings)).format(n=len(quest.endings)),
+                ngettext("{n} item", "{n} items", len(quest.items)).format(n=len(quest.items)),
+                ngettext("{n} flag", "{n} flags", len(quest.flags)).format(n=len(quest.flags))])
+            print(f"{display_path(resolve_quest_path(path))}: ok: \"{inert(quest.title)}\" ({quest.id}): {counts}")
     if errors or warnings:
-        print(f"{_count(errors, 'error')}, {_count(warnings, 'warning')}")
+        print(ngettext("{n} error", "{n} errors", errors).format(n=errors) + ", "
+              + ngettext("{n} warning", "{n} warnings", warnings).format(n=warnings))
     return 1 if errors or (args.strict and warnings) else 0
 
 
@@ -167,24 +172,21 @@ def _quest_paths(path: Path) -> list[Path]:
     return found or [path / QUEST_FILE]  # none: "file not found" names what was looked for
 
 
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def cmd_quests(args) -> int:
     from game import locations
     from game.catalog import all_quests
 
     entries = all_quests()
     if not entries:
-        print("No quests found.")
+        print(_("No quests found."))
     for e in entries:
-        status = "" if e.playable else "  [has errors: run storyteller validate]"
-        print(inert(f"{e.id}  ({e.origin}, {e.language})  {e.title} by {e.author}{status}"))
+        status = "  " + _("[has errors: run storyteller validate]") if not e.playable else ""
+        print(inert(f"{e.id}  ({e.origin}, {e.language})  {e.title} " +
+                    _("by {author}").format(author=e.author) + status))
         if e.summary:
             print(f"    {inert(e.summary)}")
         print(f"    {display_path(e.path)}")
-    print(f"\nYour own quests go in: {locations.user_quests_dir()}")
+    print("\n" + _("Your own quests go in: {folder}").format(folder=locations.user_quests_dir()))
     return 0
 
 
@@ -203,7 +205,8 @@ def _open_quest(name: str | None, after_errors: str = ""):
 
     path = _resolve_quest(name)
     if path is None:
-        print(f"storyteller: no quest named '{name}'; see `storyteller quests`", file=sys.stderr)
+        print(_("storyteller: no quest named '{name}'; see `storyteller quests`").format(name=name),
+              file=sys.stderr)
         return None, 2
     try:
         return load_quest(path), 0
@@ -229,7 +232,7 @@ def cmd_play(args) -> int:
     if getattr(args, "resume", False):
         save_path = latest_autosave()
         if save_path is None:
-            print("storyteller: there is no autosave to continue yet", file=sys.stderr)
+            print(_("storyteller: there is no autosave to continue yet"), file=sys.stderr)
             return 2
     if save_path is not None:
         try:
@@ -238,19 +241,20 @@ def cmd_play(args) -> int:
             for p in exc.problems:
                 print(p.format(), file=sys.stderr)
             if Path(save_path).exists():
-                print("The save was left as it is.", file=sys.stderr)
+                print(_("The save was left as it is."), file=sys.stderr)
             return 1
         for note in session.load_notes:
-            print(f"note: {note}", file=sys.stderr)
+            print(_("note: {note}").format(note=note), file=sys.stderr)
     if not plain:
         return run_tui(args, quest_name, session)
     if session is not None:
         quest = session.quest
     else:
-        quest, code = _open_quest(quest_name, "The quest cannot be played until these are fixed.")
+        quest, code = _open_quest(quest_name, _("The quest cannot be played until these are fixed."))
         if quest is None:
             return code
     loaded = _load_settings()
+    set_language(language_for(quest.language, loaded[0].language))
     narrate = None
     if not args.no_spirit:
         from game.plain import PlainSpirit
@@ -272,7 +276,8 @@ def run_tui(args, quest_name: str | None, session=None) -> int:
     if quest_name is not None:
         path = _resolve_quest(quest_name)
         if path is None:
-            print(f"storyteller: no quest named '{quest_name}'; see `storyteller quests`", file=sys.stderr)
+            print(_("storyteller: no quest named '{name}'; see `storyteller quests`").format(name=quest_name),
+                  file=sys.stderr)
             return 2
     settings, personalities = _load_settings()
     narrator = None
@@ -305,8 +310,8 @@ def _turn_narrator(args, quest=None, loaded=None):
     settings, personalities = loaded or _load_settings()
     personality = getattr(args, "personality", None)
     if personality and personality not in personalities:
-        print(f"storyteller: unknown personality '{personality}'; known: "
-              f"{', '.join(personalities)}", file=sys.stderr)
+        print(_("storyteller: unknown personality '{name}'; known: {known}").format(
+            name=personality, known=", ".join(personalities)), file=sys.stderr)
         return None
     return make_turn_narrator(settings, personalities, quest=quest, model=getattr(args, "model", None),
                               device=getattr(args, "device", None), dtype=getattr(args, "dtype", None),
@@ -329,10 +334,10 @@ def cmd_narrate(args) -> int:
             return 2
         sampling = sampling.with_values(max_new_tokens=value)
     service = narrator.service
-    print("(The Storyteller Spirit is waking...)", file=sys.stderr)
+    print(_("(The Storyteller Spirit is waking...)"), file=sys.stderr)
     service.load()
     if service.status != "ready":
-        print(f"storyteller: the Spirit is silent: {service.reason}", file=sys.stderr)
+        print(_("storyteller: the Spirit is silent: {reason}").format(reason=service.reason), file=sys.stderr)
         return 1
 
     sys.stdout.write(inert(args.prompt))
@@ -342,8 +347,8 @@ def cmd_narrate(args) -> int:
             sys.stdout.write(inert(chunk))
             sys.stdout.flush()
     except Exception as exc:  # the model failed mid-story: say so in one line
-        print(f"\nstoryteller: the Spirit lost its words: {str(exc).splitlines()[0] if str(exc) else exc!r}",
-              file=sys.stderr)
+        print("\n" + _("storyteller: the Spirit lost its words: {error}").format(
+            error=str(exc).splitlines()[0] if str(exc) else repr(exc)), file=sys.stderr)
         return 1
     sys.stdout.write("\n")
     return 0
@@ -356,7 +361,7 @@ def cmd_model(args) -> int:
         return hub.pull(args.name, out=sys.stderr)
     models = hub.cached_models()
     if not models:
-        print("No models in the Hugging Face cache. Download one with: storyteller model pull")
+        print(_("No models in the Hugging Face cache. Download one with: storyteller model pull"))
         return 0
     for m in models:
         print(f"{m.repo_id}  {hub.format_size(m.size)}  {m.path}")
@@ -373,7 +378,8 @@ def cmd_new(args) -> int:
         print(f"storyteller: {inert(str(exc))}", file=sys.stderr)
         return 1
     shown = display_path(path)
-    print(f"Wrote {shown}\nCheck it:  storyteller validate {shown}\nPlay it:   storyteller play {shown} --plain --watch")
+    print(_("Wrote {path}\nCheck it:  storyteller validate {path}\nPlay it:   storyteller play {path} --plain --watch")
+          .format(path=shown))
     return 0
 
 

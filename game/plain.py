@@ -13,6 +13,7 @@ import textwrap
 from typing import Callable, TextIO
 
 from game.engine import Engine, Para, TurnResult
+from game.i18n import _
 from game.narrator import cleaning
 from game.phrases import QUIT_WORDS, UNDO_WORDS  # undo is never "u": the parser reads it as "up"
 from game.safe_text import inert
@@ -51,7 +52,8 @@ class PlainGame:
         try:
             self.session.autosave()
         except OSError as exc:
-            self.write(f"(Autosave failed: {exc.strerror or exc}. The previous autosave is intact.)\n")
+            self.write(_("(Autosave failed: {reason}. The previous autosave is intact.)").format(
+                reason=exc.strerror or exc) + "\n")
 
     def write(self, text: str = "") -> None:
         self.out.write(inert(text))
@@ -134,13 +136,13 @@ class PlainGame:
         """The quest's files changed: carry the game over, or keep the old version."""
         result = self.session.reload()
         if result.engine is None:
-            self.write("(The quest file changed but cannot be loaded; still playing the old version.)\n")
+            self.write(_("(The quest file changed but cannot be loaded; still playing the old version.)") + "\n")
             for problem in result.problems:
                 if problem.severity == "error":
                     self.write(f"  {problem.format()}\n")
             return
         self.watcher.watch(self.engine.quest.files)
-        self.write("(The quest was reloaded: " + "; ".join(result.notes) + ".)\n")
+        self.write(_("(The quest was reloaded: {notes}.)").format(notes="; ".join(result.notes)) + "\n")
 
 
 def _isatty(stream) -> bool:
@@ -171,19 +173,19 @@ class PlainSpirit:
             if service.status == "idle":
                 service.start()
             if not service.wait(0.3):
-                self.err.write("(The Storyteller Spirit is waking...)\n")
+                self.err.write(_("(The Storyteller Spirit is waking...)") + "\n")
                 self.err.flush()
                 service.wait()
         if service.status != "ready":
             if not self.told_silent:
                 self.told_silent = True
-                write(f"\n(The Storyteller Spirit is silent: {service.reason}. "
-                      "The quest's own words go on.)\n")
+                write("\n" + _("(The Storyteller Spirit is silent: {reason}. The quest's own words go on.)")
+                      .format(reason=service.reason) + "\n")
             return False
         try:
             prepared = self.narrator.prepare(engine, result)
         except ValueError as exc:  # the model's window cannot hold a prompt at all
-            write(f"\n(The Spirit cannot narrate this turn: {exc}.)\n")
+            write("\n" + _("(The Spirit cannot narrate this turn: {reason}.)").format(reason=exc) + "\n")
             return False
         shown = ""
         raw = ""
@@ -199,7 +201,7 @@ class PlainSpirit:
         def on_restart(reason: str) -> None:
             nonlocal raw, shown
             if shown:
-                write("\n(The Spirit falters, and begins again.)\n")
+                write("\n" + _("(The Spirit falters, and begins again.)") + "\n")
             raw, shown = "", ""
 
         write("\n")
@@ -213,7 +215,7 @@ class PlainSpirit:
         if shown or final:
             write("\n")
         if narration.error:
-            write(f"(The Spirit lost its words: {narration.error})\n")
+            write(_("(The Spirit lost its words: {error})").format(error=narration.error) + "\n")
         engine.set_narration(final)
         self.narrator.warm(engine)  # the next prompt's start, computed while the player types
         return bool(final)

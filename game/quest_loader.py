@@ -37,9 +37,10 @@ MAX_CONDITION_DEPTH = 16
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-TOP_KEYS = {"id", "title", "author", "summary", "language", "version", "start", "persona",
+TOP_KEYS = {"id", "title", "author", "summary", "language", "address", "version", "start", "persona",
             "personality", "author_note", "model", "flags", "items", "scenes", "endings",
             "lore", "include"}
+ADDRESSES = ("formal", "informal")  # how the game's own sentences speak to the player
 INCLUDED_KEYS = {"flags", "items", "scenes", "endings", "lore"}
 SCENE_KEYS = {"title", "description", "hints", "recap", "choices", "exits", "on_enter", "ending"}
 CHOICE_KEYS = {"label", "words", "to", "if", "effects", "text", "locked", "once"}
@@ -272,8 +273,12 @@ class _Builder:
         self.collect(doc)
         self.includes(doc)
         meta = {k: self.text(doc, k, "the quest", required=k in ("id", "title", "start"))
-                for k in ("id", "title", "author", "summary", "language", "version", "start",
+                for k in ("id", "title", "author", "summary", "language", "address", "version", "start",
                           "persona", "personality", "author_note", "model")}
+        if meta["address"] is not None and meta["address"] not in ADDRESSES:
+            self.error(doc.value_mark("address"),
+                       f"'address' is '{meta['address']}'; write formal or informal (how the game's own "
+                       f"sentences speak to the player: in Russian, «вы» or «ты»)")
         if meta["id"] is not None:
             self.check_id(doc.value_mark("id"), meta["id"], "quest")
         if meta["start"] is not None:
@@ -287,7 +292,8 @@ class _Builder:
             scenes=p.scenes, endings=p.endings, items=p.items, flags=p.flags,
             flag_where=p.flag_where, lore=p.lore,
             author=meta["author"] or "Anonymous", summary=meta["summary"] or "",
-            language=meta["language"] or "en", version=meta["version"] or "",
+            language=meta["language"] or "en", address=meta["address"] or "formal",
+            version=meta["version"] or "",
             persona=meta["persona"], personality=meta["personality"],
             author_note=meta["author_note"], model=meta["model"],
             source=self.path, files=tuple(self.files),

@@ -73,12 +73,14 @@ def apply(effects, state: GameState, quest: Quest) -> Outcome:
             for item in args:
                 if item not in state.inventory:
                     state.inventory.append(item)
-                    messages.append(phrase(quest.language, "gained", item=quest.items[item].name))
+                    messages.append(phrase(quest.language, "gained", address=quest.address,
+                                           item=quest.items[item].name))
         elif kind == "take":
             for item in args:
                 if item in state.inventory:
                     state.inventory.remove(item)
-                    messages.append(phrase(quest.language, "lost", item=quest.items[item].name))
+                    messages.append(phrase(quest.language, "lost", address=quest.address,
+                                           item=quest.items[item].name))
         elif kind == "set":
             for flag, value in args:
                 state.flags[flag] = value
