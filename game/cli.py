@@ -99,6 +99,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    set_language("en")  # the commands speak English; a game follows its quest (and the settings)
     try:
         if args.command == "validate":
             return cmd_validate(args)

@@ -56,3 +56,13 @@ def user_dirs(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def english_interface():
+    """Each test starts with the game's own words in English (a Russian quest switches them)."""
+    from game.i18n import set_language
+
+    set_language("en")
+    yield
+    set_language("en")
