@@ -177,6 +177,7 @@ async def test_the_language_setting_overrides_the_quests(personalities):  # noqa
         assert load_settings()[0].language == "ru"
         await pilot.pause()
         assert "Дух: молчит" in screen_text(app) and "ход 0" in str(status(app).render())
+        assert "Что делать?" in screen_text(app)
         assert "Выход" in screen_text(app).splitlines()[-1]
     # And an English quest in a Russian game.
     app = build(personalities, settings=Settings(language="ru"))
