@@ -1,8 +1,8 @@
 """The status bar: scene, turn, the Spirit's state, the context gauge and what is carried.
 
 One line at every width: the most important parts stay and the rest give way in a
-fixed order (the gauge first, then the carried things become a count, then the
-Spirit's detail, then the scene's title is shortened). `i` lists what is carried;
+fixed order (the gauge first, then the Spirit's detail, then the carried things
+become a count, then the scene's title is shortened). `i` lists what is carried;
 F1 says why the Spirit is silent. Meaning never rests on colour alone: every state
 is also spelled out in words.
 """
@@ -62,7 +62,8 @@ class StatusBar(Static):
 
     def render(self) -> Text:
         width = max(self.content_size.width, 1)
-        choices = [(True, True, True), (False, True, True), (False, False, True), (False, False, False)]
+        choices = [(True, True, True), (False, True, True), (False, True, False), (False, False, True),
+                   (False, False, False)]
         chosen = None
         for gauge, items, detail in choices:
             chosen = self.parts(gauge, items, detail, None)
