@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import re
 import string
-from pathlib import Path
 
 import pytest
 
