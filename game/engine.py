@@ -89,7 +89,7 @@ class Engine:
     # -- queries -------------------------------------------------------------------
     def say(self, key: str, **values) -> str:
         """One of the game's own sentences, in the quest's language."""
-        return phrase(self.quest.language, key, **values)
+        return phrase(self.quest.language, key, address=self.quest.address, **values)
 
     @property
     def scene(self) -> Scene:

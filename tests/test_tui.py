@@ -489,6 +489,13 @@ async def test_story_log_options_and_status_bar(spirit, personalities):
         shown = screen_text(app)
         line = next(x for x in shown.splitlines() if "turn 1" in x)  # one line, at 80 columns too
         assert "The Gate of Dead Links  turn 1  Spirit: ready  carrying: a cursor lantern" in line
+        await pilot.resize_terminal(120, 30)  # room for the gauge
+        await pilot.pause()
+        assert f"context {bar.context_used}/1024 [" in screen_text(app)
+        await pilot.resize_terminal(90, 24)  # room for its short form
+        await pilot.pause()
+        assert f"context {round(100 * bar.context_used / 1024)}%  carrying" in screen_text(app)
+        await pilot.resize_terminal(80, 24)
         # Commands that take no turn are answered without the Spirit.
         await act(pilot, "i")
         assert paragraphs(app)[-1] == ("info", "You carry:\n- a cursor lantern: A glass lantern with a "

@@ -154,6 +154,10 @@ class GameScreen(Screen):
             widget.update(plain(_("(No listed options: type what you do.)")))
 
     def refresh_status(self) -> None:
+        box = self.query_one(ActionInput)
+        if box.placeholder != _(box.PLACEHOLDER):  # the language was changed in the settings
+            box.placeholder = _(box.PLACEHOLDER)
+            self.refresh_options()
         bar = self.query_one(StatusBar)
         engine, app = self.engine, self.app
         bar.scene = engine.scene.title

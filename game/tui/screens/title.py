@@ -23,6 +23,7 @@ from game.tui.widgets.key_bar import KeyBar
 BANNER = "S T O R Y T E L L E R"
 TAGLINE = N_("Quests in YAML, narrated by the Storyteller Spirit")
 KEY_BAR = ("help", "quit", "load", "settings", "rescan")
+ORIGINS = {"bundled": N_("bundled"), "user": N_("user")}  # where a quest comes from
 SPIRIT_WORDS = {"loading": N_("waking"), "ready": N_("ready"), "silent": N_("silent")}
 
 
@@ -83,7 +84,8 @@ class TitleScreen(Screen):
             label.append(inert(entry.title), style="bold")
             if entry.author:
                 label.append("  " + _("by {author}").format(author=inert(entry.author)))
-            label.append(f"  [{', '.join(inert(x) for x in (entry.language, entry.origin) if x)}]")
+            origin = _(ORIGINS.get(entry.origin, entry.origin or ""))
+            label.append(f"  [{', '.join(inert(x) for x in (entry.language, origin) if x)}]")
             if not entry.playable:
                 label.append("  " + _("(has errors)"), style="bold red")
             key = f"quest-{i}"
