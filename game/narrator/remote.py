@@ -659,11 +659,8 @@ class ServerStream:
             stop.set()
             response = held.get("response")
             if response is not None:
-                try:
-                    response.close()  # closes the connection: the server stops generating
-                except Exception:  # noqa: BLE001 - it is being dropped anyway
-                    pass
-            reader.join(2)
+                _hang_up(response)  # the server sees the client gone and stops generating
+            reader.join(2 if response is not None else 0.5)  # a reader still waiting for headers is left
             self.cancelled = self._cancel.is_set()
             self.finish_reason = held.get("finish")
             if isinstance(held.get("usage"), int) and not self.cancelled:
@@ -763,6 +760,24 @@ def _piece(data, chat: bool, held: dict, whole: bool = False) -> str:
     if text is not None and not isinstance(text, str):
         raise ServerError("the server's reply holds text that is not a string")
     return text or ""
+
+
+def _hang_up(response) -> None:
+    """Close a streamed response now, from another thread: shutting the socket down wakes the
+    reader thread out of a blocked read at once (closing alone may leave it waiting)."""
+    import socket
+
+    try:
+        network = response.extensions.get("network_stream")
+        sock = network.get_extra_info("socket") if network is not None else None
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
+    try:
+        response.close()
+    except Exception:  # noqa: BLE001 - it is being dropped anyway
+        pass
 
 
 def _bounded(response) -> bytes:
