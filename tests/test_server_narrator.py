@@ -83,7 +83,11 @@ def test_connects_with_the_servers_model_window_and_tokenizer(narrator, llama_se
     assert narrator.api_style == "completion" and "no chat template" in narrator.api_reason
     about = narrator.describe()
     assert "completion API" in about and "window 1024" in about and "/extras/tokenize" in about
-    assert narrator.notes == []  # it takes every sampling value the personalities use
+    # it takes top_k and the repetition penalty; no server takes no_repeat_ngram_size: named
+    assert narrator.notes_for(Sampling(no_repeat_ngram_size=0)) == []
+    assert narrator.notes_for(Sampling(no_repeat_ngram_size=3)) == [
+        "This server (llama-cpp-python) does not take no_repeat_ngram_size: the personality's value for it "
+        "cannot be used."]
 
 
 def test_the_settings_window_is_kept_within_the_servers(llama_server):
@@ -251,6 +255,8 @@ def test_plain_play_narrates_every_turn_from_the_server(llama_server, tmp_path):
         assert record["prompt_tokens"] == len(server_tokens(llama_server, record["prompt"]))
         assert record["window"] == 1024 and record["narrator"]["server"] == llama_server.url
     assert run.stdout.count("\n~ ") >= 1  # the Spirit's words, as they came from the server
+    assert run.stdout.count("(Storyteller Spirit: This server (llama-cpp-python) does not take "
+                            "no_repeat_ngram_size: the personality's value for it cannot be used.)") == 1
 
 
 # --- failures: one line each, the game goes on ----------------------------------------------------
@@ -446,8 +452,10 @@ def test_a_server_that_cannot_count_gets_a_stated_upper_bound_that_never_overflo
         assert unknown.count_source.startswith("AN UPPER BOUND")
         assert "ASSUMED" in unknown.describe() and "AN UPPER BOUND" in unknown.describe()
         # top_k and the repetition penalty are not OpenAI API fields: said once, never sent
-        assert unknown.notes == ["This server (openai-compatible) does not take top_k and repetition_penalty: "
-                                 "the personality's values for them are not used."]
+        assert unknown.notes_for(Sampling(no_repeat_ngram_size=3)) == [
+            "This server (openai-compatible) does not take top_k, repetition_penalty and no_repeat_ngram_size: "
+            "the personality's values for them cannot be used."]
+        assert unknown.notes_for(Sampling(top_k=0, repetition_penalty=1.0)) == []  # all off: nothing lost
         _, body = unknown.request_body("x", None, Sampling(top_k=5, repetition_penalty=1.5), None, (), 0)
         assert not {"top_k", "repeat_penalty", "repetition_penalty"} & set(body)
         narrator = connected(proxy.url, window=1024)

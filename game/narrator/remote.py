@@ -73,6 +73,8 @@ _EXTRAS = {
     "vllm": {"top_k": "top_k", "repetition_penalty": "repetition_penalty"},
     "openai-compatible": {},
 }
+# Sampling values beyond the OpenAI basics, and the value at which each does nothing.
+_OFF = {"top_k": 0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
 _MIN_TOKENS = {"llama-cpp-python": "min_tokens", "vllm": "min_tokens"}
 
 
@@ -194,7 +196,7 @@ class ServerNarrator(Narrating):
         self.api_reason = ""
         self.window_source = ""
         self.count_source = ""
-        self.notes: list[str] = []            # said once: sampling values this server does not take
+        self.notes: list[str] = []            # what the last request could not send (see notes_for)
         self._client = None
         self._settled = threading.Event()
         self._start_lock = threading.Lock()
@@ -256,6 +258,23 @@ class ServerNarrator(Narrating):
             self._status = "loading"
             self._settled.clear()
         threading.Thread(target=self.load, name="storyteller-server", daemon=True).start()
+
+    def unsent(self, sampling: Sampling) -> list[str]:
+        """The sampling values that are in use (not at their 'off' value) and that this kind of
+        server does not take, so they are not sent."""
+        extras = _EXTRAS[self._kind]
+        return [name for name, off in _OFF.items() if name not in extras and getattr(sampling, name) != off]
+
+    def notes_for(self, sampling: Sampling) -> list[str]:
+        """One sentence naming the values `sampling` sets that this server cannot take (front ends
+        say it once); [] when it takes them all."""
+        names = self.unsent(sampling)
+        if not names:
+            return []
+        listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        return [f"This server ({self._kind}) does not take {listed}: the personality's "
+                f"value{'s' if len(names) > 1 else ''} for {'them' if len(names) > 1 else 'it'} "
+                "cannot be used."]
 
     def describe(self) -> str:
         """One line for the inspector: server, model, API style, window and how tokens are counted."""
@@ -347,10 +366,6 @@ class ServerNarrator(Narrating):
             self.api_style, self.api_reason = "chat", "auto: the server reports a chat template"
         else:
             self.api_style, self.api_reason = "completion", "auto: the server reports no chat template"
-        extras = _EXTRAS[self._kind]
-        missing = [name for name in ("top_k", "repetition_penalty") if name not in extras]
-        self.notes = ([f"This server ({self._kind}) does not take {' and '.join(missing)}: "
-                       "the personality's values for them are not used."] if missing else [])
 
     def _server_window(self, entry: dict) -> tuple[int | None, str, str | None]:
         """(window, where it came from, chat template) from the models entry and llama.cpp's /props."""
@@ -534,6 +549,7 @@ class ServerNarrator(Narrating):
         """(URL, JSON body) of one streamed completion or chat completion."""
         body: dict = {"model": self._model, "stream": True, "max_tokens": sampling.max_new_tokens,
                       "temperature": sampling.temperature, "top_p": sampling.top_p}
+        self.notes = self.notes_for(sampling)
         for name, field in _EXTRAS[self._kind].items():
             body[field] = getattr(sampling, name)
         if seed is not None:
