@@ -227,7 +227,8 @@ def test_chat_style_sends_messages_through_the_servers_chat_template(chat_narrat
         messages = prepared.prompt.messages
         assert messages[0]["role"] == "system" and messages[-1]["role"] == "user"
         assert messages[-1]["content"].startswith("> ")
-        assert prepared.prompt.prompt_tokens + prepared.sampling.max_new_tokens <= 1024 - chat_narrator.prompt_reserve
+        overhead = chat_narrator.chat_overhead(messages)
+        assert prepared.prompt.prompt_tokens + prepared.sampling.max_new_tokens + overhead <= 1024
     record = json.loads(log.read_text(encoding="utf-8").splitlines()[-1])
     assert record["narrator"]["api_style"] == "chat" and record["messages"] == told[-1][0].prompt.messages
     chunks = []
@@ -236,6 +237,21 @@ def test_chat_style_sends_messages_through_the_servers_chat_template(chat_narrat
                                             {"role": "user", "content": "go on"}])
     chunks = list(stream)
     assert chunks and stream.new_tokens >= 1
+
+
+def test_chat_prompts_with_the_templates_own_tokens_fit_the_window(llama_server):
+    """The server's own count of the templated prompt (usage.prompt_tokens) leaves room for the reply."""
+    narrator = connected(llama_server.url, api_style="chat", window=400)
+    told = play_turns(narrator, ACTIONS * 2)
+    assert any(p.prompt.with_status("trimmed") for p, _ in told)
+    for prepared, _ in told:
+        request = urllib.request.Request(llama_server.url + "/chat/completions", method="POST",
+                                         headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"messages": prepared.prompt.messages,
+                                                          "max_tokens": 1}).encode())
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            used = json.loads(reply.read())["usage"]["prompt_tokens"]
+        assert used + prepared.sampling.max_new_tokens <= 400
 
 
 def test_plain_play_narrates_every_turn_from_the_server(llama_server, tmp_path):

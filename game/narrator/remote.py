@@ -54,7 +54,8 @@ API_STYLES = ("auto", "completion", "chat")
 DEFAULT_KEY_ENV = "STORYTELLER_API_KEY"
 DEFAULT_TIMEOUT = 60.0
 ASSUMED_WINDOW = 2048      # when neither the server nor the settings say
-CHAT_RESERVE = 64          # tokens kept free for what a chat template adds around the messages
+CHAT_RESERVE = 64          # tokens kept free for what a chat template adds around the messages...
+CHAT_PER_MESSAGE = 8       # ... plus this many per message (role markers, separators)
 CONNECT_TIMEOUT = 5.0
 MAX_BODY_BYTES = 4_000_000  # a JSON answer larger than this is not read
 REPLY_BYTES_PER_TOKEN = 64  # a streamed reply larger than this per token asked for (+ 16 KB) is cut
@@ -235,6 +236,11 @@ class ServerNarrator(Narrating):
         """Tokens of the window the prompt must leave free besides the reply (chat templates)."""
         return CHAT_RESERVE if self.api_style == "chat" else 0
 
+    def chat_overhead(self, messages: Sequence[dict]) -> int:
+        """Tokens a chat template may add around `messages` (0 for the completion API): the
+        prompt's count plus this plus the reply must fit the window."""
+        return CHAT_RESERVE + CHAT_PER_MESSAGE * len(messages) if self.api_style == "chat" else 0
+
     def warm(self, prompt: str):
         return None  # the server keeps its own prompt cache
 
@@ -282,6 +288,9 @@ class ServerNarrator(Narrating):
             return f"server {self.config.url}: {self._status}" + (f" ({self._reason})" if self._reason else "")
         line = (f"server {self.config.url}, model {self.model_name}: {self.api_style} API ({self.api_reason}); "
                 f"window {self._window} tokens ({self.window_source}); counts: {self.count_source}")
+        if self.api_style == "chat":
+            line += (f"; kept free for the chat template: {CHAT_RESERVE} tokens + {CHAT_PER_MESSAGE} per "
+                     "message")
         return " ".join([line] + self.notes)
 
     def log_record(self) -> dict:
