@@ -320,6 +320,14 @@ def test_a_server_that_wants_a_key_names_the_variable_and_the_key_never_shows(ke
     assert KEY not in seen
 
 
+def test_a_server_that_repeats_the_key_in_its_error_never_gets_it_shown(llama_server, monkeypatch):
+    monkeypatch.setenv("STORYTELLER_API_KEY", KEY)
+    with FaultyProxy(llama_server.root, "echo") as proxy:
+        story = connected(proxy.url).narrate(PROMPT, FEW, seed=1)
+    assert story.error == "the server failed (HTTP 500): bad key Bearer ***"
+    assert any(headers.get("Authorization") == f"Bearer {KEY}" for _, _, headers in proxy.requests)
+
+
 def test_forbidden_names_the_variable(llama_server, monkeypatch):
     monkeypatch.delenv("STORYTELLER_API_KEY", raising=False)
     with FaultyProxy(llama_server.root, "forbidden") as proxy:

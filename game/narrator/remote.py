@@ -467,11 +467,14 @@ class ServerNarrator(Narrating):
         try:
             return json.loads(data)
         except ValueError:
-            raise ServerError(f"the server's answer to {doing} is not JSON "
-                              f"({_content_type(response.headers)}): {_preview(data)}") from None
+            raise ServerError(self._scrub(f"the server's answer to {doing} is not JSON "
+                                          f"({_content_type(response.headers)}): {_preview(data)}")) from None
 
     def _status_line(self, code: int, data: bytes, headers, url: str) -> str:
-        """One line for an HTTP error status."""
+        """One line for an HTTP error status (never holding the API key, even if the server echoes it)."""
+        return self._scrub(self._status_text(code, data, headers, url))
+
+    def _status_text(self, code: int, data: bytes, headers, url: str) -> str:
         detail = _detail(data)
         env = self.config.api_key_env
         if code in (401, 403):
@@ -503,7 +506,10 @@ class ServerNarrator(Narrating):
         return f"the server answered HTTP {code}{': ' + detail if detail else ''}"
 
     def _explain(self, error: BaseException) -> str:
-        """One line for a network-level failure."""
+        """One line for a network-level failure (never holding the API key)."""
+        return self._scrub(self._explain_text(error))
+
+    def _explain_text(self, error: BaseException) -> str:
         import httpx
 
         url, timeout = self.config.url, self.config.timeout
