@@ -234,7 +234,8 @@ class PlainSpirit:
                 write("\n" + _("(The Storyteller Spirit is silent: {reason}. The quest's own words go on.)")
                       .format(reason=service.reason) + "\n")
             return False
-        for note in getattr(service, "notes", ()):  # e.g. sampling values a server does not take
+        notes_for = getattr(service, "notes_for", None)  # a server: sampling values it cannot take
+        for note in notes_for(self.narrator.sampling) if notes_for else ():
             if note not in self.told:
                 self.told.add(note)
                 write(f"\n(Storyteller Spirit: {note})\n")

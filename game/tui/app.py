@@ -115,7 +115,8 @@ class StorytellerApp(App):
             self.spirit_status, self.spirit_detail = "ready", ""
             self.notify(_("The Storyteller Spirit is awake ({model} on {device}).").format(
                 model=short_paths(str(event.model)), device=event.device), markup=False)
-            for note in getattr(self.narrator.service, "notes", ()):  # a server's: said once
+            notes_for = getattr(self.narrator.service, "notes_for", None)  # a server: values it cannot take
+            for note in notes_for(self.narrator.sampling) if notes_for else ():  # each said once
                 if note not in self._told_notes:
                     self._told_notes.add(note)
                     self.notify(note, markup=False)
