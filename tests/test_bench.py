@@ -96,28 +96,50 @@ def test_a_folder_that_is_no_model_fails_in_one_line(tmp_path):
     assert last.startswith("storyteller bench: ") and "Traceback" not in out.getvalue()
 
 
-def test_quality_compares_each_precision_with_fp32(tiny_model_dir, tmp_path):
+def test_quality_compares_each_precision_with_fp32_on_the_proxy_and_the_model(tiny_model_dir, tmp_path):
+    """A seconds-long proxy training here; `storyteller bench --quality` trains it for minutes."""
+    from game.narrator import precision
+
     out = io.StringIO()
     path = tmp_path / "quality.json"
-    assert bench.run_quality(str(tiny_model_dir), path, out) == 0
-    rows = json.loads(path.read_text())["quality"]
-    assert rows["tokens"] > 500 and rows["lean_vs_model_max_diff"] < 1e-4
-    assert set(rows["precisions"]) == {"fp32", "bf16", "int8"}
-    fp32 = rows["precisions"]["fp32"]
-    assert fp32["agreement"] == 1.0 and fp32["max_logit_diff"] == 0.0
-    for name in ("bf16", "int8"):
-        assert rows["precisions"][name]["agreement"] >= 0.9
-        assert rows["precisions"][name]["perplexity"] == pytest.approx(fp32["perplexity"], rel=0.05)
-    assert "next-token agreement" in out.getvalue()
+    assert bench.run_quality(str(tiny_model_dir), path, out, proxy_seconds=2) == 0, out.getvalue()
+    report = json.loads(path.read_text())
+    assert report["margin"] == precision.INT8_MARGIN
+    for rows in (report["proxy"], report["quality"]):
+        assert rows["tokens"] > 500 and rows["lean_vs_model_max_diff"] < 1e-4
+        assert set(rows["precisions"]) == {"fp32", "bf16", "int8"}
+        fp32 = rows["precisions"]["fp32"]
+        assert fp32["agreement"] == 1.0 and fp32["max_logit_diff"] == 0.0
+        for name in ("bf16", "int8"):
+            assert rows["precisions"][name]["agreement"] >= 0.9
+            assert rows["precisions"][name]["perplexity"] == pytest.approx(fp32["perplexity"], rel=0.05)
+        assert rows["int8_ok"] == precision.int8_sound(rows)
+    assert report["proxy"]["training"]["steps"] >= 1
+    # the verdicts are recorded for `auto`: the proxy's, and the measured model's under its folder
+    assert precision.int8_allowed("any/unmeasured-model") is report["proxy"]["int8_ok"]
+    assert precision.int8_allowed(str(tiny_model_dir)) is report["quality"]["int8_ok"]
+    text = out.getvalue()
+    assert "PROXY (not distilgpt2)" in text and "next-token agreement" in text and "within the margin" in text
 
 
-def test_quality_without_the_real_model_says_how_to_get_it(tmp_path, monkeypatch):
+def test_the_proxy_is_held_out_text_it_never_trained_on():
+    from game.narrator import proxy
+
+    train, held = proxy.corpus()
+    assert len(train) > 10_000 and len(held) > 2_000
+    paragraphs = set(train.split("\n\n"))
+    assert not any(p in paragraphs for p in held.split("\n\n"))
+    assert "frog" in held.lower()  # the public-domain tale is in both halves
+
+
+def test_quality_without_the_real_model_measures_the_proxy_and_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     out = io.StringIO()
-    assert bench.run_bench(None, None, True, out=out) == 1
+    assert bench.run_bench(None, None, True, out=out, proxy_seconds=1) == 0
+    assert "PROXY (not distilgpt2)" in out.getvalue()
     assert "storyteller model pull distilgpt2" in out.getvalue()
 
 
