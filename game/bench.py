@@ -1,11 +1,16 @@
-"""`storyteller bench`: how fast the narrator is, next to the plain pipeline it replaced.
+"""`storyteller bench`: how fast the narrator is, next to the plain pipeline it replaced and its peers.
 
-Two worker processes load the same model: the *baseline*, the classic recipe's
-plain `pipeline("text-generation")` call in fp32 (temperature 0.8, top-k 50,
-top-p 0.95, repetition penalty 1.2), untouched; and the *game*, the narrator
-service the game uses (`game.narrator.service`, its fast path and prefix
-cache). The parent drives them in turns, one measurement on each side and then
-the next, so noise from other work on the machine hits both alike. Measured:
+Worker processes load the same model: the *game*, the narrator service the
+game uses (`game.narrator.service`, its fast path and prefix cache), and its
+peers: the *pipeline*, the classic recipe's plain `pipeline("text-generation")`
+call in fp32 (temperature 0.8, top-k 50, top-p 0.95, repetition penalty 1.2),
+untouched; with `--peers` also llama.cpp (llama-cpp-python) on GGUF q8_0 and
+f16 files written from the same weights (`game.narrator.gguf_export`), and
+CTranslate2 when installed (skipped with the reason otherwise, as is any peer
+that cannot run or crashes). The parent drives them in turns, one measurement
+on each side and then the next, so noise from other work on the machine hits
+all alike. The load average is sampled throughout; `targets` never calls a
+timed target met when it went above the physical cores (`busy_reason`). Measured:
 
 * time to the first token and decode tokens/s with prompts of ~16, ~512 and
   ~880 tokens, 128 new tokens forced (end-of-text is held off); the game's
@@ -574,7 +579,6 @@ def run_quality(model: str | None, json_path: Path | None, out: TextIO = sys.std
     _print_quality(f"PROXY (not distilgpt2): a {trained['n_layer']}-layer, width-{trained['n_embd']} GPT-2 "
                    f"trained {trained['steps']} steps ({trained['seconds']:g} s) on "
                    f"{trained['training_tokens']} tokens; held-out text", rows, out)
-    code = 0
     if model is None:
         from huggingface_hub import try_to_load_from_cache
 
@@ -596,7 +600,7 @@ def run_quality(model: str | None, json_path: Path | None, out: TextIO = sys.std
         _print_quality(f"\nModel {model}, on {text_file().name}", rows, out)
     if json_path is not None:
         Path(json_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return code
+    return 0
 
 
 def _print_quality(title: str, rows: dict, out: TextIO) -> None:
@@ -968,5 +972,5 @@ def _worker_main(args: list[str]) -> int:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
         sys.exit(_worker_main(sys.argv[2:]))
-    print("usage: storyteller bench [--model DIR] [--json FILE] [--quick] [--quality]", file=sys.stderr)
+    print("usage: storyteller bench [--model DIR] [--json FILE] [--quick] [--peers] [--quality]", file=sys.stderr)
     sys.exit(2)

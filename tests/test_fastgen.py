@@ -424,3 +424,11 @@ def test_prompts_computed_ahead_into_spare_caches_are_taken_and_change_no_story(
     stream = service.stream(other + " The end.", few, seed=3)
     list(stream)
     assert stream.reused == 0  # clearing the cache clears the spares too
+
+    def broken():
+        raise RuntimeError("a quest that cannot be played ahead")
+
+    service.clear_cache()
+    thread = service.warm(expected, ahead=broken)
+    thread.join(30)
+    assert len(service.generator.cached) == 256  # looking ahead failed: the warm-up is kept
