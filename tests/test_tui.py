@@ -130,8 +130,9 @@ class ScriptedSpirit:
         for _ in range(n):
             self._permits.release()
 
-    def warm(self, prompt: str):
+    def warm(self, prompt: str, ahead=None):
         self.warmed.append(prompt)
+        self.ahead = [] if ahead is None else ahead()  # the scene-entering prompts played ahead
         return None
 
     def narrate(self, prompt, sampling, *, seed=None, previous=(), stop_strings=(), on_chunk=None,
