@@ -194,3 +194,33 @@ def test_a_target_that_needs_a_missing_peer_is_not_measurable_and_says_why():
         assert targets[key]["status"] == "not measurable" and targets[key]["value"] is None
         assert "llama-cpp-python is not installed" in targets[key]["why"]
     assert targets["decode_880_vs_pipeline"]["status"] == "met"
+
+
+def test_on_an_amx_cpu_llama_cpp_q8_0_is_loaded_without_its_extra_buffer_types(tiny_model_dir, tmp_path,
+                                                                               monkeypatch):
+    """llama-cpp-python 0.3.36 crashed on GPT-2 q8_0 through its AMX buffer type; q8_0 worked with
+    `use_extra_bufts` off, so the benchmark turns it off there (and only there)."""
+    pytest.importorskip("llama_cpp")
+    gguf_export = pytest.importorskip("game.narrator.gguf_export")
+    from llama_cpp import llama as llama_module
+
+    from game.narrator import precision
+
+    params = llama_module.llama_cpp
+    monkeypatch.setattr(params, "llama_model_default_params", params.llama_model_default_params)  # restored after
+    path = tmp_path / "tiny-q8_0.gguf"
+    gguf_export.export_gguf(tiny_model_dir, path, kind="q8_0")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni"}))
+    llm, setup = bench.open_llama(str(path), "f16")  # not q8_0: nothing changed
+    llm.close()
+    assert "use_extra_bufts" not in setup and params.llama_model_default_params().use_extra_bufts
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "amx_int8", "amx_tile"}))
+    llm, setup = bench.open_llama(str(path), "q8_0")
+    try:
+        assert "use_extra_bufts off" in setup and "flash attention on" in setup
+        assert params.llama_model_default_params().use_extra_bufts is False
+        assert llm.n_threads == precision.threads()
+        ids = llm.tokenize(b"Once upon a time", add_bos=False)
+        assert len(list(zip(range(3), llm.generate(ids, temp=0.8, top_k=50, top_p=0.95)))) == 3
+    finally:
+        llm.close()
