@@ -547,6 +547,109 @@ def _print_report(r: dict, out: TextIO) -> None:
               file=out)
 
 
+# --- through a server ------------------------------------------------------------------------
+
+def run_server_bench(url: str, server_model: str | None, model: str | None, json_path: Path | None,
+                     out: TextIO = sys.stdout, *, quick: bool = False, precision: str = "auto") -> int:
+    """`storyteller bench --server URL`: first-token latency and tokens/s through an
+    OpenAI-compatible server, next to the local Spirit (a worker process, as in `run_bench`),
+    alternating, with prompts of the same sizes counted by each side's own tokenizer."""
+    from game.narrator.remote import ServerConfig, ServerNarrator
+
+    try:
+        server = ServerNarrator(ServerConfig(url, model=server_model))
+    except ValueError as error:
+        print(f"storyteller bench: {error}", file=out)
+        return 2
+    event = server.load()
+    if server.status != "ready":
+        print(f"storyteller bench: the server cannot narrate: {event.reason}", file=out)
+        return 1
+    reps = 1 if quick else 3
+    sizes = [n for n in SIZES if n + NEW_TOKENS + 8 <= server.window] or [16]
+    with tempfile.TemporaryDirectory(prefix="storyteller-bench-") as tmp:
+        home = Path(tmp)
+        label = model
+        if model is None:
+            from game.narrator.model_builder import build_gpt2
+
+            print("Building a GPT-2 of distilgpt2's shape (random weights, real vocabulary)...", file=out)
+            model = str(build_gpt2(home / "distilgpt2-shape", shape="distilgpt2"))
+            label = "distilgpt2 shape, random weights"
+        print(f"Timing the local Spirit and {server.describe()}...", file=out)
+        local = _Worker("game", model, precision, _env(home))
+        figures: dict = {"local": {"ttft_ms": {}, "decode_tps": {}}, "server": {"ttft_ms": {}, "decode_tps": {}}}
+        try:
+            local.ask(op="load")
+            prompts = {n: _server_prompt(server, n) for n in sizes}
+            for rep in range(reps):
+                for n in sizes:
+                    order = ("local", "server") if rep % 2 == 0 else ("server", "local")
+                    for side in order:
+                        got = (local.ask(op="generate", tokens=n, seed=rep) if side == "local"
+                               else _server_generate(server, prompts[n], rep))
+                        figures[side]["ttft_ms"].setdefault(str(n), []).append(got["ttft_ms"])
+                        figures[side]["decode_tps"].setdefault(str(n), []).append(got["decode_tps"])
+        except (RuntimeError, OSError, ValueError) as error:
+            print(f"storyteller bench: {error}", file=out)
+            return 1
+        finally:
+            local.close()
+    report = {"machine": machine(), "model": label, "through": server.log_record(), "quick": quick,
+              "new_tokens": NEW_TOKENS}
+    for side, values in figures.items():
+        report[side] = {kind: {n: _stats(v) for n, v in by_size.items()} for kind, by_size in values.items()}
+    print(f"\nThe Spirit through {url} ({server.model_name}) next to the local Spirit ({label}); medians (min-max), "
+          f"{NEW_TOKENS} new tokens each.", file=out)
+    rows = [("", "local Spirit", "server")]
+    for n in sizes:
+        rows.append((f"first token, {n}-token prompt", *(f"{report[s]['ttft_ms'][str(n)]['median']:g} ms "
+                     f"({report[s]['ttft_ms'][str(n)]['min']:g}-{report[s]['ttft_ms'][str(n)]['max']:g})"
+                     for s in ("local", "server"))))
+    for n in sizes:
+        rows.append((f"tokens/s, {n}-token prompt", *(f"{report[s]['decode_tps'][str(n)]['median']:g} "
+                     f"({report[s]['decode_tps'][str(n)]['min']:g}-{report[s]['decode_tps'][str(n)]['max']:g})"
+                     for s in ("local", "server"))))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(col.ljust(w) for col, w in zip(row, widths)).rstrip(), file=out)
+    print("The server's figures include the network and HTTP streaming; its tokens/s counts the pieces "
+          "as they were streamed (one token each on llama.cpp and vLLM).", file=out)
+    if json_path is not None:
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"\nWrote {json_path}", file=out)
+    return 0
+
+
+def _server_prompt(server, n: int) -> str:
+    """The start of the bundled tale (repeated as needed) that is `n` tokens for the server's tokenizer."""
+    text = text_file().read_text(encoding="utf-8")
+    while len(server.tokenizer.encode(text)) < n:
+        text += "\n" + text
+    lo, hi = 0, len(text)  # the longest start with at most n tokens
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if len(server.tokenizer.encode(text[:mid])) <= n else (lo, mid - 1)
+    return text[:lo]
+
+
+def _server_generate(server, prompt: str, seed: int) -> dict:
+    from game.sampling import Sampling
+
+    sampling = Sampling(max_new_tokens=NEW_TOKENS, **BASELINE_SAMPLING)
+    began = time.perf_counter()
+    stream = server.stream(prompt, sampling, seed=seed, stop_strings=(), min_new_tokens=NEW_TOKENS)
+    try:
+        for _ in stream:
+            pass
+    except Exception as error:  # noqa: BLE001 - the server failed: one line
+        raise RuntimeError(f"the server failed: {error}") from None
+    t = stream.token_times
+    if len(t) < 2:
+        raise RuntimeError("the server streamed fewer than two pieces; nothing to time")
+    return {"ttft_ms": (t[0] - began) * 1000, "decode_tps": (len(t) - 1) / (t[-1] - t[0])}
+
+
 # --- quality -------------------------------------------------------------------------------
 
 def run_quality(model: str | None, json_path: Path | None, out: TextIO = sys.stdout, *,
@@ -692,7 +795,7 @@ class _Side:
         from game.engine import Engine
         from game.narration import TurnNarrator
         from game.personality import load_personalities
-        from game.quest_loader import load_quest
+        from game.world.loader import load_quest
         from game.settings import Settings
 
         personalities, _ = load_personalities()

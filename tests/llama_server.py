@@ -68,7 +68,7 @@ class LlamaServer:
         command = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model),
                    "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx),
                    "--model_alias", self.alias, "--n_threads", "1", "--n_threads_batch", "1",
-                   "--verbose", "False", *self.extra]
+                   "--verbose", "False", "--logits_all", "False", *self.extra]
         if self.api_key is not None:
             command += ["--api_key", self.api_key]
         env = dict(os.environ, PYTHONUNBUFFERED="1")

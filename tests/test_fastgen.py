@@ -360,7 +360,7 @@ def test_full_window_turns_keep_the_window_guarantee_and_reuse_the_cache(int8_se
     """A session's prompts from the context manager, narrated with the cache: never past the window."""
     from game.engine import Engine
     from game.narration import TurnNarrator
-    from game.quest_loader import load_quest
+    from game.world.loader import load_quest
 
     engine = Engine(load_quest(ROOT / "quests" / "call-of-the-storyteller.yaml"), seed=2)
     sampling = Sampling(max_new_tokens=150)

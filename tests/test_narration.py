@@ -9,7 +9,7 @@ from pathlib import Path
 
 from game.engine import Engine
 from game.narration import TurnNarrator, context_request, state_card
-from game.quest_loader import load_quest
+from game.world.loader import load_quest
 from game.sampling import Sampling
 
 ROOT = Path(__file__).resolve().parent.parent
