@@ -132,6 +132,7 @@ class ScriptedSpirit:
 
     def warm(self, prompt: str, ahead=None):  # as NarratorService.warm (ahead: prompts that may come)
         self.warmed.append(prompt)
+        self.ahead = [] if ahead is None else ahead()  # the scene-entering prompts played ahead
         return None
 
     def narrate(self, prompt, sampling, *, seed=None, previous=(), stop_strings=(), on_chunk=None,
