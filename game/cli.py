@@ -36,6 +36,22 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(play)
     play.add_argument("--context-log", metavar="FILE", type=Path,
                       help="append each prompt given to the model, as JSON lines")
+    # set by `storyteller serve` for each browser's game (game.players): not for people to type
+    play.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
+
+    serve = sub.add_parser("serve", help="serve the game to web browsers (one game per tab)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this computer only)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--max-players", type=int, metavar="N",
+                       help="games at once (default: what the free memory allows)")
+    serve.add_argument("--public", action="store_true",
+                       help="allow an address other computers can reach (textual-serve has no login)")
+    serve.add_argument("--no-spirit", action="store_true", help="serve without the narrator")
+    serve.add_argument("--seed", type=int, help="seed for every game's story")
+    serve.add_argument("--server", metavar="URL",
+                       help="one narrator server (OpenAI-compatible) for every player's game")
+    _model_options(serve)
 
     narrate = sub.add_parser("narrate", help="the classic one-shot: the Spirit continues a prompt")
     narrate.add_argument("prompt")
@@ -105,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_new(args)
         if args.command == "map":
             return cmd_map(args)
+        if args.command == "serve":
+            return cmd_serve(args)
         if args.command == "bench":
             from game.bench import run_bench
 
@@ -204,6 +222,14 @@ def cmd_play(args) -> int:
 
     quest_name = getattr(args, "quest", None)
     plain = getattr(args, "plain", False)
+    if getattr(args, "guest", False):
+        refused = [flag for flag, given in (("QUEST", quest_name), ("--plain", plain), ("--load", args.load),
+                                            ("--continue", args.resume), ("--watch", args.watch),
+                                            ("--context-log", args.context_log)) if given]
+        if refused:
+            print(f"storyteller: a served game (--guest) does not take {', '.join(refused)}",
+                  file=sys.stderr)
+            return 2
     session = None
     save_path = getattr(args, "load", None)
     if getattr(args, "resume", False):
@@ -260,8 +286,13 @@ def run_tui(args, quest_name: str | None, session=None) -> int:
         narrator = _turn_narrator(args, loaded=(settings, personalities))
         if narrator is None:
             return 2
+    guest = None
+    if getattr(args, "guest", False):
+        from game.players import Guest
+
+        guest = Guest.for_host()
     app = make_app(settings, personalities, narrator=narrator, quest_path=path, session=session,
-                   seed=getattr(args, "seed", None), watch=getattr(args, "watch", False))
+                   seed=getattr(args, "seed", None), watch=getattr(args, "watch", False), guest=guest)
     app.run()
     return 0
 
@@ -355,6 +386,25 @@ def cmd_new(args) -> int:
     shown = display_path(path)
     print(f"Wrote {shown}\nCheck it:  storyteller validate {shown}\nPlay it:   storyteller play {shown} --plain --watch")
     return 0
+
+
+def cmd_serve(args) -> int:
+    from game.serve import run
+
+    if args.max_players is not None and args.max_players < 1:
+        print("storyteller serve: --max-players must be 1 or more", file=sys.stderr)
+        return 2
+    play_options = {o for action in _subparser(build_parser(), "play")._actions for o in action.option_strings}
+    if args.server and "--server" not in play_options:
+        print("storyteller serve: this version of the game has no server narrator; "
+              "leave out --server", file=sys.stderr)
+        return 2
+    return run(args)
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
 
 
 def cmd_map(args) -> int:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from game import locations
 from game.atomic import write_atomic
+from game.diagnostics import GameFileError, Problem, display_path
 from game.engine import HISTORY_LIMIT, Engine
+from game.i18n import _
 from game.quest import Quest
 from game.quest_loader import load_quest
 from game.saves import read_save, restore, rotate_backups, save_game, slot_path
@@ -98,12 +100,17 @@ class Session:
         return save_game(slot_path(locations.saves_dir(), slot), self.engine, self._extra())
 
     @classmethod
-    def load(cls, path: str | Path, quest: Quest | None = None) -> "Session":
+    def load(cls, path: str | Path, quest: Quest | None = None, quest_allowed=None) -> "Session":
         """Load a save (and its quest, from the path it records, unless given).
 
-        Raises GameFileError for an unusable save or quest; the file is left alone.
+        `quest_allowed(path)`, when given, must accept the recorded quest path (a
+        served game loads only the host's quests). Raises GameFileError for an
+        unusable save or quest; the file is left alone.
         """
         save = read_save(path)
+        if quest is None and quest_allowed is not None and not quest_allowed(save.quest_path):
+            raise GameFileError(Problem(display_path(Path(path)), 1, 1, _(
+                "this save's quest is not one of the quests this game offers")))
         if quest is None:
             quest = load_quest(save.quest_path)
         engine, notes = restore(save, quest)
@@ -137,7 +144,7 @@ class Session:
     def export_markdown(self, path: str | Path | None = None) -> Path:
         """Write the transcript as Markdown (to the transcripts folder unless a path is given)."""
         if path is None:
-            path = locations.data_dir() / "transcripts" / f"{self.quest.id}-turn-{self.engine.state.turn}.md"
+            path = locations.transcripts_dir() / f"{self.quest.id}-turn-{self.engine.state.turn}.md"
         path = Path(path)
         write_atomic(path, to_markdown(self.engine, self.opening))
         return path

@@ -22,7 +22,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from game.engine import Para, TurnResult
+from game.i18n import _
 from game.narrator import cleaning
+from game.players import ACTION_MAX
 from game.session import Session
 from game.tui.messages import NarrationChunk, NarrationDone, NarrationRestart
 from game.tui.widgets.action_input import ActionInput
@@ -72,7 +74,8 @@ class GameScreen(Screen):
     def compose(self) -> ComposeResult:
         yield StoryLog(id="story")
         yield Static(id="options")
-        yield ActionInput(id="action")
+        # a served player's action is bounded (game.players.ACTION_MAX); a local one is not
+        yield ActionInput(id="action", max_length=ACTION_MAX if self.app.guest is not None else 0)
         yield StatusBar(id="status")
         yield Footer(compact=True)  # fits 80 columns; F1 lists every key
 
@@ -428,7 +431,7 @@ class GameScreen(Screen):
             self.notify(f"Could not save: {exc.strerror or exc}. Nothing was overwritten.",
                         severity="error", markup=False)
             return
-        self.notify(f"Saved to {path}", markup=False)
+        self.notify(_("Saved to {path}").format(path=self.app.shown_path(path)), markup=False)
 
     def action_load(self) -> None:
         self.app.action_load_game()
@@ -439,7 +442,9 @@ class GameScreen(Screen):
         except OSError as exc:
             self.notify(f"Could not export: {exc.strerror or exc}", severity="error", markup=False)
             return
-        self.notify(f"Transcript written to {path}", markup=False)
+        self.notify(_("Transcript written to {path}").format(path=self.app.shown_path(path)), markup=False)
+        if self.app.guest is not None and self.app.is_web:  # the player's folder is on the host:
+            self.app.deliver_text(path, save_filename=path.name)  # hand the browser a copy
 
     def action_context(self) -> None:
         from game.tui.screens.inspector import ContextInspector

@@ -45,12 +45,15 @@ class SettingsScreen(ModalScreen):
                         yield Label(f"{key} ({lo:g} to {hi:g})", classes="field-name")
                         yield Input(str(getattr(sampling, key)), id=f"s-{key}", compact=True)
                     yield Static(help_text, classes="field-help", markup=False)
-                yield Label("Model: hub id or model folder (applies at the next launch)")
-                yield Input(settings.model, id="model", compact=True)
-                yield Label("Device and number format (apply at the next launch)")
-                with Horizontal(classes="row"):
-                    yield Select([(d, d) for d in DEVICES], value=settings.device, allow_blank=False, id="device")
-                    yield Select([(d, d) for d in DTYPES], value=settings.dtype, allow_blank=False, id="dtype")
+                if app.guest is None:  # a served game's model and device are the host's
+                    yield Label("Model: hub id or model folder (applies at the next launch)")
+                    yield Input(settings.model, id="model", compact=True)
+                    yield Label("Device and number format (apply at the next launch)")
+                    with Horizontal(classes="row"):
+                        yield Select([(d, d) for d in DEVICES], value=settings.device, allow_blank=False,
+                                     id="device")
+                        yield Select([(d, d) for d in DTYPES], value=settings.dtype, allow_blank=False,
+                                     id="dtype")
                 yield Label("Seed (empty: a new story every time)")
                 yield Input("" if settings.seed is None else str(settings.seed), id="seed", compact=True)
             yield Static(id="settings-error")
@@ -108,9 +111,13 @@ class SettingsScreen(ModalScreen):
         seed_text = self.query_one("#seed", Input).value.strip()
         if seed_text and not seed_text.isdigit():
             raise ValueError("seed must be empty or a whole number")
-        return app.settings.with_changes(
-            personality=personality, sampling=overrides,
-            model=self.query_one("#model", Input).value,
-            device=self.query_one("#device", Select).value,
-            dtype=self.query_one("#dtype", Select).value,
-            seed=int(seed_text) if seed_text else None)
+        changes = dict(personality=personality, sampling=overrides, seed=int(seed_text) if seed_text else None)
+        if app.guest is None:
+            changes.update(model=self.query_one("#model", Input).value,
+                           device=self.query_one("#device", Select).value,
+                           dtype=self.query_one("#dtype", Select).value)
+        else:  # only the narrator's taste is the player's (game.players.TASTE_KEYS)
+            from game.players import guest_settings
+
+            return guest_settings(app.host_settings, app.settings.with_changes(**changes))
+        return app.settings.with_changes(**changes)
