@@ -90,7 +90,7 @@ class Tokenizer(Protocol):
 
 
 class LoreLike(Protocol):
-    """A lore entry, e.g. `game.quest.LoreEntry`."""
+    """A lore entry, e.g. `game.world.model.LoreEntry`."""
 
     id: str
     keywords: Sequence[str]
@@ -160,6 +160,10 @@ class BuiltPrompt:
     window: int
     segments: list[SegmentReport] = field(default_factory=list)
     prefix: str = ""  # the text before the new turn: what the next turn's prompt starts with
+    # The same prompt as chat messages, for a server's chat API: persona, notes, scene, lore, the
+    # author's note and the state card as the system message, each kept turn as the player's
+    # message and the narration as the narrator's, the new action and outcome last.
+    messages: list[dict] = field(default_factory=list, repr=False)
 
     def with_status(self, status: str) -> list[SegmentReport]:
         return [s for s in self.segments if s.status == status]
@@ -190,6 +194,7 @@ class _Seg:
     rank: int = 0  # lore only: 1 when the new action names it
     turn: Turn | None = None  # turns only: the turn, and the lore it names (not the scene's)
     names: list = field(default_factory=list)
+    shown: list = field(default_factory=list)  # turns only: the lore it is told with
 
     @property
     def source(self) -> str:
@@ -288,7 +293,7 @@ class ContextBuilder:
 
     def _tell(self, seg: _Seg, lore: Sequence[LoreLike]) -> int:
         """Write a turn segment with the lore it shows; its full token count."""
-        seg.body = _told(seg.turn, lore)
+        seg.body, seg.shown = _told(seg.turn, lore), list(lore)
         seg.full = self.count(seg.source)
         return seg.full
 
@@ -502,7 +507,31 @@ class ContextBuilder:
             budget -= n - goal  # BPE merged differently across a boundary: trim a little more
 
         segments = [SegmentReport(s.kind, s.label, s.tokens, s.full, s.status) for s in top + turns + shown]
-        return BuiltPrompt(text, n, max_new_tokens, self.window, segments, prefix)
+        return BuiltPrompt(text, n, max_new_tokens, self.window, segments, prefix, _chat(top, turns, shown))
+
+
+def _chat(top: list[_Seg], turns: list[_Seg], bottom: list[_Seg]) -> list[dict]:
+    """The prompt's kept segments as chat messages (see `BuiltPrompt.messages`)."""
+    system = [s.text.strip() for s in top + [b for b in bottom if b.kind in ("state", "lore")]]
+    messages = [("system", "\n".join(p for p in system if p))]
+    for s in turns:
+        if s.status == "trimmed":
+            continue
+        if s.status == "clipped":
+            messages.append(("user", s.text.strip()))
+            continue
+        messages.append(("user", _told(Turn(s.turn.action, s.turn.authored), s.shown)))
+        messages.append(("assistant", s.turn.narration.strip()))
+    messages.append(("user", "\n".join(s.text.strip() for s in bottom if s.kind in ("action", "outcome"))))
+    merged: list[dict] = []
+    for role, content in messages:
+        if not content:
+            continue
+        if merged and merged[-1]["role"] == role:  # chat templates want the roles to take turns
+            merged[-1]["content"] += "\n" + content
+        else:
+            merged.append({"role": role, "content": content})
+    return merged
 
 
 __all__ = [

@@ -13,6 +13,7 @@ with further offsets), so the same seed, model and actions give the same story.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from dataclasses import dataclass, field
@@ -21,10 +22,11 @@ from typing import Callable
 
 from game.context import STOP_STRINGS, BuiltPrompt, ContextBuilder, ContextRequest, StateCard, Turn
 from game.engine import Engine, TurnResult
-from game.rules import truthy
+from game.world.rules import truthy
 from game.sampling import Sampling
 
 RETRY_SEED_STEP = 7919  # seed offset between samples of the same turn
+LOOKAHEAD_SCENES = 2  # scene-entering options whose prompts are computed while the player reads
 
 
 @dataclass
@@ -90,14 +92,19 @@ class TurnNarrator:
         self.memory: list[str] = []
         self._builder: ContextBuilder | None = None
         self._log_lock = threading.Lock()
+        self.log_problem: str | None = None
 
     @property
     def ready(self) -> bool:
         return self.service.status == "ready"
 
     def builder(self) -> ContextBuilder:
-        if self._builder is None:
-            self._builder = ContextBuilder(self.service.tokenizer, self.service.window)
+        """The context manager for the service's tokenizer and window (less what a server's chat
+        template needs); made again when the window changes (a server can say it is smaller)."""
+        window = self.service.window - getattr(self.service, "prompt_reserve", 0)
+        if self._builder is None or self._builder.window != window \
+                or self._builder.tokenizer is not self.service.tokenizer:
+            self._builder = ContextBuilder(self.service.tokenizer, window)
         return self._builder
 
     def prepare(self, engine: Engine, result: TurnResult, attempt: int = 0) -> PreparedTurn:
@@ -139,44 +146,99 @@ class TurnNarrator:
         except ValueError:
             return ""
 
-    def warm(self, engine: Engine):
+    def warm(self, engine: Engine, lookahead: bool = True):
         """Have the service compute `upcoming(engine)` in the background, while the player
-        reads and types: the next turn then only computes its own new part. Returns the
-        service's warm-up thread (None when there is nothing to do)."""
+        reads and types: the next turn then only computes its own new part. With
+        `lookahead`, the prompts of the offered options that enter another scene are
+        computed next, into spare caches (`scene_prompts`). Returns the service's
+        warm-up thread (None when there is nothing to do)."""
         prefix = self.upcoming(engine)
-        return self.service.warm(prefix) if prefix else None
+        if not prefix:
+            return None
+        return self.service.warm(prefix, self.scene_prompts(engine) if lookahead else None)
+
+    def scene_prompts(self, engine: Engine, limit: int = LOOKAHEAD_SCENES) -> Callable[[], list[str]]:
+        """A function giving the exact prompts of up to `limit` offered options that would enter
+        another scene (exits first), to run on any thread: a turn that enters a scene rewrites
+        most of its prompt (the scene's text sits near the top), so these are worth computing
+        while the player reads. The game's state is copied now; the options are played on the
+        copies, never on `engine`."""
+        if not self.ready or engine.ended:
+            return list
+        state, history = engine.state.copy(), [dataclasses.replace(t) for t in engine.history]
+        options = sorted(engine.options(), key=lambda o: not o.is_exit)
+
+        def prompts() -> list[str]:
+            found = []
+            for option in options:
+                if len(found) >= limit:
+                    break
+                sandbox = Engine(engine.quest, engine.seed, state=state.copy(),
+                                 history=[dataclasses.replace(t) for t in history])
+                result = sandbox.act(str(option.number))
+                if result.narrate and result.scene_entered:
+                    try:
+                        found.append(self.prepare(sandbox, result).prompt.text)
+                    except ValueError:
+                        continue
+            return found
+        return prompts
 
     def run(self, prepared: PreparedTurn, on_chunk: Callable[[str], None] | None = None,
             on_restart: Callable[[str], None] | None = None,
             cancel: threading.Event | None = None):
         """Narrate a prepared turn (blocking: call it on a worker thread). Returns a Narration."""
         self.log(prepared)
+        chat = getattr(self.service, "api_style", None) == "chat"
         return self.service.narrate(prepared.prompt.text, prepared.sampling, seed=prepared.seed,
                                     previous=prepared.previous, stop_strings=STOP_STRINGS,
-                                    on_chunk=on_chunk, on_restart=on_restart, cancel=cancel)
+                                    on_chunk=on_chunk, on_restart=on_restart, cancel=cancel,
+                                    **({"messages": prepared.prompt.messages} if chat else {}))
 
     def log(self, prepared: PreparedTurn) -> None:
         """Append the exact prompt and its segments to the context log (JSON lines)."""
         if self.context_log is None:
             return
-        line = json.dumps(prepared.prompt.to_log(prepared.turn), ensure_ascii=False)
+        record = prepared.prompt.to_log(prepared.turn)
+        describe = getattr(self.service, "log_record", None)
+        if describe is not None:  # a server narrator: which server, API and counts (never the key)
+            record["narrator"] = describe()
+            if record["narrator"].get("api_style") == "chat":
+                record["messages"] = prepared.prompt.messages
+        line = json.dumps(record, ensure_ascii=False)
         with self._log_lock:
-            self.context_log.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.context_log, "a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
+            if self.context_log is None:
+                return
+            try:
+                self.context_log.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.context_log, "a", encoding="utf-8") as fh:
+                    fh.write(line + "\n")
+            except OSError as exc:  # said once (take_log_problem); logging stops, play goes on
+                self.log_problem = (f"the context log {self.context_log} cannot be written "
+                                    f"({exc.strerror or exc}); logging stopped")
+                self.context_log = None
+
+    def take_log_problem(self) -> str | None:
+        """The context log's write failure, once (then None): the front end says it."""
+        with self._log_lock:
+            problem, self.log_problem = self.log_problem, None
+        return problem
 
 
 def make_turn_narrator(settings, personalities, *, quest=None, model: str | None = None,
                        device: str | None = None, dtype: str | None = None,
                        seed: int | None = None, personality: str | None = None,
                        precision: str | None = None, context_log: Path | None = None,
-                       on_event=None) -> TurnNarrator:
+                       on_event=None, server: str | None = None,
+                       server_model: str | None = None) -> TurnNarrator:
     """A TurnNarrator (and its not-yet-started service) from settings and overrides.
 
     The personality is, in order: the one asked for, the quest's suggestion when
-    the player kept the default, then the settings file's choice.
+    the player kept the default, then the settings file's choice. With a server
+    (`server` from --server, or the settings' `server:` section) the service is a
+    `game.narrator.remote.ServerNarrator`, else the local `NarratorService`.
+    Raises ValueError for a bad server URL.
     """
-    from game.narrator.service import NarratorService
     from game.personality import DEFAULT_PERSONALITY
 
     chosen = personality
@@ -186,8 +248,16 @@ def make_turn_narrator(settings, personalities, *, quest=None, model: str | None
     if chosen is not None:
         settings = settings.with_changes(personality=chosen)
     persona, sampling = settings.effective_sampling(personalities)
-    service = NarratorService(model or settings.model, device=device or settings.device,
-                              dtype=dtype or settings.dtype, precision=precision or settings.precision,
-                              on_event=on_event)
+    config = settings.server_config(server, server_model)
+    if config is not None:
+        from game.narrator.remote import ServerNarrator
+
+        service = ServerNarrator(config, on_event=on_event)
+    else:
+        from game.narrator.service import NarratorService
+
+        service = NarratorService(model or settings.model, device=device or settings.device,
+                                  dtype=dtype or settings.dtype, precision=precision or settings.precision,
+                                  on_event=on_event)
     return TurnNarrator(service, persona, sampling,
                         seed=seed if seed is not None else settings.seed, context_log=context_log)

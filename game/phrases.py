@@ -23,11 +23,25 @@ PHRASES: dict[str, dict[str, str]] = {
         "ended": "The quest has ended. Start again to play once more.",
         "unanswered": "Nothing in the quest answers that. (Try one of the options, or look around.)",
         "help": ("Type what you do in your own words, or the number of an option. "
-                 "Commands: look (l), inventory (i), help (?), go <place>, take/use/talk to <thing>, undo."),
+                 "Commands: look (l), inventory (i), help (?), go <place> (n, s, e, w, ne, nw, se, sw, u, d), "
+                 "examine (x) <thing>, take/drop/wear/read/use <thing>, put <thing> on <thing>, "
+                 "wait (z), again (g), undo."),
         "by": "by {author}",
         "the_end": "THE END",
         "undone": "(You step back one turn.)",
         "undo_start": "(Nothing to undo: this is the start.)",
+        "wait": "Time passes.",
+        "again_nothing": "There is nothing to do again yet.",
+        "no_exit": "You can't go that way.",
+        "which": "Which do you mean, {things}?",
+        "or": "or",
+        "and": "and",
+        "nothing_special": "You see nothing special about {thing}.",
+        "dropped": "Dropped.",
+        "taken": "Taken.",
+        "already_have": "You already have that.",
+        "here": "You can see {things} here.",
+        "scored": "You scored {score} of {max_score} points.",
     },
     "ru": {
         "gained": "Теперь у вас есть: {item}.",
@@ -48,6 +62,18 @@ PHRASES: dict[str, dict[str, str]] = {
         "the_end": "КОНЕЦ",
         "undone": "(Вы вернулись на ход назад.)",
         "undo_start": "(Отменять нечего: это начало.)",
+        "wait": "Проходит время.",
+        "again_nothing": "Повторять пока нечего.",
+        "no_exit": "Туда не пройти.",
+        "which": "Что именно: {things}?",
+        "or": "или",
+        "and": "и",
+        "nothing_special": "Ничего особенного: {thing}.",
+        "dropped": "Брошено.",
+        "taken": "Взято.",
+        "already_have": "Это уже у вас.",
+        "here": "Здесь есть: {things}.",
+        "scored": "Очки: {score} из {max_score}.",
     },
 }
 
@@ -59,6 +85,8 @@ COMMAND_WORDS: dict[str, str] = {
     "осмотреться": "look", "осмотрись": "look", "смотреть": "look", "о": "look",
     "инвентарь": "inventory", "вещи": "inventory", "и": "inventory",
     "помощь": "help", "справка": "help", "команды": "help",
+    "wait": "wait", "z": "wait", "again": "again", "g": "again",
+    "ждать": "wait", "ждите": "wait", "ещё": "again", "еще": "again",
 }
 UNDO_WORDS = {"undo", "отмена", "отменить"}
 QUIT_WORDS = {"quit", "exit", "q"}  # not "выйти": in a Russian quest it means "go out"

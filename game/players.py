@@ -28,7 +28,7 @@ from game.i18n import _
 NAME_MAX = 24
 # Names Windows keeps for devices: never a folder name, whatever the host runs on.
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
-TASTE_KEYS = ("personality", "persona", "sampling", "seed", "autosave")
+TASTE_KEYS = ("personality", "persona", "sampling", "seed", "autosave", "language")
 ACTION_MAX = 500  # characters a served player may type as one action
 LOCK_FILE = ".playing"
 

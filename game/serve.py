@@ -42,7 +42,7 @@ STOP_GRACE = 10.0  # seconds a game may take to quit after its tab closed
 STDIN_MAX = 16_384  # characters of one keyboard message from a browser (a paste is one message)
 PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
 # play's options that describe the narrator; serve passes them on to every game
-NARRATOR_OPTIONS = ("model", "device", "dtype", "personality", "precision", "server")
+NARRATOR_OPTIONS = ("model", "device", "dtype", "personality", "precision", "server", "server_model")
 
 
 def is_loopback(host: str) -> bool:

@@ -56,3 +56,29 @@ def user_dirs(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny GPT-2 as an f16 GGUF with a chat template (for llama.cpp and its server).
+
+    f16, not q8_0: a natively built llama-cpp-python 0.3.36 has crashed on a GPT-2 q8_0
+    file through its AMX buffer type on Intel CPUs with AMX."""
+    from game.narrator.gguf_export import export_gguf
+    from tests.llama_server import CHAT_TEMPLATE
+
+    return export_gguf(tiny_model_dir, tmp_path_factory.mktemp("gguf") / "tiny-f16.gguf", "f16",
+                       chat_template=CHAT_TEMPLATE)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tiny_gguf):
+    """A REAL llama.cpp server (llama-cpp-python's) serving the tiny GPT-2 on 127.0.0.1:
+    `.url` is its OpenAI base URL (…/v1). Shared by the whole session; stopped at the end."""
+    from tests.llama_server import LlamaServer, llama_cpp_missing
+
+    if (why := llama_cpp_missing()) is not None:
+        pytest.skip(why)
+    server = LlamaServer(tiny_gguf).start()
+    yield server
+    server.stop()

@@ -11,7 +11,7 @@ import pytest
 
 from game.phrases import phrase
 
-from game.quest_loader import check_quest, load_quest
+from game.world.loader import check_quest, load_quest
 from tests.conftest import QUESTS, ROOT
 from tests.helpers import play_plain
 

@@ -329,7 +329,7 @@ def test_full_window_turns_keep_the_window_guarantee_and_reuse_the_cache(int8_se
     """A session's prompts from the context manager, narrated with the cache: never past the window."""
     from game.engine import Engine
     from game.narration import TurnNarrator
-    from game.quest_loader import load_quest
+    from game.world.loader import load_quest
 
     engine = Engine(load_quest(ROOT / "quests" / "call-of-the-storyteller.yaml"), seed=2)
     sampling = Sampling(max_new_tokens=150)
@@ -366,3 +366,30 @@ def test_stop_warming_waits_for_the_warm_up_so_exit_never_finds_torch_mid_step(i
     assert not thread.is_alive()
     assert len(service.generator.cached) % 128 == 0  # it stopped between whole chunks
     service_module._stop_warming_at_exit()  # nothing running: returns at once
+
+
+def test_prompts_computed_ahead_into_spare_caches_are_taken_and_change_no_story(int8_service, ids,
+                                                                                 gpt2_tokenizer):
+    """The prompt the player may enter instead (another scene) is computed into a spare cache;
+    a generation that starts like it takes it, and the main cache is kept for the expected one."""
+    service = int8_service
+    service.clear_cache()
+    few = Sampling(max_new_tokens=6)
+    expected = gpt2_tokenizer.decode(ids[:300])
+    other = gpt2_tokenizer.decode(ids[100:400])  # differs from the first token on
+    cold = service.narrate(other + " The end.", few, seed=3)
+    service.clear_cache()
+    thread = service.warm(expected, ahead=lambda: [other])
+    thread.join(30)
+    assert not thread.is_alive() and len(service.generator.cached) == 256  # the main cache: the expected start
+    stream = service.stream(other + " The end.", few, seed=3)
+    list(stream)
+    assert stream.reused == 256  # taken from the spare
+    assert stream.raw == cold.raw  # computed ahead changes when the story comes, never which
+    stream = service.stream(expected + " And so on.", few, seed=3)
+    list(stream)
+    assert stream.reused == 256  # the expected start was kept aside meanwhile
+    service.clear_cache()
+    stream = service.stream(other + " The end.", few, seed=3)
+    list(stream)
+    assert stream.reused == 0  # clearing the cache clears the spares too

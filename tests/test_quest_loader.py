@@ -1,4 +1,4 @@
-"""game.quest_loader: valid quests become the right `Quest` values; every mistake in a
+"""game.world.loader: valid quests become the right `Quest` values; every mistake in a
 quest (YAML, schema, references, includes) is one problem at the offending file:line:col."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 import pytest
 
 from game.diagnostics import GameFileError
-from game.quest import Condition, Effect, Ending, Item, LoreEntry, Where
-from game.quest_loader import check_quest, load_quest
+from game.world.model import Condition, Effect, Ending, Item, LoreEntry, Where
+from game.world.loader import check_quest, load_quest
 from tests.helpers import MINI, at, write_quest
 
 

@@ -10,9 +10,9 @@ import textwrap
 import pytest
 
 from game.locations import PROJECT_ROOT
-from game.quest import Choice, Condition, Effect, Ending, Quest, Scene
-from game.quest_loader import load_quest
-from game.quest_map import describe, reachable, render_map
+from game.world.model import Choice, Condition, Effect, Ending, Quest, Scene
+from game.world.loader import load_quest
+from game.world.map import describe, reachable, render_map
 from tests.helpers import load_quest_text
 
 BUNDLED = PROJECT_ROOT / "quests" / "call-of-the-storyteller.yaml"

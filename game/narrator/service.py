@@ -37,7 +37,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, Union
+from typing import Callable, Iterable, Iterator, Sequence, Union
 
 from game.narrator import cleaning, fastgen, hub, precision as formats
 from game.sampling import RANGES, Sampling
@@ -113,7 +113,67 @@ class NarratorError(Exception):
     """Generation could not run or failed; str() is one line."""
 
 
-class NarratorService:
+class Narrating:
+    """What every narrator does with its `stream()`: narrate one turn, cleaned, re-sampled once
+    when bad. `NarratorService` (the local model) and `game.narrator.remote.ServerNarrator`
+    (an inference server) share it; each has `stream()` and `timeout`."""
+
+    timeout: float
+
+    def narrate(self, prompt: str, sampling: Sampling, *, seed: int | None = None,
+                previous: Sequence[str] = (), stop_strings: Sequence[str] = cleaning.DEFAULT_STOPS,
+                on_chunk: Callable[[str], None] | None = None,
+                on_restart: Callable[[str], None] | None = None,
+                cancel: threading.Event | None = None, timeout: float | None = None,
+                messages: Sequence[dict] | None = None) -> Narration:
+        """Narrate one turn: stream, clean, and re-sample once if the reply is bad.
+
+        `on_chunk(text)` gets raw chunks as they stream (stop strings excluded).
+        When the first reply is judged bad (`cleaning.judge` against `previous`,
+        the recent narrations), `on_restart(reason)` is called (a UI should
+        clear the streamed text) and the turn is generated again with the
+        repetition penalty raised by 0.3 (capped) and seed+1; the second result
+        is kept. Never raises for generation problems: see `Narration.error`.
+        `messages` is the same prompt as chat messages (`BuiltPrompt.messages`), for a
+        narrator that talks to a chat API; the local model reads `prompt`.
+        """
+        first = self._attempt(prompt, sampling, seed, stop_strings, on_chunk, cancel, timeout, messages)
+        reason = None if first.error or first.cancelled else cleaning.judge(first.text, previous)
+        if reason is None:
+            return first
+        penalty = min(RANGES["repetition_penalty"][2], sampling.repetition_penalty + PENALTY_STEP)
+        if on_restart is not None:
+            on_restart(reason)
+        second = self._attempt(prompt, sampling.with_values(repetition_penalty=penalty),
+                               None if seed is None else seed + 1, stop_strings, on_chunk, cancel, timeout,
+                               messages)
+        second.resampled, second.resample_reason = True, reason
+        return second
+
+    def _attempt(self, prompt, sampling, seed, stop_strings, on_chunk, cancel, timeout,
+                 messages=None) -> Narration:
+        extra = {} if messages is None else {"messages": messages}
+        run = self.stream(prompt, sampling, seed=seed, cancel=cancel, stop_strings=stop_strings,
+                          timeout=timeout, **extra)
+        error = None
+        try:
+            for chunk in run:
+                if on_chunk is not None:
+                    on_chunk(chunk)
+        except Exception as exc:  # one line for the game, never a traceback
+            log.debug("narration failed", exc_info=True)
+            error = _one_line(exc)
+        if run.timed_out and error is None:
+            limit = self.timeout if timeout is None else timeout
+            error = f"the narration took longer than {limit:g} s and was cut short"
+        truncated = run.cancelled or run.timed_out or run.new_tokens >= sampling.max_new_tokens
+        text = cleaning.clean(run.text, prompt=prompt, stop_strings=stop_strings,
+                              truncated=truncated and not run.stopped)
+        return Narration(text=text, raw=run.raw, new_tokens=run.new_tokens,
+                         cancelled=run.cancelled, error=error)
+
+
+class NarratorService(Narrating):
     """The text-generation model, loaded once in the background and reused."""
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
@@ -174,9 +234,14 @@ class NarratorService:
             if self._fast is not None:
                 self._fast.forget()
 
-    def warm(self, prompt: str) -> threading.Thread | None:
+    def warm(self, prompt: str, ahead: Callable[[], Iterable[str]] | None = None) -> threading.Thread | None:
         """Start computing the key/value cache of `prompt`, the known start of a coming prompt,
         on a background thread (returned; None when the Spirit is not ready).
+
+        `ahead`, when given, is called on that thread once `prompt` is done and gives
+        prompts that may come instead (the turn that enters another scene); the first
+        `fastgen.SPARES` of them are computed into spare caches, which a generation
+        whose prompt starts the same way takes instead of computing it.
 
         While the player reads and types, the next turn's prompt is computed up to its
         new part, so that part is all Enter has to wait for. A generation or a newer
@@ -195,6 +260,10 @@ class NarratorService:
                 try:
                     ids = self._tokenizer(prompt).input_ids[:-1]  # its last token may merge with what follows
                     self._fast.warm(ids, should_stop=stop.is_set)
+                    for slot, text in enumerate(ahead() if ahead is not None else ()):
+                        if stop.is_set() or slot >= fastgen.SPARES:
+                            break
+                        self._fast.warm_spare(self._tokenizer(text).input_ids[:-1], slot, should_stop=stop.is_set)
                 except Exception:  # noqa: BLE001 - the cache is dropped; narration does not depend on it
                     self._fast.forget()
 
@@ -380,52 +449,6 @@ class NarratorService:
         """
         return NarrationStream(self, prompt, sampling, seed, cancel, tuple(stop_strings),
                                self.timeout if timeout is None else timeout, min_new_tokens)
-
-    def narrate(self, prompt: str, sampling: Sampling, *, seed: int | None = None,
-                previous: Sequence[str] = (), stop_strings: Sequence[str] = cleaning.DEFAULT_STOPS,
-                on_chunk: Callable[[str], None] | None = None,
-                on_restart: Callable[[str], None] | None = None,
-                cancel: threading.Event | None = None, timeout: float | None = None) -> Narration:
-        """Narrate one turn: stream, clean, and re-sample once if the reply is bad.
-
-        `on_chunk(text)` gets raw chunks as they stream (stop strings excluded).
-        When the first reply is judged bad (`cleaning.judge` against `previous`,
-        the recent narrations), `on_restart(reason)` is called (a UI should
-        clear the streamed text) and the turn is generated again with the
-        repetition penalty raised by 0.3 (capped) and seed+1; the second result
-        is kept. Never raises for generation problems: see `Narration.error`.
-        """
-        first = self._attempt(prompt, sampling, seed, stop_strings, on_chunk, cancel, timeout)
-        reason = None if first.error or first.cancelled else cleaning.judge(first.text, previous)
-        if reason is None:
-            return first
-        penalty = min(RANGES["repetition_penalty"][2], sampling.repetition_penalty + PENALTY_STEP)
-        if on_restart is not None:
-            on_restart(reason)
-        second = self._attempt(prompt, sampling.with_values(repetition_penalty=penalty),
-                               None if seed is None else seed + 1, stop_strings, on_chunk, cancel, timeout)
-        second.resampled, second.resample_reason = True, reason
-        return second
-
-    def _attempt(self, prompt, sampling, seed, stop_strings, on_chunk, cancel, timeout) -> Narration:
-        run = self.stream(prompt, sampling, seed=seed, cancel=cancel, stop_strings=stop_strings,
-                          timeout=timeout)
-        error = None
-        try:
-            for chunk in run:
-                if on_chunk is not None:
-                    on_chunk(chunk)
-        except Exception as exc:  # one line for the game, never a traceback
-            log.debug("narration failed", exc_info=True)
-            error = _one_line(exc)
-        if run.timed_out and error is None:
-            limit = self.timeout if timeout is None else timeout
-            error = f"the narration took longer than {limit:g} s and was cut short"
-        truncated = run.cancelled or run.timed_out or run.new_tokens >= sampling.max_new_tokens
-        text = cleaning.clean(run.text, prompt=prompt, stop_strings=stop_strings,
-                              truncated=truncated and not run.stopped)
-        return Narration(text=text, raw=run.raw, new_tokens=run.new_tokens,
-                         cancelled=run.cancelled, error=error)
 
 
 class NarrationStream:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from game.quest import Condition, Effect, Quest
+from game.world.model import Condition, Effect, Quest
 from game.safe_text import inert
 
 FORMATS = ("text", "mermaid", "dot")

@@ -1,0 +1,47 @@
+"""The app with the Spirit on a REAL llama.cpp server: it narrates, Esc closes the stream, and
+the inspector (F2) says which API, window and counts were used. The Pilot helpers are the
+app tests' own (tests/test_tui.py)."""
+
+from __future__ import annotations
+
+from game.narration import make_turn_narrator
+from game.personality import load_personalities
+from game.settings import Settings
+from game.tui.screens.inspector import ContextInspector
+from tests.test_tui import act, build, game, kinds, opens, running, status, wait_until
+
+
+async def test_the_app_narrates_through_the_server_esc_cancels_and_f2_says_how(llama_server):
+    personalities = load_personalities()[0]
+    narrator = make_turn_narrator(Settings(sampling={"max_new_tokens": 512}), personalities,
+                                  server=llama_server.url, seed=1)
+    results = []
+    run = narrator.run
+
+    def recording_run(*args, **kwargs):  # the real run; the test only keeps its result
+        results.append(run(*args, **kwargs))
+        return results[-1]
+
+    narrator.run = recording_run
+    app = build(personalities, narrator)
+    async with running(app, wake=True) as pilot:
+        assert app.notes[0].message == f"The Storyteller Spirit is awake (tiny-gpt2 on server 127.0.0.1:{llama_server.port})."
+        screen = game(app)
+        await act(pilot, "take the lantern", settle=False)
+        await wait_until(pilot, lambda: kinds(app, "narration") and kinds(app, "narration")[-1],
+                         what="the first streamed words from the server")
+        assert screen.narrating is not None and status(app).spirit == "narrating"
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: results, what="the stream to close")
+        assert results[0].cancelled and results[0].new_tokens < 512 and results[0].error is None
+        assert kinds(app, "narration") == [] and kinds(app, "change") == ["You now have a cursor lantern."]
+        narrator.sampling = narrator.sampling.with_values(max_new_tokens=8)
+        await act(pilot, "go north")
+        assert len(results) == 2 and not results[1].cancelled and results[1].error is None
+        assert kinds(app, "narration") == [results[1].text] and results[1].text
+        assert status(app).context_window == 1024
+        await opens(pilot, "f2", ContextInspector)
+        about = str(app.screen.query_one("#narrator-about").render())
+        assert about.startswith(f"server {llama_server.url}, model tiny-gpt2: completion API (auto: the server "
+                                "reports no chat template); window 1024 tokens")
+        assert "counts: the server's tokenizer (/extras/tokenize)" in about
