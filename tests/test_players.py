@@ -180,13 +180,14 @@ def test_a_save_naming_a_quest_outside_the_hosts_folders_is_not_loaded(tmp_path)
 
 
 def test_guest_settings_take_only_the_narrators_taste_from_the_player():
-    host = Settings(model="/host/models/mine", device="cpu", keys={"quit": "ctrl+x"}, autosave=True)
-    player = Settings(model="/etc/passwd", device="cuda", dtype="float16", keys={"quit": "q"},
+    host = Settings(model="/host/models/mine", device="cpu", keys={"quit": "ctrl+x"}, autosave=True,
+                    server={"url": "http://127.0.0.1:9/v1"})
+    player = Settings(model="/etc/passwd", device="cuda", dtype="float16", keys={"quit": "ctrl+w"}, language="ru",
                       personality="merry-bard", persona="A bard.", sampling={"temperature": 1.1},
                       seed=5, autosave=False)
     merged = guest_settings(host, player)
-    assert (merged.model, merged.device, merged.dtype, dict(merged.keys)) == \
-        ("/host/models/mine", "cpu", "auto", {"quit": "ctrl+x"})
+    assert (merged.model, merged.device, merged.dtype, dict(merged.keys), dict(merged.server)) == \
+        ("/host/models/mine", "cpu", "auto", {"quit": "ctrl+x"}, dict(host.server))
     for key in TASTE_KEYS:
         assert getattr(merged, key) == getattr(player, key)
 

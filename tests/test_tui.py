@@ -130,7 +130,7 @@ class ScriptedSpirit:
         for _ in range(n):
             self._permits.release()
 
-    def warm(self, prompt: str):
+    def warm(self, prompt: str, ahead=None):
         self.warmed.append(prompt)
         return None
 

@@ -233,8 +233,8 @@ class ServerNarrator(Narrating):
         """Tokens of the window the prompt must leave free besides the reply (chat templates)."""
         return CHAT_RESERVE if self.api_style == "chat" else 0
 
-    def warm(self, prompt: str):
-        return None  # the server keeps its own prompt cache
+    def warm(self, prompt: str, ahead=None):
+        return None  # the server keeps its own prompt cache (`ahead`: the local service's look-ahead)
 
     def clear_cache(self) -> None:
         pass
