@@ -224,6 +224,17 @@ def make_server(command: str, host: str, port: int, max_players: int, title: str
     return GameServer()
 
 
+def _settings_server() -> str | None:
+    """The server narrator named in the host's settings file, if any (quietly: `play` reports
+    problems in that file)."""
+    try:
+        from game.settings import load_settings
+
+        return (load_settings()[0].server or {}).get("url") or None
+    except Exception:  # noqa: BLE001 (an unreadable settings file: the games will say why)
+        return None
+
+
 def run(args, out=None, err=None) -> int:
     """`storyteller serve`: check the address, size the table, serve until Ctrl+C."""
     out, err = out or sys.stdout, err or sys.stderr
@@ -237,7 +248,8 @@ def run(args, out=None, err=None) -> int:
     except ImportError:
         print(_("storyteller serve needs textual-serve: pip install 'textual-serve>=1.1,<2'"), file=err)
         return 1
-    mode = narrator_mode(args.no_spirit, getattr(args, "server", None))
+    server = getattr(args, "server", None) or _settings_server()
+    mode = narrator_mode(args.no_spirit, server)
     available = available_memory()
     limit = args.max_players or default_max_players(mode, available)
     options = {name: getattr(args, name, None) for name in NARRATOR_OPTIONS}
@@ -248,7 +260,7 @@ def run(args, out=None, err=None) -> int:
                 "(docs/serving.md).").format(host=args.host), file=err)
     per_player = FOOTPRINT[mode] // MB
     narrator = {"silent": _("no narrator (--no-spirit)"),
-                "server": _("the shared narrator at {url}").format(url=getattr(args, "server", "")),
+                "server": _("the shared narrator at {url}").format(url=server),
                 "local": _("a Spirit of its own in every game")}[mode]
     print(_("Storyteller is served at http://{host}:{port}/ (open it in a browser)")
           .format(host=args.host if ":" not in args.host else f"[{args.host}]", port=args.port), file=out)

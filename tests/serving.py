@@ -93,6 +93,7 @@ class Terminal:
     def __init__(self, session, url: str, width: int = 100, height: int = 30):
         self.session, self.url, self.size = session, url, (width, height)
         self.raw = b""
+        self.arrivals: list[tuple[float, int]] = []  # (when, len(raw) after it) for each message
         self.ws = None
         self.closed = False
 
@@ -119,6 +120,7 @@ class Terminal:
                 return
             if message.type == aiohttp.WSMsgType.BINARY:
                 self.raw += message.data
+                self.arrivals.append((time.monotonic(), len(self.raw)))
             elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
                 self.closed = True
                 return
