@@ -106,6 +106,7 @@ async def test_a_served_game_asks_the_players_name_before_anything_else(personal
     app = guest_app(personalities)
     async with running(app, TitleScreen) as pilot:
         assert "Your name" in flat_screen(app)
+        assert "Rescan" not in flat_screen(app) and "Load" not in flat_screen(app)  # nothing of theirs yet
         assert not app.screen.query_one("#quests").display
         for key in ("ctrl+o", "f3"):  # no saves nor settings to show before the name
             await pilot.press(key)
@@ -116,6 +117,7 @@ async def test_a_served_game_asks_the_players_name_before_anything_else(personal
         assert locations.player_folder() is None
         await name_player(pilot, "Robin")
         assert "Playing as Robin" in flat_screen(app)
+        assert "Rescan" in flat_screen(app) and "Load" in flat_screen(app)
         assert app.player.folder == locations.players_dir() / "robin"
         assert any(label.startswith("Quest 1.6") for label in menu_labels(app))
 

@@ -165,6 +165,7 @@ class StorytellerApp(App):
         if locations.settings_file().exists():
             mine, _problems = load_settings(personalities=self.personalities)
         self.apply_settings(guest_settings(self.host_settings, mine))
+        self.refresh_bindings()  # saves, settings and rescan are offered from now on
         return None
 
     def shown_path(self, path: Path) -> str:

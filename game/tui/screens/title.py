@@ -84,7 +84,6 @@ class TitleScreen(Screen):
             Text(_("Playing as {name}").format(name=inert(self.app.player.name)), style="bold"))
         self.query_one("#quests").display = True
         self.refresh_entries()
-        self.app.refresh_bindings()
 
     def refresh_status(self) -> None:
         """The Spirit's state, in words, while the player picks a quest."""
@@ -98,9 +97,11 @@ class TitleScreen(Screen):
             line += " " + _("(F1 says why)")
         self.query_one("#title-spirit", Static).update(Text(line))
 
+    def check_action(self, action: str, parameters) -> bool | None:
+        return not (action == "refresh" and self.waiting_for_player)  # nothing to rescan yet
+
     def action_refresh(self) -> None:
-        if not self.waiting_for_player:
-            self.refresh_entries()
+        self.refresh_entries()
 
     def refresh_entries(self) -> None:
         if self.waiting_for_player:
