@@ -94,6 +94,7 @@ class Terminal:
         self.session, self.url, self.size = session, url, (width, height)
         self.raw = b""
         self.arrivals: list[tuple[float, int]] = []  # (when, len(raw) after it) for each message
+        self.messages: list = []  # the page's own messages (JSON text: downloads, links)
         self.ws = None
         self.closed = False
 
@@ -121,6 +122,8 @@ class Terminal:
             if message.type == aiohttp.WSMsgType.BINARY:
                 self.raw += message.data
                 self.arrivals.append((time.monotonic(), len(self.raw)))
+            elif message.type == aiohttp.WSMsgType.TEXT:
+                self.messages.append(json.loads(message.data))
             elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
                 self.closed = True
                 return

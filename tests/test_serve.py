@@ -263,6 +263,36 @@ async def test_hostile_players_stay_in_their_folder_and_the_host_keeps_serving()
     assert [t.action for t in saves.history] == ["look"]
 
 
+async def test_an_exported_story_is_kept_in_the_players_folder_and_sent_to_the_browser():
+    import aiohttp
+
+    with serving("--no-spirit", "--max-players", "1") as served:
+        async with aiohttp.ClientSession() as session:
+            async with Terminal(session, served.url) as robin:
+                await ready(robin)
+                await robin.type("Robin\r")
+                await robin.wait_for("Playing as Robin")
+                await robin.type("\r")
+                await robin.wait_for("Gate of Dead Links")
+                await robin.read(1)
+                await robin.type("1\r")
+                await robin.type("/export\r")
+                await robin.read(1)
+                await robin.type("/export\r")  # (a second time: the first may come while the turn is drawn)
+                await robin.wait_for("Transcript written")
+                deadline = time.monotonic() + 30
+                while not any(m[0] == "deliver_file_start" for m in robin.messages):
+                    assert time.monotonic() < deadline, f"no download was offered: {robin.messages}"
+                    await robin.read(0.2)
+                key = next(m[1] for m in robin.messages if m[0] == "deliver_file_start")
+                async with session.get(f"{served.url}download/{key}") as reply:
+                    body = await reply.text()
+                    assert reply.status == 200 and "attachment" in reply.headers["Content-Disposition"]
+    exported = list((locations.players_dir() / "robin" / "transcripts").glob("*.md"))
+    assert len(exported) == 1 and body == exported[0].read_text(encoding="utf-8")  # one per turn: overwritten
+    assert "You lift the lantern" in body
+
+
 def test_a_browser_message_is_bounded():
     assert bounded_input("x" * 10) == "x" * 10
     assert len(bounded_input("x" * (STDIN_MAX * 3))) == STDIN_MAX
