@@ -137,8 +137,9 @@ class Terminal:
 
     async def type(self, keys: str, pause: float = 0.06) -> None:
         """Keys as the page sends them for a person typing: one 'stdin' message per keystroke,
-        `pause` seconds apart (keys a few milliseconds apart can be lost between textual-serve
-        and Textual's web driver; no person types that fast)."""
+        `pause` seconds apart (keys that arrive together can be applied out of order by
+        Textual, a Backspace after the letters behind it: docs/serving.md; no person types
+        that fast)."""
         for key in keys:
             await self.ws.send_str(json.dumps(["stdin", key]))
             await asyncio.sleep(pause)
