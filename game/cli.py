@@ -54,6 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(play)
     play.add_argument("--context-log", metavar="FILE", type=Path,
                       help="append each prompt given to the model, as JSON lines")
+    # set by `storyteller serve` for each browser's game (game.players): not for people to type
+    play.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
+
+    serve = sub.add_parser("serve", help="serve the game to web browsers (one game per tab)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this computer only)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--max-players", type=int, metavar="N",
+                       help="games at once (default: what the free memory allows)")
+    serve.add_argument("--public", action="store_true",
+                       help="allow an address other computers can reach (textual-serve has no login)")
+    serve.add_argument("--no-spirit", action="store_true", help="serve without the narrator")
+    serve.add_argument("--seed", type=seed_value, help="seed for every game's story")
+    _model_options(serve)  # --server URL: one narrator server for every player's game
 
     narrate = sub.add_parser("narrate", help="the classic one-shot: the Spirit continues a prompt")
     narrate.add_argument("prompt")
@@ -196,6 +210,8 @@ def _dispatch(parser, args) -> int:
         return cmd_new(args)
     if args.command == "map":
         return cmd_map(args)
+    if args.command == "serve":
+        return cmd_serve(args)
     if args.command == "bench":
         from game.bench import run_bench
 
@@ -358,6 +374,14 @@ def cmd_play(args) -> int:
 
     quest_name = getattr(args, "quest", None)
     plain = getattr(args, "plain", False)
+    if getattr(args, "guest", False):
+        refused = [flag for flag, given in (("QUEST", quest_name), ("--plain", plain), ("--load", args.load),
+                                            ("--continue", args.resume), ("--watch", args.watch),
+                                            ("--context-log", args.context_log)) if given]
+        if refused:
+            _say_error(_("storyteller: a served game (--guest) does not take {options}")
+                       .format(options=", ".join(refused)))
+            return 2
     if sys.stdin is None:
         _say_error(_("storyteller: standard input is closed; there is no way to play"))
         return EXIT_IO
@@ -462,8 +486,13 @@ def run_tui(args, quest_name: str | None, session=None) -> int:
         narrator = _turn_narrator(args, loaded=(settings, personalities))
         if narrator is None:
             return 2
+    guest = None
+    if getattr(args, "guest", False):
+        from game.players import Guest
+
+        guest = Guest.for_host()
     app = make_app(settings, personalities, narrator=narrator, quest_path=path, session=session,
-                   seed=getattr(args, "seed", None), watch=getattr(args, "watch", False))
+                   seed=getattr(args, "seed", None), watch=getattr(args, "watch", False), guest=guest)
     app.handle_signals = True  # SIGTERM, SIGHUP, SIGINT: autosave, restore the terminal, exit
     app.run()
     return app.return_code or 0
@@ -565,6 +594,15 @@ def cmd_new(args) -> int:
     print(_("Wrote {path}\nCheck it:  storyteller validate {path}\nPlay it:   storyteller play {path} --plain --watch")
           .format(path=shown))
     return 0
+
+
+def cmd_serve(args) -> int:
+    from game.serve import run
+
+    if args.max_players is not None and args.max_players < 1:
+        _say_error(_("storyteller serve: --max-players must be 1 or more"))
+        return 2
+    return run(args)
 
 
 def cmd_map(args) -> int:

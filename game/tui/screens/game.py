@@ -25,6 +25,7 @@ from game.engine import Para, TurnResult
 from game.i18n import N_, _, ngettext
 from game.safe_text import inert_line
 from game.narrator import cleaning
+from game.players import ACTION_MAX
 from game.session import Session
 from game.tui.messages import NarrationChunk, NarrationDone, NarrationRestart
 from game.tui.widgets.action_input import ActionInput
@@ -85,7 +86,8 @@ class GameScreen(Screen):
     def compose(self) -> ComposeResult:
         yield StoryLog(id="story")
         yield Static(id="options")
-        yield ActionInput(id="action")
+        # a served player's action is bounded (game.players.ACTION_MAX); a local one is not
+        yield ActionInput(id="action", max_length=ACTION_MAX if self.app.guest is not None else 0)
         yield StatusBar(id="status")
         yield KeyBar(KEY_BAR)
 
@@ -543,7 +545,7 @@ class GameScreen(Screen):
             self.notify(_("Could not save: {reason}. Nothing was overwritten.").format(
                 reason=exc.strerror or exc), severity="error", markup=False)
             return
-        self.notify(_("Saved to {path}").format(path=path), markup=False)
+        self.notify(_("Saved to {path}").format(path=self.app.shown_path(path)), markup=False)
 
     def action_load(self) -> None:
         self.app.action_load_game()
@@ -555,7 +557,9 @@ class GameScreen(Screen):
             self.notify(_("Could not export: {reason}").format(reason=exc.strerror or exc),
                         severity="error", markup=False)
             return
-        self.notify(_("Transcript written to {path}").format(path=path), markup=False)
+        self.notify(_("Transcript written to {path}").format(path=self.app.shown_path(path)), markup=False)
+        if self.app.guest is not None and self.app.is_web:  # the player's folder is on the host:
+            self.app.deliver_text(path, save_filename=path.name)  # hand the browser a copy
 
     def action_context(self) -> None:
         from game.tui.screens.inspector import ContextInspector
