@@ -233,7 +233,7 @@ class ServerNarrator(Narrating):
         """Tokens of the window the prompt must leave free besides the reply (chat templates)."""
         return CHAT_RESERVE if self.api_style == "chat" else 0
 
-    def warm(self, prompt: str):
+    def warm(self, prompt: str, ahead=None):  # as NarratorService.warm, whose look-ahead it ignores
         return None  # the server keeps its own prompt cache
 
     def clear_cache(self) -> None:
