@@ -1,8 +1,9 @@
 """The status bar: scene, turn, the Spirit's state, the context gauge and what is carried.
 
 One line at every width: the most important parts stay and the rest give way in a
-fixed order (the gauge first, shortened then left out, then the Spirit's detail, then the carried things
-become a count, then the scene's title is shortened). `i` lists what is carried;
+fixed order: the context gauge (shortened, then left out), the Spirit's detail (but
+"carrying: nothing" goes before it), the carried things (then shown as a count), and
+last the scene's title is shortened. `i` lists what is carried;
 F1 says why the Spirit is silent. Meaning never rests on colour alone: every state
 is also spelled out in words.
 """
@@ -68,8 +69,12 @@ class StatusBar(Static):
 
     def render(self) -> Text:
         width = max(self.content_size.width, 1)
-        choices = [("full", True, True), ("short", True, True), ("short", True, False), (None, True, False),
-                   (None, False, True), (None, False, False)]
+        choices = [("full", True, True), ("short", True, True), (None, True, True)]
+        if self.inventory:  # what is carried before the Spirit's detail ("carrying: nothing" after it)
+            choices += [("short", True, False), (None, True, False), (None, False, True)]
+        else:
+            choices += [(None, False, True), (None, True, False)]
+        choices.append((None, False, False))
         chosen = None
         for gauge, items, detail in choices:
             chosen = self.parts(gauge, items, detail, None)
