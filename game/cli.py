@@ -348,7 +348,7 @@ def cmd_play(args) -> int:
         save_path = latest_autosave()
         if quest_name is not None:  # `play QUEST --continue`: that quest's own autosave
             from game.catalog import find_quest
-            from game.quest_loader import check_quest
+            from game.world.loader import check_quest
             from game.session import autosave_dir, autosave_name
 
             found = find_quest(quest_name)
