@@ -1,11 +1,16 @@
-"""`storyteller bench`: how fast the narrator is, next to the plain pipeline it replaced.
+"""`storyteller bench`: how fast the narrator is, next to the plain pipeline it replaced and its peers.
 
-Two worker processes load the same model: the *baseline*, the classic recipe's
-plain `pipeline("text-generation")` call in fp32 (temperature 0.8, top-k 50,
-top-p 0.95, repetition penalty 1.2), untouched; and the *game*, the narrator
-service the game uses (`game.narrator.service`, its fast path and prefix
-cache). The parent drives them in turns, one measurement on each side and then
-the next, so noise from other work on the machine hits both alike. Measured:
+Worker processes load the same model: the *game*, the narrator service the
+game uses (`game.narrator.service`, its fast path and prefix cache), and its
+peers: the *pipeline*, the classic recipe's plain `pipeline("text-generation")`
+call in fp32 (temperature 0.8, top-k 50, top-p 0.95, repetition penalty 1.2),
+untouched; with `--peers` also llama.cpp (llama-cpp-python) on GGUF q8_0 and
+f16 files written from the same weights (`game.narrator.gguf_export`), and
+CTranslate2 when installed (skipped with the reason otherwise, as is any peer
+that cannot run or crashes). The parent drives them in turns, one measurement
+on each side and then the next, so noise from other work on the machine hits
+all alike. The load average is sampled throughout; `targets` never calls a
+timed target met when it went above the physical cores (`busy_reason`). Measured:
 
 * time to the first token and decode tokens/s with prompts of ~16, ~512 and
   ~880 tokens, 128 new tokens forced (end-of-text is held off); the game's
@@ -649,60 +654,110 @@ def _server_generate(server, prompt: str, seed: int) -> dict:
 
 def run_quality(model: str | None, json_path: Path | None, out: TextIO = sys.stdout, *,
                 proxy_seconds: float | None = None) -> int:
-    """Compare every precision with fp32 on the bundled text: perplexity and next-token agreement."""
+    """Compare every precision with fp32: perplexity and next-token agreement.
+
+    First on the quality proxy (`game.narrator.proxy`: a small GPT-2 trained for
+    `proxy_seconds` on the bundled English text, measured on held-out paragraphs),
+    then on the real model when there is one (`model`, else the cached distilgpt2)
+    on the bundled tale. Each verdict (is int8 within `precision.INT8_MARGIN` of
+    fp32?) is recorded for `auto` (`precision.record_quality`).
+    """
+    from game.narrator import precision as formats
+    from game.narrator import proxy
+
+    seconds = proxy.DEFAULT_SECONDS if proxy_seconds is None else proxy_seconds
+    report: dict = {"margin": formats.INT8_MARGIN}
+    print(f"Training the quality proxy: a small GPT-2 on the bundled English text, for {seconds:g} s "
+          "at the lowest CPU priority...", file=out)
+    try:
+        with tempfile.TemporaryDirectory(prefix="storyteller-proxy-") as tmp:
+            trained = proxy.train_nicely(Path(tmp) / "proxy-gpt2", seconds)
+            rows = quality(str(Path(tmp) / "proxy-gpt2"), proxy.corpus()[1])
+    except Exception as error:  # noqa: BLE001 - one line, no traceback
+        print(f"storyteller bench: the quality proxy failed: {_first_line(error)}", file=out)
+        return 1
+    rows["training"] = trained
+    rows["int8_ok"] = formats.record_quality(formats.PROXY_KEY, rows)
+    report["proxy"] = rows
+    _print_quality(f"PROXY (not distilgpt2): a {trained['n_layer']}-layer, width-{trained['n_embd']} GPT-2 "
+                   f"trained {trained['steps']} steps ({trained['seconds']:g} s) on "
+                   f"{trained['training_tokens']} tokens; held-out text", rows, out)
     if model is None:
         from huggingface_hub import try_to_load_from_cache
 
         config = try_to_load_from_cache("distilgpt2", "config.json")
-        if not isinstance(config, str):
-            print("storyteller bench --quality needs the real distilgpt2, which is not in the local "
-                  "Hugging Face cache: download it with `storyteller model pull distilgpt2`, or pass "
-                  "--model DIR (random weights would say nothing about quality).", file=out)
+        if isinstance(config, str):
+            model = str(Path(config).parent)
+        else:
+            print("\nThe real distilgpt2 is not in the local Hugging Face cache, so only the proxy was "
+                  "measured: download it with `storyteller model pull distilgpt2` (or pass --model DIR) "
+                  "and run `storyteller bench --quality` again.", file=out)
+    if model is not None:
+        try:
+            rows = quality(model)
+        except Exception as error:  # a bad folder or file: one line, no traceback
+            print(f"storyteller bench: could not compare precisions on '{model}': {_first_line(error)}", file=out)
             return 1
-        model = str(Path(config).parent)
-    try:
-        rows = quality(model)
-    except Exception as error:  # a bad folder or file: one line, no traceback
-        print(f"storyteller bench: could not compare precisions on '{model}': {error}", file=out)
-        return 1
-    print(f"Precision vs fp32 on {text_file().name} ({rows['tokens']} tokens), model {model}", file=out)
+        rows["int8_ok"] = formats.record_quality(formats.model_key(model), rows)
+        report["model"], report["quality"] = model, rows
+        _print_quality(f"\nModel {model}, on {text_file().name}", rows, out)
+    if json_path is not None:
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _print_quality(title: str, rows: dict, out: TextIO) -> None:
+    from game.narrator import precision as formats
+
+    print(f"{title} ({rows['tokens']} tokens):", file=out)
     print(f"  lean fp32 vs the model's own forward: largest logit difference "
           f"{rows['lean_vs_model_max_diff']:.2g}", file=out)
     for name in ("fp32", "bf16", "int8"):
         row = rows["precisions"][name]
         print(f"  {name:5}  perplexity {row['perplexity']:9.3f}   next-token agreement with fp32 "
               f"{row['agreement']:6.1%}   largest logit difference {row['max_logit_diff']:.3g}", file=out)
-    if json_path is not None:
-        Path(json_path).write_text(json.dumps({"model": model, "quality": rows}, indent=2) + "\n",
-                                   encoding="utf-8")
-    return 0
+    margin = formats.INT8_MARGIN
+    print(f"  int8 {'is' if rows['int8_ok'] else 'is NOT'} within the margin (perplexity at most "
+          f"{margin['perplexity']:.0%} above fp32's, agreement at least {margin['agreement']:.0%})"
+          f"{'' if rows['int8_ok'] else ': `auto` will not choose int8 for it'}.", file=out)
 
 
-def quality(model: str) -> dict:
-    """Perplexity and argmax agreement with fp32 for each precision, on the bundled text."""
+def quality(model: str, text: str | None = None) -> dict:
+    """Perplexity and argmax agreement with fp32 for each precision, on `text` (default: the
+    bundled tale), computed in windows of the model's context length."""
     import math
 
     import torch
     import torch.nn.functional as F
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
     from game.narrator.fastgen import FastGenerator
 
+    hf_logging.set_verbosity_error()  # the text is longer than the window: it is computed in windows
+    hf_logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=True)
-    ids = tokenizer(text_file().read_text(encoding="utf-8")).input_ids[:1024]
-    target = torch.tensor(ids[1:])
+    ids = tokenizer(text_file().read_text(encoding="utf-8") if text is None else text).input_ids[:4096]
     rows: dict = {"tokens": len(ids), "precisions": {}}
     reference = None
     for name in ("fp32", "bf16", "int8"):
         loaded = AutoModelForCausalLM.from_pretrained(model, local_files_only=True, dtype=torch.float32)
+        window = min(1024, loaded.config.n_positions)
+        pieces = [ids[i:i + window] for i in range(0, len(ids), window) if len(ids[i:i + window]) > 1]
         if name == "fp32":
             with torch.inference_mode():
-                own = loaded(input_ids=torch.tensor([ids])).logits[0].float()
-        logits = FastGenerator.from_model(loaded, name).logits(ids)
+                own = torch.cat([loaded(input_ids=torch.tensor([p])).logits[0].float() for p in pieces])
+        generator = FastGenerator.from_model(loaded, name)
+        logits = torch.cat([generator.logits(p) for p in pieces])
         if reference is None:
             reference = logits
             rows["lean_vs_model_max_diff"] = float((logits - own).abs().max())
-        nll = F.cross_entropy(logits[:-1], target)
+        # each piece predicts its own next tokens (the last position of a piece has no target)
+        keep = torch.cat([torch.arange(len(p) - 1) + sum(len(q) for q in pieces[:j])
+                          for j, p in enumerate(pieces)])
+        target = torch.cat([torch.tensor(p[1:]) for p in pieces])
+        nll = F.cross_entropy(logits[keep], target)
         rows["precisions"][name] = {
             "perplexity": round(math.exp(float(nll)), 4),
             "agreement": round(float((logits.argmax(-1) == reference.argmax(-1)).float().mean()), 4),
@@ -1020,5 +1075,5 @@ def _worker_main(args: list[str]) -> int:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
         sys.exit(_worker_main(sys.argv[2:]))
-    print("usage: storyteller bench [--model DIR] [--json FILE] [--quick] [--quality]", file=sys.stderr)
+    print("usage: storyteller bench [--model DIR] [--json FILE] [--quick] [--peers] [--quality]", file=sys.stderr)
     sys.exit(2)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from game import __version__
 from game.diagnostics import GameFileError, display_path
-from game.i18n import _
+from game.i18n import _, language_for, ngettext, set_language
 from game.safe_text import inert, inert_line
 
 # Exit codes (documented in docs/reliability.md): 0 done, 1 a file has problems, 2 bad usage
@@ -39,14 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="storyteller",
         description="A terminal text adventure narrated by the Storyteller Spirit (distilgpt2).")
     parser.add_argument("--version", action="version", version=f"storyteller {__version__}")
+    _game_options(parser)  # bare `storyteller` is the game: it takes play's game options
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     play = sub.add_parser("play", help="play a quest")
     play.add_argument("quest", nargs="?", help="quest file, folder or id")
     play.add_argument("--plain", action="store_true", help="play in a plain terminal (no TUI)")
-    play.add_argument("--seed", type=seed_value, help="seed for reproducible stories (0 to 4294967295)")
-    play.add_argument("--no-spirit", action="store_true",
-                      help="play without the language-model narrator (authored text only)")
+    _game_options(play, model=False)
     play.add_argument("--load", metavar="SAVE", type=Path, help="continue a saved game (a save file)")
     play.add_argument("--continue", dest="resume", action="store_true",
                       help="continue the most recent autosave")
@@ -55,6 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(play)
     play.add_argument("--context-log", metavar="FILE", type=Path,
                       help="append each prompt given to the model, as JSON lines")
+    # set by `storyteller serve` for each browser's game (game.players): not for people to type
+    play.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
+
+    serve = sub.add_parser("serve", help="serve the game to web browsers (one game per tab)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this computer only)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--max-players", type=int, metavar="N",
+                       help="games at once (default: what the free memory allows)")
+    serve.add_argument("--public", action="store_true",
+                       help="allow an address other computers can reach (textual-serve has no login)")
+    serve.add_argument("--no-spirit", action="store_true", help="serve without the narrator")
+    serve.add_argument("--seed", type=seed_value, help="seed for every game's story")
+    _model_options(serve)  # --server URL: one narrator server for every player's game
 
     narrate = sub.add_parser("narrate", help="the classic one-shot: the Spirit continues a prompt")
     narrate.add_argument("prompt")
@@ -102,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _game_options(parser: argparse.ArgumentParser, model: bool = True) -> None:
+    """The options of a game: `storyteller` and `storyteller play` take the same ones."""
+    parser.add_argument("--seed", type=seed_value, help="seed for reproducible stories (0 to 4294967295)")
+    parser.add_argument("--no-spirit", action="store_true",
+                        help="play without the language-model narrator (authored text only)")
+    if model:
+        _model_options(parser)
+
+
 def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="M", help="hub id or local model folder (default: distilgpt2)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the model runs")
@@ -128,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         if sys.stderr is not None:
             print(_("storyteller: standard output is closed; nothing can be shown"), file=sys.stderr)
         return EXIT_IO
+    set_language("en")  # the commands speak English; a game follows its quest (and the settings)
     try:
         code = _dispatch(parser, args)
         sys.stdout.flush()
@@ -187,6 +210,8 @@ def _dispatch(parser, args) -> int:
         return cmd_new(args)
     if args.command == "map":
         return cmd_map(args)
+    if args.command == "serve":
+        return cmd_serve(args)
     if args.command == "bench":
         from game.bench import run_bench
 
@@ -206,8 +231,7 @@ def cmd_validate(args) -> int:
 
     errors = warnings = 0
     budget = None  # (tokenizer, window, personalities): loaded for the first quest with no errors only
-    for raw in args.paths:
-        path = Path(raw)
+    for path in [p for raw in args.paths for p in _quest_paths(Path(raw))]:
         quest, problems = check_quest(path)  # syntax and schema first: no tokenizer loads for a broken file
         if quest is not None and not any(p.severity == "error" for p in problems):
             from game.personality import DEFAULT_PERSONALITY
@@ -224,11 +248,15 @@ def cmd_validate(args) -> int:
         errors += sum(p.severity == "error" for p in problems)
         warnings += sum(p.severity == "warning" for p in problems)
         if quest is not None and not any(p.severity == "error" for p in problems):
-            print(f"{inert_line(display_path(resolve_quest_path(path)))}: ok: \"{inert_line(quest.title)}\" ({quest.id}): "
-                  f"{_count(len(quest.scenes), 'scene')}, {_count(len(quest.endings), 'ending')}, "
-                  f"{_count(len(quest.items), 'item')}, {_count(len(quest.flags), 'flag')}")
+            counts = ", ".join([
+                ngettext("{n} scene", "{n} scenes", len(quest.scenes)).format(n=len(quest.scenes)),
+                ngettext("{n} ending", "{n} endings", len(quest.endings)).format(n=len(quest.endings)),
+                ngettext("{n} item", "{n} items", len(quest.items)).format(n=len(quest.items)),
+                ngettext("{n} flag", "{n} flags", len(quest.flags)).format(n=len(quest.flags))])
+            print(f"{inert_line(display_path(resolve_quest_path(path)))}: ok: \"{inert_line(quest.title)}\" ({quest.id}): {counts}")
     if errors or warnings:
-        print(f"{_count(errors, 'error')}, {_count(warnings, 'warning')}")
+        print(ngettext("{n} error", "{n} errors", errors).format(n=errors) + ", "
+              + ngettext("{n} warning", "{n} warnings", warnings).format(n=warnings))
     return 1 if errors or (args.strict and warnings) else 0
 
 
@@ -244,7 +272,8 @@ def _budget_tools(args):
 
         (tokenizer, reason), window = budget_tokenizer(), 1024
         if reason:
-            print(inert_line(f"note: the token-budget check is skipped: {reason}"), file=sys.stderr)
+            print(inert_line(_("note: the token-budget check is skipped: {reason}").format(reason=reason)),
+                  file=sys.stderr)
     else:
         tokenizer, window = budget
     return tokenizer, window, load_personalities()[0]
@@ -277,8 +306,17 @@ def _server_budget(args):
     return narrator.tokenizer, narrator.window - narrator.prompt_reserve
 
 
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+def _quest_paths(path: Path) -> list[Path]:
+    """What `validate PATH` checks: a quest file, a quest folder (with quest.yaml), or a folder
+    of quests (each .yaml/.yml file in it and each quest folder in it, in name order)."""
+    from game.world.schema import QUEST_FILE
+
+    if not path.is_dir() or (path / QUEST_FILE).exists():
+        return [path]
+    found = sorted(p for p in path.iterdir()
+                   if (p.is_file() and p.suffix.lower() in (".yaml", ".yml"))
+                   or (p.is_dir() and (p / QUEST_FILE).is_file()))
+    return found or [path / QUEST_FILE]  # none: "file not found" names what was looked for
 
 
 def cmd_quests(args) -> int:
@@ -287,14 +325,15 @@ def cmd_quests(args) -> int:
 
     entries = all_quests()
     if not entries:
-        print("No quests found.")
+        print(_("No quests found."))
     for e in entries:
-        status = "" if e.playable else "  [has errors: run storyteller validate]"
-        print(inert_line(f"{e.id}  ({e.origin}, {e.language})  {e.title} by {e.author}{status}"))
+        status = "  " + _("[has errors: run storyteller validate]") if not e.playable else ""
+        print(inert_line(f"{e.id}  ({e.origin}, {e.language})  {e.title} " +
+                         _("by {author}").format(author=e.author) + status))
         if e.summary:
             print(f"    {inert(e.summary)}")
         print(f"    {inert_line(display_path(e.path))}")
-    print(f"\nYour own quests go in: {locations.user_quests_dir()}")
+    print("\n" + inert_line(_("Your own quests go in: {folder}").format(folder=locations.user_quests_dir())))
     return 0
 
 
@@ -313,7 +352,8 @@ def _open_quest(name: str | None, after_errors: str = ""):
 
     path = _resolve_quest(name)
     if path is None:
-        print(inert_line(f"storyteller: no quest named '{name}'; see `storyteller quests`"), file=sys.stderr)
+        print(inert_line(_("storyteller: no quest named '{name}'; see `storyteller quests`").format(name=name)),
+              file=sys.stderr)
         return None, 2
     try:
         return load_quest(path), 0
@@ -334,6 +374,14 @@ def cmd_play(args) -> int:
 
     quest_name = getattr(args, "quest", None)
     plain = getattr(args, "plain", False)
+    if getattr(args, "guest", False):
+        refused = [flag for flag, given in (("QUEST", quest_name), ("--plain", plain), ("--load", args.load),
+                                            ("--continue", args.resume), ("--watch", args.watch),
+                                            ("--context-log", args.context_log)) if given]
+        if refused:
+            _say_error(_("storyteller: a served game (--guest) does not take {options}")
+                       .format(options=", ".join(refused)))
+            return 2
     if sys.stdin is None:
         _say_error(_("storyteller: standard input is closed; there is no way to play"))
         return EXIT_IO
@@ -383,6 +431,7 @@ def cmd_play(args) -> int:
         if quest is None:
             return code
     loaded = _load_settings()
+    set_language(language_for(quest.language, loaded[0].language))
     narrate = None
     if not args.no_spirit:
         from game.plain import PlainSpirit
@@ -428,7 +477,8 @@ def run_tui(args, quest_name: str | None, session=None) -> int:
     if quest_name is not None:
         path = _resolve_quest(quest_name)
         if path is None:
-            print(inert_line(f"storyteller: no quest named '{quest_name}'; see `storyteller quests`"), file=sys.stderr)
+            print(inert_line(_("storyteller: no quest named '{name}'; see `storyteller quests`").format(
+                name=quest_name)), file=sys.stderr)
             return 2
     settings, personalities = _load_settings()
     narrator = None
@@ -436,8 +486,13 @@ def run_tui(args, quest_name: str | None, session=None) -> int:
         narrator = _turn_narrator(args, loaded=(settings, personalities))
         if narrator is None:
             return 2
+    guest = None
+    if getattr(args, "guest", False):
+        from game.players import Guest
+
+        guest = Guest.for_host()
     app = make_app(settings, personalities, narrator=narrator, quest_path=path, session=session,
-                   seed=getattr(args, "seed", None), watch=getattr(args, "watch", False))
+                   seed=getattr(args, "seed", None), watch=getattr(args, "watch", False), guest=guest)
     app.handle_signals = True  # SIGTERM, SIGHUP, SIGINT: autosave, restore the terminal, exit
     app.run()
     return app.return_code or 0
@@ -462,9 +517,8 @@ def _turn_narrator(args, quest=None, loaded=None):
     settings, personalities = loaded or _load_settings()
     personality = getattr(args, "personality", None)
     if personality and personality not in personalities:
-        print(inert_line(f"storyteller: unknown personality '{personality}'; known: "
-                         f"{', '.join(personalities)}"), file=sys.stderr)
-        return None
+        print(inert_line(_("storyteller: unknown personality '{name}'; known: {known}").format(
+            name=personality, known=", ".join(personalities))), file=sys.stderr)
     try:
         return make_turn_narrator(settings, personalities, quest=quest, model=getattr(args, "model", None),
                                   device=getattr(args, "device", None), dtype=getattr(args, "dtype", None),
@@ -492,10 +546,11 @@ def cmd_narrate(args) -> int:
             return 2
         sampling = sampling.with_values(max_new_tokens=value)
     service = narrator.service
-    print("(The Storyteller Spirit is waking...)", file=sys.stderr)
+    print(_("(The Storyteller Spirit is waking...)"), file=sys.stderr)
     service.load()
     if service.status != "ready":
-        print(inert_line(f"storyteller: the Spirit is silent: {service.reason}"), file=sys.stderr)
+        print(inert_line(_("storyteller: the Spirit is silent: {reason}").format(reason=service.reason)),
+              file=sys.stderr)
         return 1
 
     sys.stdout.write(inert(args.prompt))
@@ -505,8 +560,8 @@ def cmd_narrate(args) -> int:
             sys.stdout.write(inert(chunk))
             sys.stdout.flush()
     except Exception as exc:  # the model failed mid-story: say so in one line
-        print("\n" + inert_line(f"storyteller: the Spirit lost its words: {str(exc).splitlines()[0] if str(exc) else exc!r}"),
-              file=sys.stderr)
+        print("\n" + inert_line(_("storyteller: the Spirit lost its words: {error}").format(
+            error=str(exc).splitlines()[0] if str(exc) else repr(exc))), file=sys.stderr)
         return 1
     sys.stdout.write("\n")
     return 0
@@ -519,7 +574,7 @@ def cmd_model(args) -> int:
         return hub.pull(args.name, out=sys.stderr)
     models = hub.cached_models()
     if not models:
-        print("No models in the Hugging Face cache. Download one with: storyteller model pull")
+        print(_("No models in the Hugging Face cache. Download one with: storyteller model pull"))
         return 0
     for m in models:
         print(inert_line(f"{m.repo_id}  {hub.format_size(m.size)}  {m.path}"))
@@ -536,8 +591,18 @@ def cmd_new(args) -> int:
         print(f"storyteller: {inert(str(exc))}", file=sys.stderr)
         return 1
     shown = display_path(path)
-    print(f"Wrote {shown}\nCheck it:  storyteller validate {shown}\nPlay it:   storyteller play {shown} --plain --watch")
+    print(_("Wrote {path}\nCheck it:  storyteller validate {path}\nPlay it:   storyteller play {path} --plain --watch")
+          .format(path=shown))
     return 0
+
+
+def cmd_serve(args) -> int:
+    from game.serve import run
+
+    if args.max_players is not None and args.max_players < 1:
+        _say_error(_("storyteller serve: --max-players must be 1 or more"))
+        return 2
+    return run(args)
 
 
 def cmd_map(args) -> int:

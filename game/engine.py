@@ -89,7 +89,7 @@ class Engine:
     # -- queries -------------------------------------------------------------------
     def say(self, key: str, **values) -> str:
         """One of the game's own sentences, in the quest's language."""
-        return phrase(self.quest.language, key, **values)
+        return phrase(self.quest.language, key, address=self.quest.address, **values)
 
     @property
     def scene(self) -> Scene:
@@ -158,7 +158,7 @@ class Engine:
         """What the player sees first (or, after a load, where they are now)."""
         paras = self._opening_paras
         if paras is None or self._undo:  # the stored opening is only true at the start
-            paras = self._scene_paras()
+            paras = self._scene_paras(first_visit=self.state.visits.get(self.state.scene) == 1)
         result = TurnResult(self.state.turn, "", "opening", list(paras), self.state.scene,
                             True, self.ending, self.options(), narrate=False)
         if self.ended:
@@ -222,8 +222,9 @@ class Engine:
         return "\n".join(lines)
 
     def _free_text(self, raw: str, command: Command) -> TurnResult:
-        action = resolved(command.text) if command.text != normalize(raw) or raw.split()[0].lower() == "x" \
-            else raw.strip()
+        # The player's own words, unless they used an abbreviation ("n", "x hook"): then what it means.
+        abbreviated = command.text != normalize(raw) or command.text.split()[0] == "x"
+        action = resolved(command.text) if abbreviated else raw.strip()
         result = self._choose(action, command.text)
         if result is not None:
             return result

@@ -41,7 +41,7 @@ class PreparedTurn:
 
 
 def state_card(engine: Engine) -> StateCard:
-    """The quest's truth: scene title, what the player carries, flags that are set."""
+    """The quest's truth: scene title, what the player carries, flags that are set, the score."""
     quest, state = engine.quest, engine.state
     carrying = [quest.items[i].name for i in state.inventory if i in quest.items]
     facts = []
@@ -51,7 +51,8 @@ def state_card(engine: Engine) -> StateCard:
                 facts.append(flag.replace("_", " "))
         elif truthy(value):
             facts.append(f"{flag.replace('_', ' ')}: {value}")
-    return StateCard(engine.scene.title, carrying, facts)
+    score = f"{state.score} of {quest.max_score}" if quest.scored else ""
+    return StateCard(engine.scene.title, carrying, facts, score)
 
 
 def context_request(engine: Engine, result: TurnResult, persona: str,
@@ -127,9 +128,23 @@ class TurnNarrator:
                 raise
             sampling = sampling.with_values(max_new_tokens=half)
             prompt = self.builder().build(request, half)
+        prompt = self._fit_chat(request, prompt, sampling.max_new_tokens)
         seed = None if self.seed is None else self.seed + result.turn + attempt * RETRY_SEED_STEP
         previous = [t.narration for t in engine.history[:-1] if t.narration][-3:]
         return PreparedTurn(result.turn, prompt, sampling, seed, previous)
+
+    def _fit_chat(self, request: ContextRequest, prompt: BuiltPrompt, max_new_tokens: int) -> BuiltPrompt:
+        """A server's chat API wraps each message in its template's tokens: build with a smaller
+        window until the prompt, that overhead and the reply fit the model's window."""
+        overhead = getattr(self.service, "chat_overhead", None)
+        for _ in range(8):
+            over = 0 if overhead is None else \
+                prompt.prompt_tokens + max_new_tokens + overhead(prompt.messages) - self.service.window
+            if over <= 0:
+                return prompt
+            room = prompt.prompt_tokens + max_new_tokens - over  # strictly less than this prompt needs
+            prompt = ContextBuilder(self.service.tokenizer, room).build(request, max_new_tokens)
+        raise ValueError("the chat messages do not fit the server's window")
 
     def upcoming(self, engine: Engine) -> str:
         """The start of the next turn's prompt, as far as it is known before the player acts.

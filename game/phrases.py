@@ -1,7 +1,8 @@
 """The game's own words in the story (not the quest's): per quest language.
 
 A Russian quest should not say "You now have ковш". The engine, the rules and
-the plain front end take their sentences from here, by the quest's `language`;
+the plain front end take their sentences from here, by the quest's `language` and
+its form of `address` (formal, the default, or informal: «ты» in Russian);
 unknown languages fall back to English. Built-in commands are understood in
 every language listed, whatever the quest's language.
 """
@@ -77,6 +78,25 @@ PHRASES: dict[str, dict[str, str]] = {
     },
 }
 
+# The informal form of address ("ты" in Russian), for quests with `address: informal`:
+# only the sentences that differ; the rest are the same as the formal ones.
+INFORMAL: dict[str, dict[str, str]] = {
+    "ru": {
+        "gained": "Теперь у тебя есть: {item}.",
+        "lost": "У тебя больше нет: {item}.",
+        "won": "Победа!",
+        "lost_game": "Ты проиграл.",
+        "carry_nothing": "У тебя ничего нет.",
+        "carry": "У тебя с собой:",
+        "pick_range": "выбери от 1 до {count}",
+        "ended": "Квест окончен. Начни заново, чтобы сыграть ещё раз.",
+        "unanswered": "Квест на это не отвечает. (Выбери вариант или осмотрись.)",
+        "help": ("Пиши, что делаешь, своими словами, или номер варианта. "
+                 "Команды: осмотреться (о), инвентарь (и), помощь (?), отмена (undo)."),
+        "undone": "(Шаг назад: ход отменён.)",
+    },
+}
+
 # Built-in commands, in every language (the parser lower-cases input first).
 COMMAND_WORDS: dict[str, str] = {
     "look": "look", "l": "look", "look around": "look",
@@ -92,6 +112,11 @@ UNDO_WORDS = {"undo", "отмена", "отменить"}
 QUIT_WORDS = {"quit", "exit", "q"}  # not "выйти": in a Russian quest it means "go out"
 
 
-def phrase(language: str, key: str, **values) -> str:
-    table = PHRASES.get((language or "en").split("-")[0].lower(), PHRASES["en"])
+def phrase(language: str, key: str, address: str = "formal", **values) -> str:
+    """One of the game's sentences in `language`, in the quest's form of `address`
+    (formal or informal; languages with one form ignore it)."""
+    lang = (language or "en").split("-")[0].lower()
+    table = PHRASES.get(lang, PHRASES["en"])
+    if address == "informal" and key in INFORMAL.get(lang, {}):
+        return INFORMAL[lang][key].format(**values)
     return table.get(key, PHRASES["en"][key]).format(**values)

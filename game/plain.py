@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Callable, TextIO
 
 from game.engine import Engine, Para, TurnResult
+from game.i18n import _
 from game.narrator import cleaning
 from game.phrases import QUIT_WORDS, UNDO_WORDS  # undo is never "u": the parser reads it as "up"
 from game.safe_text import decoded, inert, inert_line
@@ -58,7 +59,8 @@ class PlainGame:
         try:
             self.session.autosave()
         except OSError as exc:
-            self.write(f"(Autosave failed: {exc.strerror or exc}. The previous autosave is intact.)\n")
+            self.write(_("(Autosave failed: {reason}. The previous autosave is intact.)").format(
+                reason=exc.strerror or exc) + "\n")
 
     def write(self, text: str = "") -> None:
         self.out.write(inert(text))
@@ -162,13 +164,13 @@ class PlainGame:
         """The quest's files changed: carry the game over, or keep the old version."""
         result = self.session.reload()
         if result.engine is None:
-            self.write("(The quest file changed but cannot be loaded; still playing the old version.)\n")
+            self.write(_("(The quest file changed but cannot be loaded; still playing the old version.)") + "\n")
             for problem in result.problems:
                 if problem.severity == "error":
                     self.write(f"  {problem.format()}\n")
             return
         self.watcher.watch(self.engine.quest.files)
-        self.write("(The quest was reloaded: " + "; ".join(result.notes) + ".)\n")
+        self.write(_("(The quest was reloaded: {notes}.)").format(notes="; ".join(result.notes)) + "\n")
 
 
 @contextmanager
@@ -223,23 +225,24 @@ class PlainSpirit:
             if service.status != "loading":
                 service.start()
             if not service.wait(0.3):
-                self.err.write("(The Storyteller Spirit is waking...)\n")
+                self.err.write(_("(The Storyteller Spirit is waking...)") + "\n")
                 self.err.flush()
                 service.wait()
         if service.status != "ready":
             if self.told_silent != service.reason:  # each new reason once
                 self.told_silent = service.reason
-                write(f"\n(The Storyteller Spirit is silent: {service.reason}. "
-                      "The quest's own words go on.)\n")
+                write("\n" + _("(The Storyteller Spirit is silent: {reason}. The quest's own words go on.)")
+                      .format(reason=service.reason) + "\n")
             return False
-        for note in getattr(service, "notes", ()):  # e.g. sampling values a server does not take
+        notes_for = getattr(service, "notes_for", None)  # a server: sampling values it cannot take
+        for note in notes_for(self.narrator.sampling) if notes_for else ():
             if note not in self.told:
                 self.told.add(note)
                 write(f"\n(Storyteller Spirit: {note})\n")
         try:
             prepared = self.narrator.prepare(engine, result)
         except ValueError as exc:  # the model's window cannot hold a prompt at all
-            write(f"\n(The Spirit cannot narrate this turn: {exc}.)\n")
+            write("\n" + _("(The Spirit cannot narrate this turn: {reason}.)").format(reason=exc) + "\n")
             return False
         shown = ""
         raw = ""
@@ -255,7 +258,7 @@ class PlainSpirit:
         def on_restart(reason: str) -> None:
             nonlocal raw, shown
             if shown:
-                write("\n(The Spirit falters, and begins again.)\n")
+                write("\n" + _("(The Spirit falters, and begins again.)") + "\n")
             raw, shown = "", ""
 
         write("\n")
@@ -269,7 +272,7 @@ class PlainSpirit:
         if shown or final:
             write("\n")
         if narration.error:
-            write(f"(The Spirit lost its words: {narration.error})\n")
+            write(_("(The Spirit lost its words: {error})").format(error=narration.error) + "\n")
         problem = getattr(self.narrator, "take_log_problem", lambda: None)()
         if problem:
             self.err.write(inert_line(f"storyteller: {problem}") + "\n")

@@ -160,7 +160,7 @@ class Session:
     def export_markdown(self, path: str | Path | None = None) -> Path:
         """Write the transcript as Markdown (to the transcripts folder unless a path is given)."""
         if path is None:
-            path = locations.data_dir() / "transcripts" / f"{self.quest.id}-turn-{self.engine.state.turn}.md"
+            path = locations.transcripts_dir() / f"{self.quest.id}-turn-{self.engine.state.turn}.md"
         path = Path(path)
         write_atomic(path, to_markdown(self.engine, self.opening))
         return path

@@ -4,8 +4,8 @@
 (e.g. the llama.cpp test server) except the completion and chat calls, which it answers
 with the `fault`: "busy" (HTTP 429, Retry-After: 7), "forbidden" (HTTP 403), "garbage"
 (an HTML page with status 200), "huge" (an endless stream of large events), "hang"
-(it reads the request and never answers) or "cut" (a few good events, then the
-connection drops); `looks_like` makes it pass for another kind of server (see LOOKS).
+(it reads the request and never answers), "cut" (a few good events, then the
+connection drops) or "echo" (HTTP 500 repeating the request's Authorization header); `looks_like` makes it pass for another kind of server (see LOOKS).
 Its `.url` is an OpenAI base URL (…/v1).
 """
 
@@ -18,7 +18,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-FAULTS = ("busy", "forbidden", "garbage", "huge", "hang", "cut")
+FAULTS = ("busy", "forbidden", "garbage", "huge", "hang", "cut", "echo")
 # `looks_like`: "generic" hides the tokenize endpoints (a server that cannot count, like Ollama's
 # OpenAI API); "llama.cpp" also answers GET /props as llama.cpp's own server does (its context
 # size and chat template), which llama-cpp-python's server has no route for.
@@ -96,6 +96,9 @@ class FaultyProxy:
                     return self._send(403, b'{"detail": "Forbidden"}', "application/json")
                 if fault == "garbage":
                     return self._send(200, b"<html><body>Welcome to nginx!</body></html>", "text/html")
+                if fault == "echo":  # a hostile server repeats the request's key in its error
+                    said = json.dumps({"error": {"message": f"bad key {self.headers.get('Authorization')}"}})
+                    return self._send(500, said.encode(), "application/json")
                 if fault == "hang":
                     proxy.released.wait(120)
                     return

@@ -96,28 +96,50 @@ def test_a_folder_that_is_no_model_fails_in_one_line(tmp_path):
     assert last.startswith("storyteller bench: ") and "Traceback" not in out.getvalue()
 
 
-def test_quality_compares_each_precision_with_fp32(tiny_model_dir, tmp_path):
+def test_quality_compares_each_precision_with_fp32_on_the_proxy_and_the_model(tiny_model_dir, tmp_path):
+    """A seconds-long proxy training here; `storyteller bench --quality` trains it for minutes."""
+    from game.narrator import precision
+
     out = io.StringIO()
     path = tmp_path / "quality.json"
-    assert bench.run_quality(str(tiny_model_dir), path, out) == 0
-    rows = json.loads(path.read_text())["quality"]
-    assert rows["tokens"] > 500 and rows["lean_vs_model_max_diff"] < 1e-4
-    assert set(rows["precisions"]) == {"fp32", "bf16", "int8"}
-    fp32 = rows["precisions"]["fp32"]
-    assert fp32["agreement"] == 1.0 and fp32["max_logit_diff"] == 0.0
-    for name in ("bf16", "int8"):
-        assert rows["precisions"][name]["agreement"] >= 0.9
-        assert rows["precisions"][name]["perplexity"] == pytest.approx(fp32["perplexity"], rel=0.05)
-    assert "next-token agreement" in out.getvalue()
+    assert bench.run_quality(str(tiny_model_dir), path, out, proxy_seconds=2) == 0, out.getvalue()
+    report = json.loads(path.read_text())
+    assert report["margin"] == precision.INT8_MARGIN
+    for rows in (report["proxy"], report["quality"]):
+        assert rows["tokens"] > 500 and rows["lean_vs_model_max_diff"] < 1e-4
+        assert set(rows["precisions"]) == {"fp32", "bf16", "int8"}
+        fp32 = rows["precisions"]["fp32"]
+        assert fp32["agreement"] == 1.0 and fp32["max_logit_diff"] == 0.0
+        for name in ("bf16", "int8"):
+            assert rows["precisions"][name]["agreement"] >= 0.9
+            assert rows["precisions"][name]["perplexity"] == pytest.approx(fp32["perplexity"], rel=0.05)
+        assert rows["int8_ok"] == precision.int8_sound(rows)
+    assert report["proxy"]["training"]["steps"] >= 1
+    # the verdicts are recorded for `auto`: the proxy's, and the measured model's under its folder
+    assert precision.int8_allowed("any/unmeasured-model") is report["proxy"]["int8_ok"]
+    assert precision.int8_allowed(str(tiny_model_dir)) is report["quality"]["int8_ok"]
+    text = out.getvalue()
+    assert "PROXY (not distilgpt2)" in text and "next-token agreement" in text and "within the margin" in text
 
 
-def test_quality_without_the_real_model_says_how_to_get_it(tmp_path, monkeypatch):
+def test_the_proxy_is_held_out_text_it_never_trained_on():
+    from game.narrator import proxy
+
+    train, held = proxy.corpus()
+    assert len(train) > 10_000 and len(held) > 2_000
+    paragraphs = set(train.split("\n\n"))
+    assert not any(p in paragraphs for p in held.split("\n\n"))
+    assert "frog" in held.lower()  # the public-domain tale is in both halves
+
+
+def test_quality_without_the_real_model_measures_the_proxy_and_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     out = io.StringIO()
-    assert bench.run_bench(None, None, True, out=out) == 1
+    assert bench.run_bench(None, None, True, out=out, proxy_seconds=1) == 0
+    assert "PROXY (not distilgpt2)" in out.getvalue()
     assert "storyteller model pull distilgpt2" in out.getvalue()
 
 
@@ -172,3 +194,33 @@ def test_a_target_that_needs_a_missing_peer_is_not_measurable_and_says_why():
         assert targets[key]["status"] == "not measurable" and targets[key]["value"] is None
         assert "llama-cpp-python is not installed" in targets[key]["why"]
     assert targets["decode_880_vs_pipeline"]["status"] == "met"
+
+
+def test_on_an_amx_cpu_llama_cpp_q8_0_is_loaded_without_its_extra_buffer_types(tiny_model_dir, tmp_path,
+                                                                               monkeypatch):
+    """llama-cpp-python 0.3.36 crashed on GPT-2 q8_0 through its AMX buffer type; q8_0 worked with
+    `use_extra_bufts` off, so the benchmark turns it off there (and only there)."""
+    pytest.importorskip("llama_cpp")
+    gguf_export = pytest.importorskip("game.narrator.gguf_export")
+    from llama_cpp import llama as llama_module
+
+    from game.narrator import precision
+
+    params = llama_module.llama_cpp
+    monkeypatch.setattr(params, "llama_model_default_params", params.llama_model_default_params)  # restored after
+    path = tmp_path / "tiny-q8_0.gguf"
+    gguf_export.export_gguf(tiny_model_dir, path, kind="q8_0")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni"}))
+    llm, setup = bench.open_llama(str(path), "f16")  # not q8_0: nothing changed
+    llm.close()
+    assert "use_extra_bufts" not in setup and params.llama_model_default_params().use_extra_bufts
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "amx_int8", "amx_tile"}))
+    llm, setup = bench.open_llama(str(path), "q8_0")
+    try:
+        assert "use_extra_bufts off" in setup and "flash attention on" in setup
+        assert params.llama_model_default_params().use_extra_bufts is False
+        assert llm.n_threads == precision.threads()
+        ids = llm.tokenize(b"Once upon a time", add_bos=False)
+        assert len(list(zip(range(3), llm.generate(ids, temp=0.8, top_k=50, top_p=0.95)))) == 3
+    finally:
+        llm.close()

@@ -431,9 +431,13 @@ def test_parser_words_are_the_parsers():
     go_verbs = re.search(r"a verb such as ([^.]+?) or (\w+), plus", FLAT)
     assert set(verbs) <= VERBS and set(go_verbs.group(1).split(", ") + [go_verbs.group(2)]) <= GO_VERBS
     for command, words in {"look": ["look", "l", "look around"], "inventory": ["inventory", "i", "inv"],
-                           "help": ["help", "h", "?"]}.items():
+                           "help": ["help", "h", "?"], "wait": ["wait", "z"], "again": ["again", "g"]}.items():
         assert all(COMMANDS[w] == command and f"`{w}`" in TEXT for w in words), command
     assert all(f"`{d}`" in TEXT for d in DIRECTIONS)
+    from game.world.parser import VERB_ALIASES
+
+    for typed in ("x", "get", "hang", "wear", "read", "use", "drop"):  # the Inform verbs section 5 names
+        assert typed in VERB_ALIASES and re.search(rf"`{typed}[ `]", TEXT), typed
 
 
 # -- numbers ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ On distilgpt2's shape (random weights) bf16 measures about 1% and int8 about 3.4
 
 from __future__ import annotations
 
+import json
 import queue
 import subprocess
 import sys
@@ -243,6 +244,36 @@ def test_choosing_a_precision():
     assert precision.threads() >= 1
 
 
+def _quality_rows(perplexity: float, agreement: float) -> dict:
+    return {"precisions": {"fp32": {"perplexity": 20.0, "agreement": 1.0},
+                           "bf16": {"perplexity": 20.1, "agreement": 0.99},
+                           "int8": {"perplexity": perplexity, "agreement": agreement}}}
+
+
+def test_auto_leaves_int8_out_where_bench_quality_found_it_loses_too_much(monkeypatch, tmp_path):
+    """`auto` learns from the verdicts `bench --quality` records: the model's own, else the proxy's."""
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_vnni", "avx512_bf16"}))
+    if precision.int8_engine() is None:
+        pytest.skip("this torch has no int8 engine")
+    big, model, other = 80_000_000, str(tmp_path), "some/other-model"
+    assert precision.choose("auto", "cpu", big, model)[0] == ("int8" if precision.PROXY_INT8_SOUND else "bf16")
+    assert precision.int8_sound(_quality_rows(20.39, 0.96))  # within 2% and at least 95%
+    assert not precision.int8_sound(_quality_rows(20.41, 0.99))
+    assert not precision.int8_sound(_quality_rows(20.0, 0.94))
+    assert precision.record_quality(precision.model_key(model), _quality_rows(21.0, 0.97)) is False
+    assert precision.choose("auto", "cpu", big, model) == ("bf16", None)  # its own verdict
+    assert precision.choose("int8", "cpu", big, model) == ("int8", None)  # asked for: the player decides
+    assert precision.record_quality(precision.PROXY_KEY, _quality_rows(20.1, 0.99)) is True
+    assert precision.choose("auto", "cpu", big, other) == ("int8", None)  # not measured: the proxy's verdict
+    assert precision.choose("auto", "cpu", big, model) == ("bf16", None)  # measured: its own still wins
+    precision.record_quality(precision.PROXY_KEY, _quality_rows(25.0, 0.80))
+    assert precision.choose("auto", "cpu", big, other) == ("bf16", None)
+    verdicts = precision._verdicts_path()
+    assert json.loads(verdicts.read_text())[precision.PROXY_KEY]["int8_ok"] is False
+    verdicts.write_text("{not json")  # a damaged file: the shipped proxy verdict holds, nothing breaks
+    assert precision.int8_allowed(model) is precision.PROXY_INT8_SOUND
+
+
 def test_stop_conditions_min_tokens_and_the_window(tiny_model_dir, ids):
     gen = from_checkpoint(tiny_model_dir, "fp32")
     seen = []
@@ -393,3 +424,11 @@ def test_prompts_computed_ahead_into_spare_caches_are_taken_and_change_no_story(
     stream = service.stream(other + " The end.", few, seed=3)
     list(stream)
     assert stream.reused == 0  # clearing the cache clears the spares too
+
+    def broken():
+        raise RuntimeError("a quest that cannot be played ahead")
+
+    service.clear_cache()
+    thread = service.warm(expected, ahead=broken)
+    thread.join(30)
+    assert len(service.generator.cached) == 256  # looking ahead failed: the warm-up is kept

@@ -343,7 +343,7 @@ def test_missing_quest_file(tmp_path):
      ["unknown condition 'hass' in choice 1 of scene 'a'", "did you mean 'has'"]),
     ("ending: e}", "ending: e, choices: [{label: L, effects: [{giv: k}]}]}", "giv",
      ["unknown effect 'giv' in choice 1 of scene 'a'", "did you mean 'give'"]),
-    ("title: Mini", "title: Mini\nzzz: 1", "zzz", ["unknown key 'zzz'", "allowed keys: author"]),
+    ("title: Mini", "title: Mini\nzzz: 1", "zzz", ["unknown key 'zzz'", "allowed keys: address, author"]),
 ])
 def test_unknown_keys_with_did_you_mean(tmp_path, old, new, needle, words):
     path = write_quest(tmp_path, "q.yaml", MINI.replace(old, new))

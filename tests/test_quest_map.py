@@ -369,3 +369,14 @@ def test_graphviz_accepts_the_dot(maze):
                                 text=True, timeout=60)
         assert result.returncode == 0 and not result.stderr.strip(), result.stderr
         assert "<svg" in result.stdout
+
+
+def test_hidden_options_and_typed_answers_that_end_the_quest_are_on_the_map():
+    from tests.conftest import QUESTS
+
+    quest = load_quest(QUESTS / "cloak-of-darkness.yaml")
+    scenes, endings = reachable(quest)
+    assert scenes == {"foyer", "cloakroom", "bar"} and endings == {"won", "lost"}
+    text = render_map(quest)
+    assert "typed: read a message in the sawdust [needs: disturbed ≤ 1] → ★ ENDING win" in text
+    assert "Endings never reached" not in text

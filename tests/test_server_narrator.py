@@ -83,7 +83,11 @@ def test_connects_with_the_servers_model_window_and_tokenizer(narrator, llama_se
     assert narrator.api_style == "completion" and "no chat template" in narrator.api_reason
     about = narrator.describe()
     assert "completion API" in about and "window 1024" in about and "/extras/tokenize" in about
-    assert narrator.notes == []  # it takes every sampling value the personalities use
+    # it takes top_k and the repetition penalty; no server takes no_repeat_ngram_size: named
+    assert narrator.notes_for(Sampling(no_repeat_ngram_size=0)) == []
+    assert narrator.notes_for(Sampling(no_repeat_ngram_size=3)) == [
+        "This server (llama-cpp-python) does not take no_repeat_ngram_size: the personality's value for it "
+        "cannot be used."]
 
 
 def test_the_settings_window_is_kept_within_the_servers(llama_server):
@@ -223,7 +227,8 @@ def test_chat_style_sends_messages_through_the_servers_chat_template(chat_narrat
         messages = prepared.prompt.messages
         assert messages[0]["role"] == "system" and messages[-1]["role"] == "user"
         assert messages[-1]["content"].startswith("> ")
-        assert prepared.prompt.prompt_tokens + prepared.sampling.max_new_tokens <= 1024 - chat_narrator.prompt_reserve
+        overhead = chat_narrator.chat_overhead(messages)
+        assert prepared.prompt.prompt_tokens + prepared.sampling.max_new_tokens + overhead <= 1024
     record = json.loads(log.read_text(encoding="utf-8").splitlines()[-1])
     assert record["narrator"]["api_style"] == "chat" and record["messages"] == told[-1][0].prompt.messages
     chunks = []
@@ -232,6 +237,21 @@ def test_chat_style_sends_messages_through_the_servers_chat_template(chat_narrat
                                             {"role": "user", "content": "go on"}])
     chunks = list(stream)
     assert chunks and stream.new_tokens >= 1
+
+
+def test_chat_prompts_with_the_templates_own_tokens_fit_the_window(llama_server):
+    """The server's own count of the templated prompt (usage.prompt_tokens) leaves room for the reply."""
+    narrator = connected(llama_server.url, api_style="chat", window=400)
+    told = play_turns(narrator, ACTIONS * 2)
+    assert any(p.prompt.with_status("trimmed") for p, _ in told)
+    for prepared, _ in told:
+        request = urllib.request.Request(llama_server.url + "/chat/completions", method="POST",
+                                         headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"messages": prepared.prompt.messages,
+                                                          "max_tokens": 1}).encode())
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            used = json.loads(reply.read())["usage"]["prompt_tokens"]
+        assert used + prepared.sampling.max_new_tokens <= 400
 
 
 def test_plain_play_narrates_every_turn_from_the_server(llama_server, tmp_path):
@@ -251,6 +271,8 @@ def test_plain_play_narrates_every_turn_from_the_server(llama_server, tmp_path):
         assert record["prompt_tokens"] == len(server_tokens(llama_server, record["prompt"]))
         assert record["window"] == 1024 and record["narrator"]["server"] == llama_server.url
     assert run.stdout.count("\n~ ") >= 1  # the Spirit's words, as they came from the server
+    assert run.stdout.count("(Storyteller Spirit: This server (llama-cpp-python) does not take "
+                            "no_repeat_ngram_size: the personality's value for it cannot be used.)") == 1
 
 
 # --- failures: one line each, the game goes on ----------------------------------------------------
@@ -296,6 +318,14 @@ def test_a_server_that_wants_a_key_names_the_variable_and_the_key_never_shows(ke
     assert told
     seen = narrator.describe() + json.dumps(narrator.log_record()) + log.read_text(encoding="utf-8")
     assert KEY not in seen
+
+
+def test_a_server_that_repeats_the_key_in_its_error_never_gets_it_shown(llama_server, monkeypatch):
+    monkeypatch.setenv("STORYTELLER_API_KEY", KEY)
+    with FaultyProxy(llama_server.root, "echo") as proxy:
+        story = connected(proxy.url).narrate(PROMPT, FEW, seed=1)
+    assert story.error == "the server failed (HTTP 500): bad key Bearer ***"
+    assert any(headers.get("Authorization") == f"Bearer {KEY}" for _, _, headers in proxy.requests)
 
 
 def test_forbidden_names_the_variable(llama_server, monkeypatch):
@@ -446,8 +476,10 @@ def test_a_server_that_cannot_count_gets_a_stated_upper_bound_that_never_overflo
         assert unknown.count_source.startswith("AN UPPER BOUND")
         assert "ASSUMED" in unknown.describe() and "AN UPPER BOUND" in unknown.describe()
         # top_k and the repetition penalty are not OpenAI API fields: said once, never sent
-        assert unknown.notes == ["This server (openai-compatible) does not take top_k and repetition_penalty: "
-                                 "the personality's values for them are not used."]
+        assert unknown.notes_for(Sampling(no_repeat_ngram_size=3)) == [
+            "This server (openai-compatible) does not take top_k, repetition_penalty and no_repeat_ngram_size: "
+            "the personality's values for them cannot be used."]
+        assert unknown.notes_for(Sampling(top_k=0, repetition_penalty=1.0)) == []  # all off: nothing lost
         _, body = unknown.request_body("x", None, Sampling(top_k=5, repetition_penalty=1.5), None, (), 0)
         assert not {"top_k", "repeat_penalty", "repetition_penalty"} & set(body)
         narrator = connected(proxy.url, window=1024)

@@ -26,6 +26,8 @@ async def test_the_app_narrates_through_the_server_esc_cancels_and_f2_says_how(l
     app = build(personalities, narrator)
     async with running(app, wake=True) as pilot:
         assert app.notes[0].message == f"The Storyteller Spirit is awake (tiny-gpt2 on server 127.0.0.1:{llama_server.port})."
+        assert app.notes[1].message == ("This server (llama-cpp-python) does not take no_repeat_ngram_size: the "
+                                        "personality's value for it cannot be used.")  # named once
         screen = game(app)
         await act(pilot, "take the lantern", settle=False)
         await wait_until(pilot, lambda: kinds(app, "narration") and kinds(app, "narration")[-1],
@@ -45,3 +47,4 @@ async def test_the_app_narrates_through_the_server_esc_cancels_and_f2_says_how(l
         assert about.startswith(f"server {llama_server.url}, model tiny-gpt2: completion API (auto: the server "
                                 "reports no chat template); window 1024 tokens")
         assert "counts: the server's tokenizer (/extras/tokenize)" in about
+        assert sum("does not take" in note.message for note in app.notes) == 1

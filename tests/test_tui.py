@@ -130,8 +130,9 @@ class ScriptedSpirit:
         for _ in range(n):
             self._permits.release()
 
-    def warm(self, prompt: str, ahead=None):  # as NarratorService.warm (ahead: lookahead prompts)
+    def warm(self, prompt: str, ahead=None):  # as NarratorService.warm (ahead: prompts that may come)
         self.warmed.append(prompt)
+        self.ahead = [] if ahead is None else ahead()  # the scene-entering prompts played ahead
         return None
 
     def narrate(self, prompt, sampling, *, seed=None, previous=(), stop_strings=(), on_chunk=None,
@@ -467,7 +468,7 @@ async def test_story_log_options_and_status_bar(spirit, personalities):
 
         await act(pilot, "1")
         assert paragraphs(app)[3:] == [
-            ("action", "1"),
+            ("action", "Take the cursor lantern"),  # the option's label, never a bare "1"
             ("text", "You lift the lantern off its hook. Its cursor blinks faster, as if glad of company."),
             ("change", "You now have a cursor lantern."),
             ("narration", default_script(1)),
@@ -489,11 +490,36 @@ async def test_story_log_options_and_status_bar(spirit, personalities):
         shown = screen_text(app)
         line = next(x for x in shown.splitlines() if "turn 1" in x)  # one line, at 80 columns too
         assert "The Gate of Dead Links  turn 1  Spirit: ready  carrying: a cursor lantern" in line
+        await pilot.resize_terminal(120, 30)  # room for the gauge
+        await pilot.pause()
+        assert f"context {bar.context_used}/1024 [" in screen_text(app)
+        await pilot.resize_terminal(90, 24)  # room for its short form
+        await pilot.pause()
+        assert f"context {round(100 * bar.context_used / 1024)}%  carrying" in screen_text(app)
+        await pilot.resize_terminal(80, 24)
         # Commands that take no turn are answered without the Spirit.
         await act(pilot, "i")
         assert paragraphs(app)[-1] == ("info", "You carry:\n- a cursor lantern: A glass lantern with a "
                                                "blinking cursor inside. It never stops blinking.")
         assert len(spirit.calls) == 1 and bar.turn == 1
+
+
+async def test_an_option_picked_by_number_shows_and_is_told_by_its_label(spirit, personalities):
+    """Cloak of Darkness in the TUI: "2" and "s" appear in the story, the Spirit's prompt and the
+    export as what they mean; a catch-all's turn is narrated; the score is in the status bar."""
+    app = build(personalities, scripted(spirit, personalities), quest=QUESTS / "cloak-of-darkness.yaml")
+    async with running(app, wake=True) as pilot:
+        await play(pilot, ["2", "hang cloak on hook", "e", "1"])
+        actions = kinds(app, "action")
+        assert actions == ["Go west to the cloakroom", "hang cloak on hook", "go east", "Go south into the bar"]
+        assert status(app).score == "1/2" and "score 1/2" in screen_text(app)
+        prompts = [call["prompt"] for call in spirit.calls]
+        assert "Go west to the cloakroom" in prompts[0] and "> 2" not in prompts[-1]
+        assert "Score: 1 of 2" in prompts[-1]
+        assert "quite empty" in prompts[-1]  # the lit bar's description, the variant in force
+        await pilot.press("ctrl+t")
+        path = locations.data_dir() / "transcripts" / "cloak-of-darkness-turn-4.md"
+        assert "**> Go south into the bar**" in path.read_text(encoding="utf-8")
 
 
 async def test_input_history_with_up_and_down(spirit, personalities):
@@ -509,7 +535,7 @@ async def test_input_history_with_up_and_down(spirit, personalities):
             seen.append(box.value)
         assert seen == ["i", "look", "look", "i", "half typed"]
         await pilot.press("up", "enter")
-        await wait_until(pilot, lambda: kinds(app, "action") == ["look", "i", "i"])
+        await wait_until(pilot, lambda: kinds(app, "action") == ["look", "inventory", "inventory"])  # "i" resolved
 
 
 async def test_after_a_narration_the_next_prompts_start_is_computed_ahead(gpt2_tokenizer, personalities):

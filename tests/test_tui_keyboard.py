@@ -5,6 +5,7 @@ Driven through Textual's pilot like tests/test_tui.py, whose helpers it uses."""
 
 from __future__ import annotations
 
+import pytest
 from textual import events
 from textual.widgets import Button, DataTable, Input, OptionList, Select
 
@@ -19,7 +20,7 @@ from game.tui.screens.title import TitleScreen
 from game.tui.widgets.action_input import ActionInput
 from game.tui.widgets.story_log import StoryLog, StoryParagraph
 from tests.test_tui import personalities, spirit  # noqa: F401 (fixtures)
-from tests.test_tui import (MARKUP_QUEST, ScriptedSpirit, act, build, default_script, game, kinds,
+from tests.test_tui import (MARKUP_QUEST, ScriptedSpirit, act, build, game, kinds,
                             opens, paragraphs, play, playing, running, screen_text, scripted, showing,
                             status, wait_until, write_user_quest)
 
@@ -146,16 +147,12 @@ async def test_the_ending_dialog_is_focused_and_keep_reading_does_not_end_it_aga
         await showing(pilot, EndingScreen)
         await pilot.press("enter")  # play again
         await wait_until(pilot, lambda: isinstance(app.screen, GameScreen) and not kinds(app, "action"))
-    # Continued from the autosave, the ending is shown once.
+    # Continued from the autosave: the new game after "Play again", with no ending yet.
     app = build(personalities, quest=None)
     async with running(app, TitleScreen) as pilot:
-        await act_on_title(pilot)
+        await pilot.press("enter")  # Continue
         await playing(pilot)
-        assert kinds(app, "ending-title") == []  # the new game after "Play again" has no ending yet
-
-
-async def act_on_title(pilot) -> None:
-    await pilot.press("enter")  # Continue
+        assert kinds(app, "ending-title") == []
 
 
 async def test_a_finished_game_continued_shows_its_ending_once(personalities):
@@ -171,7 +168,7 @@ async def test_a_finished_game_continued_shows_its_ending_once(personalities):
         await playing(pilot)
         text = [t for _, t in paragraphs(app)]
         assert sum("You are out." in t for t in text) == 1, text
-        assert kinds(app, "ending-title") == [] or kinds(app, "ending-title") == ["[b]Free[/b]"]
+        assert sum("[b]Free[/b]" in t for t in text) == 1  # the title once: in the last turn, not again
         assert paragraphs(app)[-1] == ("info", "You won.")
 
 
@@ -250,7 +247,6 @@ async def test_notifications_do_not_cover_the_options_or_the_input(spirit, perso
 # -- 8. the status bar: one line at 80 and 60 columns, no model path -------------------------
 async def test_the_status_bar_is_one_line_at_80_and_60_columns(gpt2_tokenizer, personalities):
     from game.narrator.service import Loading
-    from game.tui.screens.game import GameScreen as _Game  # noqa: F401
 
     spirit = ScriptedSpirit(gpt2_tokenizer, wakes=False)
     app = build(personalities, scripted(spirit, personalities))
@@ -346,3 +342,27 @@ async def test_settings_show_the_model_in_use_and_bordered_fields(gpt2_tokenizer
         field = screen.query_one("#model", Input)
         assert field.value == "distilgpt2"
         assert field.styles.border_top[0] not in ("", "none", "hidden") and field.outer_size.height == 3
+
+
+# -- 15. bare `storyteller` takes the game options --------------------------------------------
+@pytest.mark.parametrize("argv, narrator, seed", [
+    (["--no-spirit", "--seed", "5"], False, 5),
+    (["--model", "{model}", "--device", "cpu", "--precision", "fp32", "--personality", "grim-chronicler"],
+     True, None),
+])
+def test_the_bare_command_takes_the_game_options(monkeypatch, tiny_model_dir, argv, narrator, seed):
+    from game import cli
+    from game.tui.app import StorytellerApp
+
+    seen = {}
+
+    def headless_run(app):  # App.run, without a real terminal
+        seen["app"] = app
+
+    monkeypatch.setattr(StorytellerApp, "run", headless_run)
+    assert cli.main([a.replace("{model}", str(tiny_model_dir)) for a in argv]) == 0
+    app = seen["app"]
+    assert (app.narrator is not None) == narrator and app.seed == seed
+    if narrator:
+        assert app.narrator.service.model_name == str(tiny_model_dir)
+        assert app.narrator.persona == app.personalities["grim-chronicler"].persona

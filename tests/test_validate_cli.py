@@ -234,3 +234,34 @@ def test_validate_never_imports_transformers_or_torch(quest, tmp_path):
     else:
         assert rc == 0 and imported == ["tokenizers"]
     assert took < 3.0  # well under a second on a quiet machine; generous for a busy one
+def test_a_folder_of_quests_validates_each_file_with_one_exit_status(here, capsys):
+    write_quest(here, "shelf/a.yaml", GOOD)
+    write_quest(here, "shelf/b.yml", GOOD.replace("id: lantern-test", "id: b-test"))
+    write_quest(here, "shelf/woods/quest.yaml", GOOD.replace("id: lantern-test", "id: woods"))
+    code, lines, err = run_validate(capsys, "shelf")
+    assert code == 0, lines
+    assert [line.split(":")[0] for line in lines] == ["shelf/a.yaml", "shelf/b.yml", "shelf/woods/quest.yaml"]
+    assert all(": ok: " in line for line in lines)
+    # One bad file: every file is still reported, and the one status is 1.
+    write_quest(here, "shelf/c.yaml", BAD.replace("id: lantern-test", "id: c-test"))
+    code, lines, err = run_validate(capsys, "shelf")
+    assert code == 1
+    assert sum(": ok: " in line for line in lines) == 3
+    assert any(line.startswith("shelf/c.yaml:") and ": error: " in line for line in lines)
+    assert re.match(r"\d+ errors?, 0 warnings", lines[-1])
+    # --strict: a warning anywhere fails the folder.
+    write_quest(here, "warn/w.yaml", GOOD.replace("scenes:\n", "scenes:\n  attic: {title: Attic, description: Dusty.}\n"))
+    write_quest(here, "warn/ok.yaml", GOOD.replace("id: lantern-test", "id: ok-test"))
+    assert run_validate(capsys, "warn")[0] == 0
+    assert run_validate(capsys, "--strict", "warn")[0] == 1
+    # An empty folder says what it looked for.
+    (here / "empty").mkdir()
+    code, lines, _ = run_validate(capsys, "empty")
+    assert code == 1 and lines[0].startswith("empty/quest.yaml:1:1: error:")
+
+
+def test_the_bundled_quests_folder_validates(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    code, lines, err = run_validate(capsys, "quests/")
+    assert code == 0, lines
+    assert sum(": ok: " in line for line in lines) == len(list((ROOT / "quests").glob("*.yaml")))

@@ -138,7 +138,8 @@ class FastGenerator:
         meter = meter or formats.CoreMeter()
         torch.set_num_threads(threads or meter.free)
         device = model.device.type
-        chosen, note = formats.choose(precision, device, sum(p.numel() for p in model.parameters()))
+        chosen, note = formats.choose(precision, device, sum(p.numel() for p in model.parameters()),
+                                      getattr(model.config, "_name_or_path", None) or None)
         model.eval()
         config = model.config
         window = window or getattr(config, "n_positions", None) or config.max_position_embeddings
@@ -173,7 +174,7 @@ class FastGenerator:
 
         meter = meter or formats.CoreMeter()
         torch.set_num_threads(threads or meter.free)
-        chosen, note = formats.choose(precision, device, parameter_count(config))
+        chosen, note = formats.choose(precision, device, parameter_count(config), str(folder))
         path = str(Path(folder) / "model.safetensors")
         with safe_open(path, "pt") as f:
             names = set(f.keys())

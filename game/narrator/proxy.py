@@ -61,12 +61,12 @@ def _quest_prose() -> list[str]:
 
 
 def corpus() -> tuple[str, str]:
-    """(training text, held-out text): the bundled English paragraphs, every 5th one held out."""
+    """(training text, held-out text): the bundled English paragraphs (each once), every 5th held out."""
     paragraphs = []
     for path in sorted((locations.assets_dir() / "texts").glob("*.txt")):
         text = path.read_text(encoding="utf-8")
         paragraphs += [" ".join(p.split()) for p in text.split("\n\n") if p.strip()]
-    paragraphs += _quest_prose()
+    paragraphs = list(dict.fromkeys(paragraphs + _quest_prose()))  # each once: held-out text is never trained on
     train = [p for i, p in enumerate(paragraphs) if i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1]
     held = [p for i, p in enumerate(paragraphs) if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1]
     return "\n\n".join(train), "\n\n".join(held)
@@ -84,10 +84,14 @@ def train(folder: Path, seconds: float = DEFAULT_SECONDS, seed: int = 0) -> Path
     folder = write_tokenizer(Path(folder))
     tokenizer = GPT2TokenizerFast.from_pretrained(folder)
     text, _held = corpus()
-    ids = torch.tensor(tokenizer(text).input_ids)
+    full_ids = torch.tensor(tokenizer(text).input_ids)
+    # trained on the few thousand tokens the text uses (GPT-2's 50257-row head would take most of
+    # the time), then put into a GPT-2 of the full vocabulary; the other rows keep their random start
+    used, ids = torch.unique(full_ids, return_inverse=True)
+    torch.set_num_threads(1)  # a small model: one thread never waits for a core another program holds
     torch.manual_seed(seed)
     config = GPT2Config(**SHAPE, vocab_size=50257, bos_token_id=50256, eos_token_id=50256)
-    model = GPT2LMHeadModel(config)
+    model = GPT2LMHeadModel(GPT2Config(**SHAPE, vocab_size=len(used)))
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     began, steps, losses = time.monotonic(), 0, []
@@ -103,10 +107,16 @@ def train(folder: Path, seconds: float = DEFAULT_SECONDS, seed: int = 0) -> Path
         optimizer.step()
         steps += 1
         losses.append(float(loss))
-    model.eval()
-    model.save_pretrained(folder)
+    full = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            if name == "transformer.wte.weight":
+                full.transformer.wte.weight[used] = value
+            elif name != "lm_head.weight":  # tied to the embedding
+                full.state_dict()[name].copy_(value)
+    full.save_pretrained(folder)
     (folder / "proxy.json").write_text(json.dumps({
-        "seconds": round(time.monotonic() - began, 1), "steps": steps, "training_tokens": len(ids),
+        "seconds": round(time.monotonic() - began, 1), "steps": steps, "training_tokens": len(ids), "vocabulary_used": len(used),
         "final_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 3), **SHAPE}, indent=2) + "\n",
         encoding="utf-8")
     return folder

@@ -54,7 +54,8 @@ API_STYLES = ("auto", "completion", "chat")
 DEFAULT_KEY_ENV = "STORYTELLER_API_KEY"
 DEFAULT_TIMEOUT = 60.0
 ASSUMED_WINDOW = 2048      # when neither the server nor the settings say
-CHAT_RESERVE = 64          # tokens kept free for what a chat template adds around the messages
+CHAT_RESERVE = 64          # tokens kept free for what a chat template adds around the messages...
+CHAT_PER_MESSAGE = 8       # ... plus this many per message (role markers, separators)
 CONNECT_TIMEOUT = 5.0
 MAX_BODY_BYTES = 4_000_000  # a JSON answer larger than this is not read
 REPLY_BYTES_PER_TOKEN = 64  # a streamed reply larger than this per token asked for (+ 16 KB) is cut
@@ -73,6 +74,8 @@ _EXTRAS = {
     "vllm": {"top_k": "top_k", "repetition_penalty": "repetition_penalty"},
     "openai-compatible": {},
 }
+# Sampling values beyond the OpenAI basics, and the value at which each does nothing.
+_OFF = {"top_k": 0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
 _MIN_TOKENS = {"llama-cpp-python": "min_tokens", "vllm": "min_tokens"}
 
 
@@ -194,7 +197,7 @@ class ServerNarrator(Narrating):
         self.api_reason = ""
         self.window_source = ""
         self.count_source = ""
-        self.notes: list[str] = []            # said once: sampling values this server does not take
+        self.notes: list[str] = []            # what the last request could not send (see notes_for)
         self._client = None
         self._settled = threading.Event()
         self._start_lock = threading.Lock()
@@ -233,8 +236,13 @@ class ServerNarrator(Narrating):
         """Tokens of the window the prompt must leave free besides the reply (chat templates)."""
         return CHAT_RESERVE if self.api_style == "chat" else 0
 
-    def warm(self, prompt: str):
-        return None  # the server keeps its own prompt cache
+    def chat_overhead(self, messages: Sequence[dict]) -> int:
+        """Tokens a chat template may add around `messages` (0 for the completion API): the
+        prompt's count plus this plus the reply must fit the window."""
+        return CHAT_RESERVE + CHAT_PER_MESSAGE * len(messages) if self.api_style == "chat" else 0
+
+    def warm(self, prompt: str, ahead=None):
+        return None  # the server keeps its own prompt cache (and nothing is computed ahead)
 
     def clear_cache(self) -> None:
         pass
@@ -257,12 +265,32 @@ class ServerNarrator(Narrating):
             self._settled.clear()
         threading.Thread(target=self.load, name="storyteller-server", daemon=True).start()
 
+    def unsent(self, sampling: Sampling) -> list[str]:
+        """The sampling values that are in use (not at their 'off' value) and that this kind of
+        server does not take, so they are not sent."""
+        extras = _EXTRAS[self._kind]
+        return [name for name, off in _OFF.items() if name not in extras and getattr(sampling, name) != off]
+
+    def notes_for(self, sampling: Sampling) -> list[str]:
+        """One sentence naming the values `sampling` sets that this server cannot take (front ends
+        say it once); [] when it takes them all."""
+        names = self.unsent(sampling)
+        if not names:
+            return []
+        listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        return [f"This server ({self._kind}) does not take {listed}: the personality's "
+                f"value{'s' if len(names) > 1 else ''} for {'them' if len(names) > 1 else 'it'} "
+                "cannot be used."]
+
     def describe(self) -> str:
         """One line for the inspector: server, model, API style, window and how tokens are counted."""
         if self._status != "ready":
             return f"server {self.config.url}: {self._status}" + (f" ({self._reason})" if self._reason else "")
         line = (f"server {self.config.url}, model {self.model_name}: {self.api_style} API ({self.api_reason}); "
                 f"window {self._window} tokens ({self.window_source}); counts: {self.count_source}")
+        if self.api_style == "chat":
+            line += (f"; kept free for the chat template: {CHAT_RESERVE} tokens + {CHAT_PER_MESSAGE} per "
+                     "message")
         return " ".join([line] + self.notes)
 
     def log_record(self) -> dict:
@@ -347,10 +375,6 @@ class ServerNarrator(Narrating):
             self.api_style, self.api_reason = "chat", "auto: the server reports a chat template"
         else:
             self.api_style, self.api_reason = "completion", "auto: the server reports no chat template"
-        extras = _EXTRAS[self._kind]
-        missing = [name for name in ("top_k", "repetition_penalty") if name not in extras]
-        self.notes = ([f"This server ({self._kind}) does not take {' and '.join(missing)}: "
-                       "the personality's values for them are not used."] if missing else [])
 
     def _server_window(self, entry: dict) -> tuple[int | None, str, str | None]:
         """(window, where it came from, chat template) from the models entry and llama.cpp's /props."""
@@ -443,11 +467,14 @@ class ServerNarrator(Narrating):
         try:
             return json.loads(data)
         except ValueError:
-            raise ServerError(f"the server's answer to {doing} is not JSON "
-                              f"({_content_type(response.headers)}): {_preview(data)}") from None
+            raise ServerError(self._scrub(f"the server's answer to {doing} is not JSON "
+                                          f"({_content_type(response.headers)}): {_preview(data)}")) from None
 
     def _status_line(self, code: int, data: bytes, headers, url: str) -> str:
-        """One line for an HTTP error status."""
+        """One line for an HTTP error status (never holding the API key, even if the server echoes it)."""
+        return self._scrub(self._status_text(code, data, headers, url))
+
+    def _status_text(self, code: int, data: bytes, headers, url: str) -> str:
         detail = _detail(data)
         env = self.config.api_key_env
         if code in (401, 403):
@@ -479,7 +506,10 @@ class ServerNarrator(Narrating):
         return f"the server answered HTTP {code}{': ' + detail if detail else ''}"
 
     def _explain(self, error: BaseException) -> str:
-        """One line for a network-level failure."""
+        """One line for a network-level failure (never holding the API key)."""
+        return self._scrub(self._explain_text(error))
+
+    def _explain_text(self, error: BaseException) -> str:
         import httpx
 
         url, timeout = self.config.url, self.config.timeout
@@ -534,6 +564,7 @@ class ServerNarrator(Narrating):
         """(URL, JSON body) of one streamed completion or chat completion."""
         body: dict = {"model": self._model, "stream": True, "max_tokens": sampling.max_new_tokens,
                       "temperature": sampling.temperature, "top_p": sampling.top_p}
+        self.notes = self.notes_for(sampling)
         for name, field in _EXTRAS[self._kind].items():
             body[field] = getattr(sampling, name)
         if seed is not None:
@@ -659,11 +690,8 @@ class ServerStream:
             stop.set()
             response = held.get("response")
             if response is not None:
-                try:
-                    response.close()  # closes the connection: the server stops generating
-                except Exception:  # noqa: BLE001 - it is being dropped anyway
-                    pass
-            reader.join(2)
+                _hang_up(response)  # the server sees the client gone and stops generating
+            reader.join(2 if response is not None else 0.5)  # a reader still waiting for headers is left
             self.cancelled = self._cancel.is_set()
             self.finish_reason = held.get("finish")
             if isinstance(held.get("usage"), int) and not self.cancelled:
@@ -763,6 +791,24 @@ def _piece(data, chat: bool, held: dict, whole: bool = False) -> str:
     if text is not None and not isinstance(text, str):
         raise ServerError("the server's reply holds text that is not a string")
     return text or ""
+
+
+def _hang_up(response) -> None:
+    """Close a streamed response now, from another thread: shutting the socket down wakes the
+    reader thread out of a blocked read at once (closing alone may leave it waiting)."""
+    import socket
+
+    try:
+        network = response.extensions.get("network_stream")
+        sock = network.get_extra_info("socket") if network is not None else None
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
+    try:
+        response.close()
+    except Exception:  # noqa: BLE001 - it is being dropped anyway
+        pass
 
 
 def _bounded(response) -> bytes:

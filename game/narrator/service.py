@@ -260,11 +260,20 @@ class NarratorService(Narrating):
                 try:
                     ids = self._tokenizer(prompt).input_ids[:-1]  # its last token may merge with what follows
                     self._fast.warm(ids, should_stop=stop.is_set)
-                    for slot, text in enumerate(ahead() if ahead is not None else ()):
-                        if stop.is_set() or slot >= fastgen.SPARES:
+                except Exception:  # noqa: BLE001 - the cache is dropped; narration does not depend on it
+                    self._fast.forget()
+                    return
+                try:
+                    others = list(ahead()) if ahead is not None and not stop.is_set() else []
+                except Exception:  # noqa: BLE001 - looking ahead is a bonus: the main cache stays
+                    log.debug("looking ahead failed", exc_info=True)
+                    return
+                try:
+                    for slot, text in enumerate(others[:fastgen.SPARES]):
+                        if stop.is_set():
                             break
                         self._fast.warm_spare(self._tokenizer(text).input_ids[:-1], slot, should_stop=stop.is_set)
-                except Exception:  # noqa: BLE001 - the cache is dropped; narration does not depend on it
+                except Exception:  # noqa: BLE001 - as above
                     self._fast.forget()
 
         thread = self._warm_thread = threading.Thread(target=run, name="storyteller-warm", daemon=True)

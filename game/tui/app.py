@@ -33,9 +33,15 @@ class StorytellerApp(App):
     ]
 
     def __init__(self, settings, personalities, narrator=None, quest_path: Path | None = None,
-                 session: Session | None = None, seed: int | None = None, watch: bool = False):
+                 session: Session | None = None, seed: int | None = None, watch: bool = False,
+                 guest=None):
         super().__init__()
-        self.watch_quest = watch  # reload the quest when its files are saved
+        # A served game (game.players.Guest): it asks for a player name and plays from that
+        # player's folder; no watching files, no paths from outside.
+        self.guest = guest
+        self.player = None  # game.players.Player, once the served player has given a name
+        self.host_settings = settings
+        self.watch_quest = watch and guest is None  # reload the quest when its files are saved
         self.settings = settings
         self.personalities = personalities
         self.narrator = narrator  # game.narration.TurnNarrator, or None to play without the Spirit
@@ -115,7 +121,8 @@ class StorytellerApp(App):
             self.spirit_status, self.spirit_detail = "ready", ""
             self.notify(_("The Storyteller Spirit is awake ({model} on {device}).").format(
                 model=short_paths(str(event.model)), device=event.device), markup=False)
-            for note in getattr(self.narrator.service, "notes", ()):  # a server's: said once
+            notes_for = getattr(self.narrator.service, "notes_for", None)  # a server: values it cannot take
+            for note in notes_for(self.narrator.sampling) if notes_for else ():  # each said once
                 if note not in self._told_notes:
                     self._told_notes.add(note)
                     self.notify(note, markup=False)
@@ -138,8 +145,49 @@ class StorytellerApp(App):
                 if method is not None:
                     method()
 
+    # -- the served player -------------------------------------------------------------
+    def claim_player(self, name: str) -> str | None:
+        """Play as `name` (a served game): their folder, their settings. Returns what is wrong
+        with the name instead, or None when it is taken."""
+        from game import locations
+        from game.players import PlayerBusy, guest_settings, open_player
+        from game.settings import load_settings
+
+        try:
+            player = open_player(name)
+        except (ValueError, PlayerBusy) as exc:
+            return str(exc)
+        except OSError as exc:
+            return _("Your folder could not be made: {reason}").format(reason=exc.strerror or exc)
+        if self.player is not None:
+            self.player.release()
+        self.player = player
+        mine = self.host_settings  # a new player starts with the host's narrator
+        if locations.settings_file().exists():
+            mine, _problems = load_settings(personalities=self.personalities)
+        self.apply_settings(guest_settings(self.host_settings, mine))
+        self.refresh_bindings()  # saves, settings and rescan are offered from now on
+        return None
+
+    def shown_path(self, path: Path) -> str:
+        """A path for the player's eyes: in a served game, relative to the player's folder."""
+        if self.player is not None:
+            try:
+                return str(Path(path).relative_to(self.player.folder))
+            except ValueError:
+                return Path(path).name
+        return str(path)
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        # A served game has no saves or settings to show until it knows whose they are.
+        if self.guest is not None and self.player is None and action in ("load_game", "settings"):
+            return False
+        return True
+
     # -- starting and loading games ----------------------------------------------------
     def start_quest(self, path) -> None:
+        if self.guest is not None and (self.player is None or not self.guest.allows_quest(path)):
+            return
         try:
             quest = load_quest(path)
         except GameFileError as exc:
@@ -162,8 +210,12 @@ class StorytellerApp(App):
         self.push_screen(GameScreen(session))
 
     def load_save(self, path: Path) -> None:
+        guest = self.guest
+        if guest is not None and not guest.allows_save(path):
+            self.notify(_("Only your own saves can be loaded."), severity="error", markup=False)
+            return
         try:
-            session = Session.load(path)
+            session = Session.load(path)  # its quest by id: bundled or the host's, never a path
         except GameFileError as exc:
             self.notify(exc.problems[0].format(), title=_("This save cannot be loaded (it was left as it is)"),
                         severity="error", timeout=15, markup=False)
@@ -211,6 +263,10 @@ class StorytellerApp(App):
         self.use_language(self.session.quest.language if self.session is not None else None)
         self.refresh_game_status()
 
+    def on_unmount(self) -> None:
+        if self.player is not None:
+            self.player.release()
+
     def action_quit(self) -> None:  # plain, not async: /quit calls it directly too
         self.quit_saving()
 
@@ -235,7 +291,7 @@ def short_paths(text: str) -> str:
 
 
 def make_app(settings=None, personalities=None, narrator=None, quest_path=None, session=None,
-             seed=None, watch=False) -> StorytellerApp:
+             seed=None, watch=False, guest=None) -> StorytellerApp:
     """Build the app; settings and personalities are loaded when not given."""
     if personalities is None:
         from game.personality import load_personalities
@@ -246,4 +302,4 @@ def make_app(settings=None, personalities=None, narrator=None, quest_path=None, 
 
         settings, _ = load_settings(personalities=personalities)
     return StorytellerApp(settings, personalities, narrator=narrator, quest_path=quest_path,
-                          session=session, seed=seed, watch=watch)
+                          session=session, seed=seed, watch=watch, guest=guest)

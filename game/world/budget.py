@@ -45,7 +45,8 @@ def budget_warnings(quest: Quest, tokenizer, *, window: int = 1024, max_new_toke
         for text in [t for d in scene.descriptions for t in getattr(d, "texts", (d,))] or ("",):
             request = ContextRequest(
                 action=trigger, persona=quest.persona or persona,
-                state=StateCard(scene.title, card_items, card_flags), author_note=quest.author_note,
+                state=StateCard(scene.title, card_items, card_flags,
+                                f"{quest.max_score} of {quest.max_score}" if quest.scored else ""), author_note=quest.author_note,
                 lore=list(quest.lore.values()), scene_text=text, hints=list(scene.hints))
             counted = [s for s in builder.build(request, 1).segments if s.kind in BUDGET_KINDS]
             total = sum(s.full_tokens for s in counted)

@@ -28,9 +28,10 @@ import math
 from dataclasses import dataclass
 
 from game.diagnostics import Problem
-from game.world.budget import budget_tokenizer, budget_warnings  # noqa: F401 (budget_tokenizer: validate's)
+from game.world.budget import budget_warnings
+from game.world.explore import MAX_STATES, explore, mentions_turns, parts
 from game.world.facts import (FLAG_READS, FLAG_WRITES, Facts, all_conditions, all_effects, answers, flat,
-                              show)
+                              show, top_conditions)
 from game.world.model import Choice, Condition, Quest, Scene, Where
 
 
@@ -54,7 +55,8 @@ def lint(quest: Quest, *, tokenizer=None, window: int = 1024, max_new_tokens: in
     """Warnings for a loaded quest, sorted by file and line. The budget check runs with a tokenizer."""
     found = _Analysis(quest)
     warnings = (found.scene_warnings() + found.ending_warnings() + found.flag_warnings()
-                + found.item_warnings() + found.choice_warnings())
+                + found.item_warnings() + found.choice_warnings() + found.constant_flag_warnings())
+    warnings += explored_warnings(quest, found)
     if tokenizer is not None:
         warnings += budget_warnings(quest, tokenizer, window=window, max_new_tokens=max_new_tokens,
                                     persona=persona, min_room=min_room)
@@ -312,6 +314,35 @@ class _Analysis:
                                              f"add 'give: {iid}' to an effect"))
         return out
 
+    def constant_flag_warnings(self) -> list[Problem]:
+        """A flag that is read and written, but every write sets the value it starts with."""
+        quest, out = self.quest, []
+        reads = {}
+        for cond in all_conditions(quest):
+            if cond.kind in FLAG_READS:
+                for arg in cond.args:
+                    reads.setdefault(arg[0] if isinstance(arg, tuple) else arg, cond.where)
+        writes: dict[str, list] = {}
+        for effect in all_effects(quest):
+            if effect.kind in FLAG_WRITES:
+                for arg in effect.args:
+                    flag, value = (arg, False) if effect.kind == "clear" else arg
+                    writes.setdefault(flag, []).append((effect, value))
+        for flag, start in quest.flags.items():
+            if flag not in reads or flag not in writes:
+                continue
+            same = all((e.kind == "add" and v == 0) or (e.kind != "add" and v == start and type(v) is type(start))
+                       for e, v in writes[flag])
+            if same:
+                where = quest.flag_where.get(flag) or writes[flag][0][0].where
+                first = writes[flag][0][0].where
+                out.append(_warn(where, f"flag '{flag}' starts as {show(start)} and is only ever set to "
+                                        f"{show(start)} ({_at(first, where)}), so it never changes and every "
+                                        f"condition on it ({_at(reads[flag], where)}) always gives the same "
+                                        f"answer; start it as {show(not start) if isinstance(start, bool) else 'something else'}, "
+                                        "or change it to another value somewhere"))
+        return out
+
     def choice_warnings(self) -> list[Problem]:
         out = []
         for sid, scene in self.quest.scenes.items():
@@ -343,3 +374,98 @@ def _has_way_out(scene: Scene, quest: Quest) -> bool:
 def _flag_positions(quest: Quest) -> dict[str, Where]:
     """Where each flag is declared."""
     return dict(quest.flag_where)
+
+
+# -- what exploring the reachable states shows ----------------------------------------
+
+def explored_warnings(quest: Quest, analysis: "_Analysis") -> list[Problem]:
+    """Traps, and conditions that never hold in any reachable state (a counter its own guard
+    keeps low, `visited:` of a scene that ends the quest, an item always gone before the flag
+    that needs it is set). Nothing is said past the bound but a note that it was hit."""
+    found = explore(quest)
+    if found.bound_hit:
+        where = Where(str(quest.source or "<quest>"), 1, 1)
+        return [Problem(where.path, 1, 1, f"the deeper checks explored the first {MAX_STATES:,} states of "
+                                          "the quest and stopped there (the bound was hit); traps and "
+                                          "conditions that never hold were not looked for", "note")]
+    out = []
+    already = {(p.line, p.col, p.path) for p in analysis.choice_warnings()}
+    for cond in top_conditions(quest):
+        w = cond.where
+        if id(cond) not in found.tried or id(cond) in found.held or mentions_turns(cond):
+            continue
+        if (w.line, w.col, w.path) in already or any((p.where.line, p.where.col, p.where.path) in already
+                                                     for p in parts(cond)):
+            continue
+        out.append(_warn(w, f"this condition never holds in any reachable state "
+                            f"({found.states:,} explored): {_why_never(quest, cond, found)}; "
+                            "fix the condition, or the effects that should make it hold"))
+    out += _trap_warnings(quest, found, analysis)
+    return out
+
+
+def _literal(p: Condition) -> str:
+    args = ", ".join(f"{a[0]}: {show(a[1])}" if isinstance(a, tuple) else str(a) for a in p.args)
+    return f"'{p.kind}: {args}'"
+
+
+def _why_never(quest: Quest, cond: Condition, found) -> str:
+    plain = [p for p in parts(cond) if not mentions_turns(p)]
+    for p in plain:
+        if id(p) in found.held:
+            continue
+        if p.kind in ("at_least", "at_most"):
+            flag, value = p.args[0]
+            hi, lo = found.highs.get(flag), found.lows.get(flag)
+            reached = f"it goes from {show(lo)} to {show(hi)}" if hi is not None else "it never holds a number"
+            guard = _guard(quest, flag) if p.kind == "at_least" else ""
+            return f"it needs flag '{flag}' {'at least' if p.kind == 'at_least' else 'at most'} {show(value)}, " \
+                   f"but {reached}{guard}"
+        if p.kind == "visited":
+            ends = [s for s in p.args if s in quest.scenes and quest.scenes[s].ending]
+            if ends:
+                return (f"it needs scene '{ends[0]}' visited, but arriving there ends the quest, so it is never "
+                        "visited while the quest goes on")
+        if p.kind == "has":
+            return f"it needs {_literal(p)}, which the player never has there"
+        return f"it needs {_literal(p)}, which never holds there"
+    if cond.kind == "all" or len(plain) > 1:
+        sets = found.together.get(id(cond), set())
+        for a in plain:
+            for b in plain:
+                if a is not b and not any(id(a) in held and id(b) in held for held in sets):
+                    if a.kind == "has" and b.kind in ("flag", "flags", "at_least", "at_most"):
+                        return (f"item '{a.args[0]}' is always gone before {_literal(b)} holds "
+                                f"(each holds on its own, never both at once)")
+                    return f"{_literal(a)} and {_literal(b)} each hold on their own, but never at the same time"
+    return "no reachable state satisfies it"
+
+
+def _guard(quest: Quest, flag: str) -> str:
+    """ ", because the option that adds to it (line N) only runs while it is at most M", or ""."""
+    for scene in quest.scenes.values():
+        for choice in scene.choices:
+            adds = any(e.kind == "add" and any(f == flag and v > 0 for f, v in e.args) for e in flat(choice.effects))
+            if adds and choice.condition is not None:
+                for p in parts(choice.condition):
+                    if p.kind == "at_most" and any(f == flag for f, _ in p.args):
+                        limit = next(v for f, v in p.args if f == flag)
+                        return (f", because the option that adds to it ({_label(choice)}, line {choice.where.line}) "
+                                f"only runs while it is at most {show(limit)}")
+    return ""
+
+
+def _trap_warnings(quest: Quest, found, analysis: "_Analysis") -> list[Problem]:
+    """Scenes where the player can end up with no ending reachable any more."""
+    out = []
+    stuck = {sid for sid, scene in quest.scenes.items() if not _has_way_out(scene, quest)}
+    trapped = sorted(sid for sid in found.doomed if sid not in stuck)
+    if not trapped:
+        return out
+    names = ", ".join(f"'{s}'" for s in trapped[:4]) + (", ..." if len(trapped) > 4 else "")
+    for sid in trapped:
+        scene = quest.scenes[sid]
+        out.append(_warn(scene.where, f"scene '{sid}' can become a trap: from some reachable states there "
+                                      f"no ending can be reached any more (the way on leads only among "
+                                      f"{names}); give it a way on to an ending, or an ending of its own"))
+    return out

@@ -25,7 +25,7 @@ from game.safe_yaml import MAX_VALUES, YList, YMap, load_yaml_file
 from game.world.model import (Choice, Condition, Effect, Ending, Item, LoreEntry, Quest, Response,
                               Scene, Text, Where)
 from game.world.parser import canonical_verb
-from game.world.schema import (ALSO_COMMANDS, CHOICE_KEYS, CONDITION_KEYS, CONDITIONAL_EFFECT_KEYS,
+from game.world.schema import (ADDRESSES, ALSO_COMMANDS, CHOICE_KEYS, CONDITION_KEYS, CONDITIONAL_EFFECT_KEYS,
                                EFFECT_KEYS, ENDING_KEYS, ID_RE, INCLUDED_KEYS, ITEM_KEYS, LORE_KEYS,
                                MAX_CHOICES, MAX_CONDITION_DEPTH, MAX_ENTRIES, MAX_INCLUDES,
                                MAX_QUEST_BYTES, MAX_RESPONSES, MAX_SCENES, MAX_SCORE, MAX_TEXT,
@@ -252,8 +252,12 @@ class _Builder:
         self.collect(doc)
         self.includes(doc)
         meta = {k: self.text(doc, k, "the quest", required=k in ("id", "title", "start"))
-                for k in ("id", "title", "author", "summary", "language", "version", "start",
+                for k in ("id", "title", "author", "summary", "language", "address", "version", "start",
                           "persona", "personality", "author_note", "model")}
+        if meta["address"] is not None and meta["address"] not in ADDRESSES:
+            self.error(doc.value_mark("address"),
+                       f"'address' is '{meta['address']}'; write formal or informal (how the game's own "
+                       f"sentences speak to the player: in Russian, «вы» or «ты»)")
         if meta["id"] is not None:
             self.check_id(doc.value_mark("id"), meta["id"], "quest")
         if meta["start"] is not None:
@@ -281,7 +285,8 @@ class _Builder:
             scenes=p.scenes, endings=p.endings, items=p.items, flags=p.flags,
             flag_where=p.flag_where, lore=p.lore,
             author=meta["author"] or "Anonymous", summary=meta["summary"] or "",
-            language=meta["language"] or "en", version=meta["version"] or "",
+            language=meta["language"] or "en", address=meta["address"] or "formal",
+            version=meta["version"] or "",
             persona=meta["persona"], personality=meta["personality"],
             author_note=meta["author_note"], model=meta["model"],
             source=self.path, files=tuple(self.files),

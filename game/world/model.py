@@ -167,6 +167,7 @@ class Quest:
     author: str = "Anonymous"
     summary: str = ""
     language: str = "en"
+    address: str = "formal"  # the game's own sentences: formal or informal ("вы" or "ты" in Russian)
     version: str = ""
     persona: str | None = None
     personality: str | None = None

@@ -87,7 +87,7 @@ def apply(effects, state: GameState, quest: Quest) -> Outcome:
                 if item not in state.inventory:
                     state.inventory.append(item)
                     said = quest.items[item].gained
-                    messages.append(phrase(quest.language, "gained", item=quest.items[item].name)
+                    messages.append(phrase(quest.language, "gained", address=quest.address, item=quest.items[item].name)
                                     if said is None else said)
         elif kind == "take":
             for item in args:
@@ -95,7 +95,7 @@ def apply(effects, state: GameState, quest: Quest) -> Outcome:
                 if item in state.inventory:
                     state.inventory.remove(item)
                     said = quest.items[item].lost
-                    messages.append(phrase(quest.language, "lost", item=quest.items[item].name)
+                    messages.append(phrase(quest.language, "lost", address=quest.address, item=quest.items[item].name)
                                     if said is None else said)
         elif kind == "drop":  # put down where the player is: it lies there, to be taken again
             for item in args:
@@ -103,7 +103,7 @@ def apply(effects, state: GameState, quest: Quest) -> Outcome:
                     state.inventory.remove(item)
                     state.places[item] = state.scene
                     said = quest.items[item].lost
-                    messages.append(phrase(quest.language, "lost", item=quest.items[item].name)
+                    messages.append(phrase(quest.language, "lost", address=quest.address, item=quest.items[item].name)
                                     if said is None else said)
         elif kind == "score":
             state.score += args[0]

@@ -21,9 +21,10 @@ MAX_SCORE = 1_000_000
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-TOP_KEYS = {"id", "title", "author", "summary", "language", "version", "start", "persona",
+TOP_KEYS = {"id", "title", "author", "summary", "language", "address", "version", "start", "persona",
             "personality", "author_note", "model", "flags", "items", "scenes", "endings",
             "lore", "include", "carrying", "responses", "max_score"}
+ADDRESSES = ("formal", "informal")  # how the game's own sentences speak to the player
 INCLUDED_KEYS = {"flags", "items", "scenes", "endings", "lore"}
 SCENE_KEYS = {"title", "description", "hints", "recap", "choices", "exits", "on_enter", "ending",
               "first_visit", "responses", "things"}

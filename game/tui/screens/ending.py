@@ -33,10 +33,13 @@ class EndingScreen(ModalScreen[str]):
                           len(engine.quest.scenes)).format(seen=len(state.visits), count=len(engine.quest.scenes))
         summary = f"{verdict} {turns}, {places}" + (
             _(", carrying {things}.").format(things=carried) if carried else ".")
+        if engine.quest.scored:
+            summary += " " + _("Score: {score} of {max_score}.").format(score=state.score,
+                                                                        max_score=engine.quest.max_score)
         with Vertical(id="dialog"):
             yield Static(Text(inert(ending.title), style="bold"), classes="dialog-title")
             with VerticalScroll(id="ending-text"):  # a long ending scrolls; the buttons stay
-                yield Static(Text(inert(ending.text)))
+                yield Static(Text(inert(engine.text(ending.text))))  # the variant in force, {names} filled
             yield Static(Text(summary, style="italic"), id="ending-summary")
             yield Static(Text(_("Tab moves between the buttons; Esc keeps reading."), style="dim"))
             with Horizontal(classes="buttons"):

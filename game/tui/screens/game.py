@@ -25,6 +25,7 @@ from game.engine import Para, TurnResult
 from game.i18n import N_, _, ngettext
 from game.safe_text import inert_line
 from game.narrator import cleaning
+from game.players import ACTION_MAX
 from game.session import Session
 from game.tui.messages import NarrationChunk, NarrationDone, NarrationRestart
 from game.tui.widgets.action_input import ActionInput
@@ -85,7 +86,8 @@ class GameScreen(Screen):
     def compose(self) -> ComposeResult:
         yield StoryLog(id="story")
         yield Static(id="options")
-        yield ActionInput(id="action")
+        # a served player's action is bounded (game.players.ACTION_MAX); a local one is not
+        yield ActionInput(id="action", max_length=ACTION_MAX if self.app.guest is not None else 0)
         yield StatusBar(id="status")
         yield KeyBar(KEY_BAR)
 
@@ -154,10 +156,15 @@ class GameScreen(Screen):
             widget.update(plain(_("(No listed options: type what you do.)")))
 
     def refresh_status(self) -> None:
+        box = self.query_one(ActionInput)
+        if box.placeholder != _(box.PLACEHOLDER):  # the language was changed in the settings
+            box.placeholder = _(box.PLACEHOLDER)
+            self.refresh_options()
         bar = self.query_one(StatusBar)
         engine, app = self.engine, self.app
         bar.scene = engine.scene.title
         bar.turn = engine.state.turn
+        bar.score = f"{engine.state.score}/{engine.quest.max_score}" if engine.quest.scored else ""
         bar.inventory = tuple(engine.quest.items[i].name for i in engine.state.inventory
                               if i in engine.quest.items)
         bar.spirit = "narrating" if self.narrating is not None else app.spirit_status
@@ -259,7 +266,7 @@ class GameScreen(Screen):
             self.let_go_pending()  # a newer turn: only the newest is narrated
         story = self.query_one(StoryLog)
         story.follow()  # a new turn: the view goes to it, wherever the player had scrolled
-        widgets = [story.add("action", text)]
+        widgets = [story.add("action", result.action or text)]  # an option's label, not "3"
         for p in result.paragraphs:
             if p.text:
                 widget = story.add(p.kind, p.text)
@@ -538,7 +545,7 @@ class GameScreen(Screen):
             self.notify(_("Could not save: {reason}. Nothing was overwritten.").format(
                 reason=exc.strerror or exc), severity="error", markup=False)
             return
-        self.notify(_("Saved to {path}").format(path=path), markup=False)
+        self.notify(_("Saved to {path}").format(path=self.app.shown_path(path)), markup=False)
 
     def action_load(self) -> None:
         self.app.action_load_game()
@@ -550,7 +557,9 @@ class GameScreen(Screen):
             self.notify(_("Could not export: {reason}").format(reason=exc.strerror or exc),
                         severity="error", markup=False)
             return
-        self.notify(_("Transcript written to {path}").format(path=path), markup=False)
+        self.notify(_("Transcript written to {path}").format(path=self.app.shown_path(path)), markup=False)
+        if self.app.guest is not None and self.app.is_web:  # the player's folder is on the host:
+            self.app.deliver_text(path, save_filename=path.name)  # hand the browser a copy
 
     def action_context(self) -> None:
         from game.tui.screens.inspector import ContextInspector

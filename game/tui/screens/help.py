@@ -9,7 +9,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from game.i18n import N_, _, current_language
+from game.i18n import N_, _, base_language, current_language
 from game.phrases import phrase
 from game.safe_text import inert
 
@@ -52,7 +52,7 @@ class HelpScreen(ModalScreen):
         with Vertical(id="dialog", classes="wide"):
             yield Static(Text(_("Help (Esc closes)"), style="bold"), classes="dialog-title")
             with VerticalScroll(id="help-text"):
-                yield Static(Text(phrase(current_language(), "help") + "\n"))
+                yield Static(Text(self.how_to_play() + "\n"))
                 yield Static(Text(self.spirit_text() + "\n"), id="help-spirit")
                 yield Static(Text(_(READING) + "\n"))
                 yield Static(Text(_(COMMANDS) + "\n"))
@@ -61,6 +61,13 @@ class HelpScreen(ModalScreen):
 
     def on_mount(self) -> None:
         self.query_one("#help-text").focus()  # PageUp/PageDown and the arrows scroll it
+
+    def how_to_play(self) -> str:
+        """The game's own help sentence, in the quest's form of address when it is the quest's language."""
+        session = self.app.session
+        if session is not None and base_language(session.quest.language) == current_language():
+            return session.engine.say("help")
+        return phrase(current_language(), "help")
 
     def spirit_text(self) -> str:
         """The Spirit's state, with the whole reason when it is silent (said once, here)."""

@@ -57,13 +57,16 @@ class SettingsScreen(ModalScreen):
                         yield Label(f"{key} ({lo:g} to {hi:g})", classes="field-name")
                         yield Input(str(getattr(sampling, key)), id=f"s-{key}")
                     yield Static(help_text, classes="field-help", markup=False)
-                yield Label(_("Model: hub id or model folder (applies at the next launch)"))
-                yield Static(Text(self.model_in_use()), id="model-in-use", classes="field-help")
-                yield Input(settings.model, id="model")
-                yield Label(_("Device and number format (apply at the next launch)"))
-                with Horizontal(classes="row"):
-                    yield Select([(d, d) for d in DEVICES], value=settings.device, allow_blank=False, id="device")
-                    yield Select([(d, d) for d in DTYPES], value=settings.dtype, allow_blank=False, id="dtype")
+                if app.guest is None:  # a served game's model and device are the host's
+                    yield Label(_("Model: hub id or model folder (applies at the next launch)"))
+                    yield Static(Text(self.model_in_use()), id="model-in-use", classes="field-help")
+                    yield Input(settings.model, id="model")
+                    yield Label(_("Device and number format (apply at the next launch)"))
+                    with Horizontal(classes="row"):
+                        yield Select([(d, d) for d in DEVICES], value=settings.device, allow_blank=False,
+                                     id="device")
+                        yield Select([(d, d) for d in DTYPES], value=settings.dtype, allow_blank=False,
+                                     id="dtype")
                 yield Label(_("Seed (empty: a new story every time)"))
                 yield Input("" if settings.seed is None else str(settings.seed), id="seed")
             yield Static(id="settings-error")
@@ -144,10 +147,14 @@ class SettingsScreen(ModalScreen):
         seed_text = self.query_one("#seed", Input).value.strip()
         if seed_text and not seed_text.isdigit():
             raise ValueError(_("seed must be empty or a whole number"))
+        changes = dict(personality=personality, sampling=overrides,
+                       language=self.query_one("#language", Select).value,
+                       seed=int(seed_text) if seed_text else None)
+        if app.guest is not None:  # only the narrator's taste is the player's (game.players.TASTE_KEYS)
+            from game.players import guest_settings
+
+            return guest_settings(app.host_settings, app.settings.with_changes(**changes))
         return app.settings.with_changes(
-            personality=personality, sampling=overrides,
-            language=self.query_one("#language", Select).value,
             model=self.query_one("#model", Input).value,
             device=self.query_one("#device", Select).value,
-            dtype=self.query_one("#dtype", Select).value,
-            seed=int(seed_text) if seed_text else None)
+            dtype=self.query_one("#dtype", Select).value, **changes)

@@ -1,4 +1,8 @@
-"""The title screen: continue the latest game, load a save, or pick a quest."""
+"""The title screen: continue the latest game, load a save, or pick a quest.
+
+In a served game (`storyteller serve`) it first asks for the player's name; the
+quests, saves and settings appear once the game knows whose they are.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import OptionList, Static
+from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from game.catalog import all_quests
 from game.diagnostics import GameFileError
 from game.i18n import N_, _, ngettext
+from game.players import NAME_MAX
 from game.safe_text import inert
 from game.session import latest_autosave
 from game.tui.widgets.key_bar import KeyBar
@@ -23,6 +28,7 @@ from game.tui.widgets.key_bar import KeyBar
 BANNER = "S T O R Y T E L L E R"
 TAGLINE = N_("Quests in YAML, narrated by the Storyteller Spirit")
 KEY_BAR = ("help", "quit", "load", "settings", "rescan")
+ORIGINS = {"bundled": N_("bundled"), "user": N_("user")}  # where a quest comes from
 SPIRIT_WORDS = {"loading": N_("waking"), "ready": N_("ready"), "silent": N_("silent")}
 
 
@@ -38,19 +44,47 @@ class TitleScreen(Screen):
         with Vertical(id="title-box"):
             yield Static(Text(BANNER, style="bold"), id="banner")
             yield Static(Text(_(TAGLINE), style="italic"), id="tagline")
+            if self.app.guest is not None:
+                with Vertical(id="player-box"):
+                    yield Static(_("Your name (your saves are kept under it, apart from other "
+                                   "players'):"), markup=False)
+                    yield Input(placeholder=_("a name, e.g. Robin"), max_length=NAME_MAX, id="player-name")
+                    yield Static(id="player-error")
+                yield Static(id="player-line")
             yield OptionList(id="quests")
             yield Static(id="quest-summary")
         yield Static(id="title-spirit")
         yield KeyBar(KEY_BAR)
 
     def on_mount(self) -> None:
-        self.refresh_entries()
+        self.entries = {}
+        if self.waiting_for_player:
+            self.query_one("#quests").display = False
+            self.query_one("#player-name", Input).focus()
+        else:
+            self.refresh_entries()
         self.refresh_status()
 
     def on_screen_resume(self) -> None:  # back from a game or the settings: the language may differ
         self.query_one("#tagline", Static).update(Text(_(TAGLINE), style="italic"))
         self.refresh_entries()
         self.refresh_status()
+
+    @property
+    def waiting_for_player(self) -> bool:
+        return self.app.guest is not None and self.app.player is None
+
+    @on(Input.Submitted, "#player-name")
+    def player_named(self, event: Input.Submitted) -> None:
+        problem = self.app.claim_player(event.value)
+        if problem is not None:
+            self.query_one("#player-error", Static).update(Text(inert(problem), style="bold red"))
+            return
+        self.query_one("#player-box").display = False
+        self.query_one("#player-line", Static).update(
+            Text(_("Playing as {name}").format(name=inert(self.app.player.name)), style="bold"))
+        self.query_one("#quests").display = True
+        self.refresh_entries()
 
     def refresh_status(self) -> None:
         """The Spirit's state, in words, while the player picks a quest."""
@@ -64,10 +98,15 @@ class TitleScreen(Screen):
             line += " " + _("(F1 says why)")
         self.query_one("#title-spirit", Static).update(Text(line))
 
+    def check_action(self, action: str, parameters) -> bool | None:
+        return not (action == "refresh" and self.waiting_for_player)  # nothing to rescan yet
+
     def action_refresh(self) -> None:
         self.refresh_entries()
 
     def refresh_entries(self) -> None:
+        if self.waiting_for_player:
+            return
         menu = self.query_one(OptionList)
         menu.clear_options()
         self.entries = {}
@@ -83,7 +122,8 @@ class TitleScreen(Screen):
             label.append(inert(entry.title), style="bold")
             if entry.author:
                 label.append("  " + _("by {author}").format(author=inert(entry.author)))
-            label.append(f"  [{', '.join(inert(x) for x in (entry.language, entry.origin) if x)}]")
+            origin = _(ORIGINS.get(entry.origin, entry.origin or ""))
+            label.append(f"  [{', '.join(inert(x) for x in (entry.language, origin) if x)}]")
             if not entry.playable:
                 label.append("  " + _("(has errors)"), style="bold red")
             key = f"quest-{i}"

@@ -16,11 +16,12 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Input
 
-from game.i18n import _
+from game.i18n import N_, _
 from game.safe_text import strip_controls
 
 
 class ActionInput(Input):
+    PLACEHOLDER = N_("What do you do? (a number, or your own words; /help)")
     BINDINGS = [
         Binding("up", "history(-1)", "Previous action", show=False),
         Binding("down", "history(1)", "Next action", show=False),
@@ -33,7 +34,7 @@ class ActionInput(Input):
         where: str
 
     def __init__(self, **kwargs):
-        super().__init__(placeholder=_("What do you do? (a number, or your own words; /help)"), **kwargs)
+        super().__init__(placeholder=_(self.PLACEHOLDER), **kwargs)
         self.history: list[str] = []
         self._index = 0
         self._draft = ""

@@ -1,8 +1,8 @@
 """The status bar: scene, turn, the Spirit's state, the context gauge and what is carried.
 
 One line at every width: the most important parts stay and the rest give way in a
-fixed order (the gauge first, then the carried things become a count, then the
-Spirit's detail, then the scene's title is shortened). `i` lists what is carried;
+fixed order (the gauge first, shortened then left out, then the Spirit's detail, then the carried things
+become a count, then the scene's title is shortened). `i` lists what is carried;
 F1 says why the Spirit is silent. Meaning never rests on colour alone: every state
 is also spelled out in words.
 """
@@ -28,6 +28,7 @@ class StatusBar(Static):
 
     scene: reactive[str] = reactive("")
     turn: reactive[int] = reactive(0)
+    score: reactive[str] = reactive("")  # "1/2" in a quest that keeps a score
     inventory: reactive[tuple] = reactive(())
     context_used: reactive[int] = reactive(0)
     context_window: reactive[int] = reactive(0)
@@ -37,12 +38,14 @@ class StatusBar(Static):
     def on_resize(self) -> None:
         self.refresh()
 
-    def parts(self, gauge: bool, items: bool, detail: bool, scene_room: int | None) -> list[tuple[str, str]]:
+    def parts(self, gauge: str | None, items: bool, detail: bool, scene_room: int | None) -> list[tuple[str, str]]:
         """(text, style) pieces for one way of filling the bar."""
         scene = inert(self.scene)
         if scene_room is not None and len(scene) > scene_room:
             scene = scene[:max(scene_room - 1, 1)] + "…"
         out = [(scene, "bold"), ("  " + _("turn {n}").format(n=self.turn), "")]
+        if self.score:
+            out.append(("  " + _("score {score}").format(score=self.score), ""))
         out.append(("  " + _(SPIRIT_WORDS.get(self.spirit, self.spirit)),
                     f"bold {SPIRIT_STYLES.get(self.spirit, '')}"))
         if detail and self.spirit_detail:
@@ -50,7 +53,10 @@ class StatusBar(Static):
         if gauge and self.context_window:
             used, window = self.context_used, self.context_window
             filled = min(10, round(10 * used / window)) if window else 0
-            out.append((f"  {_('context')} {used}/{window} [{'#' * filled}{'.' * (10 - filled)}]", ""))
+            if gauge == "short":  # the share of the window only: F2 has the rest
+                out.append((f"  {_('context')} {min(100, round(100 * used / window))}%", ""))
+            else:
+                out.append((f"  {_('context')} {used}/{window} [{'#' * filled}{'.' * (10 - filled)}]", ""))
         if items:
             carrying = ", ".join(inert(i) for i in self.inventory) if self.inventory else _("nothing")
             out.append(("  " + _("carrying: {things}").format(things=carrying), ""))
@@ -62,7 +68,8 @@ class StatusBar(Static):
 
     def render(self) -> Text:
         width = max(self.content_size.width, 1)
-        choices = [(True, True, True), (False, True, True), (False, False, True), (False, False, False)]
+        choices = [("full", True, True), ("short", True, True), ("short", True, False), (None, True, False),
+                   (None, False, True), (None, False, False)]
         chosen = None
         for gauge, items, detail in choices:
             chosen = self.parts(gauge, items, detail, None)
@@ -70,7 +77,7 @@ class StatusBar(Static):
                 break
         else:
             rest = sum(len(t) for t, _s in chosen[1:])
-            chosen = self.parts(False, False, False, max(width - rest, 8))
+            chosen = self.parts(None, False, False, max(width - rest, 8))
         text = Text(no_wrap=True, overflow="ellipsis")
         for piece, style in chosen:
             text.append(piece, style=style)
