@@ -39,7 +39,8 @@ async def test_the_app_narrates_through_the_server_esc_cancels_and_f2_says_how(l
         assert kinds(app, "narration") == [] and kinds(app, "change") == ["You now have a cursor lantern."]
         narrator.sampling = narrator.sampling.with_values(max_new_tokens=8)
         await act(pilot, "go north")
-        assert len(results) == 2 and not results[1].cancelled and results[1].error is None
+        assert len(results) == 2, [n.message for n in app.notes]
+        assert not results[1].cancelled and results[1].error is None
         assert kinds(app, "narration") == [results[1].text] and results[1].text
         assert status(app).context_window == 1024
         await opens(pilot, "f2", ContextInspector)
@@ -48,3 +49,28 @@ async def test_the_app_narrates_through_the_server_esc_cancels_and_f2_says_how(l
                                 "reports no chat template); window 1024 tokens")
         assert "counts: the server's tokenizer (/extras/tokenize)" in about
         assert sum("does not take" in note.message for note in app.notes) == 1
+
+
+async def test_a_server_that_was_down_is_tried_again_on_the_next_turn(tiny_gguf, llama_server):
+    from tests.llama_server import LlamaServer
+
+    personalities = load_personalities()[0]
+    server = LlamaServer(tiny_gguf)  # its port is chosen; it is not started yet
+    narrator = make_turn_narrator(Settings(sampling={"max_new_tokens": 8}), personalities, server=server.url, seed=1)
+    app = build(personalities, narrator)
+    try:
+        async with running(app) as pilot:
+            await wait_until(pilot, lambda: app.spirit_status == "silent", what="the Spirit to find no server")
+            [note] = [n for n in app.notes if n.title == "The Storyteller Spirit is silent"]
+            assert note.message == (f"cannot reach the server at {server.url}: connection refused (is it "
+                                    "running?). The quest's own words go on.")
+            await act(pilot, "take the lantern")
+            assert kinds(app, "narration") == [] and kinds(app, "change") == ["You now have a cursor lantern."]
+            server.start()
+            await act(pilot, "go north", settle=False)
+            await wait_until(pilot, lambda: kinds(app, "narration") and app.spirit_status == "ready"
+                             and game(app).narrating is None, what="the turn narrated by the server, back up")
+            assert kinds(app, "narration")[-1]
+            assert [n.title for n in app.notes].count("The Storyteller Spirit is silent") == 1
+    finally:
+        server.stop()
