@@ -3,13 +3,24 @@
 Write to a temporary file in the same folder, flush and fsync it, then rename it
 over the target (atomic on POSIX and Windows), then fsync the folder. A crash,
 a full disk or a read-only folder at any point leaves the previous file intact.
+`locked` serialises replacing one file across processes (two games of the same
+quest autosaving at once), and `remove_stale_temps` clears the temporary files
+a killed process left behind.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover (Windows)
+    fcntl = None
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
@@ -45,3 +56,49 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# Our own temporary files: `.<name>.<8 random>.tmp` (write_atomic) and `.<name>.link` (rotation).
+_OWN_TEMP = re.compile(r"^\..+\.(?:[A-Za-z0-9_]{8}\.tmp|link)$")
+
+
+def remove_stale_temps(folder: str | os.PathLike, older_than: float = 60.0, name: str | None = None) -> int:
+    """Remove temporary files of our own naming left in `folder` by a killed process.
+
+    Only files named like ours and last changed more than `older_than` seconds ago
+    (a write in progress takes milliseconds); with `name`, only those of that file.
+    Returns how many were removed. Never raises.
+    """
+    removed = 0
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not _OWN_TEMP.match(entry.name) or (name and not entry.name.startswith(f".{name}.")):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime >= older_than:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+@contextmanager
+def locked(path: str | os.PathLike):
+    """Hold an exclusive lock for replacing `path` (`.<name>.lock` beside it) across processes.
+
+    Where file locks are not available the block runs unlocked.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -1,11 +1,16 @@
-"""`storyteller bench`: how fast the narrator is, next to the plain pipeline it replaced.
+"""`storyteller bench`: how fast the narrator is, next to the plain pipeline it replaced and its peers.
 
-Two worker processes load the same model: the *baseline*, the classic recipe's
-plain `pipeline("text-generation")` call in fp32 (temperature 0.8, top-k 50,
-top-p 0.95, repetition penalty 1.2), untouched; and the *game*, the narrator
-service the game uses (`game.narrator.service`, its fast path and prefix
-cache). The parent drives them in turns, one measurement on each side and then
-the next, so noise from other work on the machine hits both alike. Measured:
+Worker processes load the same model: the *game*, the narrator service the
+game uses (`game.narrator.service`, its fast path and prefix cache), and its
+peers: the *pipeline*, the classic recipe's plain `pipeline("text-generation")`
+call in fp32 (temperature 0.8, top-k 50, top-p 0.95, repetition penalty 1.2),
+untouched; with `--peers` also llama.cpp (llama-cpp-python) on GGUF q8_0 and
+f16 files written from the same weights (`game.narrator.gguf_export`), and
+CTranslate2 when installed (skipped with the reason otherwise, as is any peer
+that cannot run or crashes). The parent drives them in turns, one measurement
+on each side and then the next, so noise from other work on the machine hits
+all alike. The load average is sampled throughout; `targets` never calls a
+timed target met when it went above the physical cores (`busy_reason`). Measured:
 
 * time to the first token and decode tokens/s with prompts of ~16, ~512 and
   ~880 tokens, 128 new tokens forced (end-of-text is held off); the game's
@@ -54,7 +59,18 @@ ACTIONS = ("look", "1", "listen to the wind", "2", "examine the archway", "look 
            "kneel", "look", "2", "3", "whistle", "look", "hum a tune", "look around", "wait",
            "listen", "look", "think of home", "look", "sit down", "look", "count the stones")
 WARMUP_TURNS = 6  # turns before timing starts: the history fills the window by then
-TARGETS = {"turn_latency_ms": 100, "decode_880": 3.0, "tui_paint_s": 0.5, "ready_s": 4.0, "peak_rss_mb": 600}
+# The targets of the speed issues (docs/performance.md): (which way is good, the goal).
+TARGETS = {
+    "decode_880_vs_llama_cpp_q8_0": (">=", 1.0),  # decode at 880 tokens at least llama.cpp q8_0's
+    "decode_880_vs_pipeline": (">=", 3.0),        # ... and 3x the plain pipeline's
+    "turn_latency_p90_ms": ("<=", 100),           # Enter -> first token, scene-entering turns included
+    "ttft_880_vs_llama_cpp": (">=", 1.0),         # cold first token at 880 tokens no later than llama.cpp's
+    "peak_rss_mb": ("<=", 400),
+    "ready_s": ("<=", 2.0),                       # launch -> narrator ready
+    "tui_paint_s": ("<=", 0.5),
+}
+UNTIMED = ("peak_rss_mb",)  # targets a busy machine does not move: judged whatever the load
+LLAMA_KINDS = ("q8_0", "f16")  # the GGUF formats llama.cpp runs as peers
 
 
 def text_file() -> Path:
@@ -63,8 +79,10 @@ def text_file() -> Path:
 
 
 def _stats(values: list[float], digits: int = 1) -> dict:
+    """Median, min, max, 90th percentile (p90) and count of some measurements."""
+    p90 = statistics.quantiles(values, n=10, method="inclusive")[8] if len(values) > 1 else values[0]
     return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
-            "max": round(max(values), digits), "n": len(values)}
+            "max": round(max(values), digits), "p90": round(p90, digits), "n": len(values)}
 
 
 # --- the parent ----------------------------------------------------------------------------
@@ -160,6 +178,12 @@ service = NarratorService(sys.argv[1], precision=sys.argv[2], device="cpu")
 event = service.load()
 print(json.dumps({"at": time.time(), "event": type(event).__name__, "precision": service.precision}))
 """
+READY_LLAMA = """\
+import json, sys, time
+from game.bench import open_llama
+open_llama(sys.argv[1], sys.argv[2])
+print(json.dumps({"at": time.time(), "event": "Ready"}))
+"""
 READY_BASELINE = """\
 import json, sys, time
 from transformers import pipeline
@@ -169,15 +193,18 @@ print(json.dumps({"at": time.time(), "event": "Ready"}))
 
 
 def run_bench(model: str | None, json_path: Path | None, quality: bool, out: TextIO = sys.stdout,
-              *, quick: bool = False, precision: str = "auto") -> int:
+              *, quick: bool = False, precision: str = "auto", peers: bool = False,
+              proxy_seconds: float | None = None) -> int:
     """The `storyteller bench` command; returns the exit code.
 
     `quick` takes fewer repetitions (for tests); `precision` is the game's
-    setting (auto|fp32|bf16|int8). With `quality`, only the precision
-    comparison runs (it needs real weights).
+    setting (auto|fp32|bf16|int8); `peers` adds llama.cpp (q8_0 and f16, on a
+    GGUF of the same weights) and CTranslate2 int8 next to the pipeline. With
+    `quality`, only the precision comparison runs (`proxy_seconds`: how long
+    the proxy model trains).
     """
     if quality:
-        return run_quality(model, json_path, out)
+        return run_quality(model, json_path, out, proxy_seconds=proxy_seconds)
     with tempfile.TemporaryDirectory(prefix="storyteller-bench-") as tmp:
         home = Path(tmp)
         label = model
@@ -191,7 +218,7 @@ def run_bench(model: str | None, json_path: Path | None, quality: bool, out: Tex
             model = str(build_gpt2(home / "distilgpt2-shape", shape="distilgpt2"))
             label = "distilgpt2 shape, random weights"
         try:
-            report = _measure(model, precision, quick, _env(home), out)
+            report = _measure(model, precision, quick, _env(home), out, peers, home)
         except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as error:
             print(f"storyteller bench: {error}", file=out)
             return 1
@@ -203,154 +230,321 @@ def run_bench(model: str | None, json_path: Path | None, quality: bool, out: Tex
     return 0
 
 
-def _measure(model: str, precision: str, quick: bool, env: dict, out: TextIO) -> dict:
+def _peer_plan(model: str, peers: bool, home: Path) -> tuple[dict, dict]:
+    """The peers to run ({name: (worker side, model path, precision)}) and those skipped ({name: reason})."""
+    plan = {"pipeline": ("pipeline", model, "fp32")}
+    skipped: dict[str, str] = {}
+    if not peers:
+        return plan, skipped
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        for kind in LLAMA_KINDS:
+            skipped[f"llama_cpp_{kind}"] = ("llama-cpp-python is not installed "
+                                            "(pip install 'llama-cpp-python[server]==0.3.36')")
+    else:
+        try:
+            from game.narrator.gguf_export import export_gguf
+        except ImportError as error:
+            export_gguf, why = None, f"no GGUF exporter here ({error})"
+        for kind in LLAMA_KINDS:
+            name = f"llama_cpp_{kind}"
+            if export_gguf is None:
+                skipped[name] = why
+                continue
+            gguf = home / f"model-{kind}.gguf"
+            try:
+                export_gguf(model, gguf, kind=kind)
+            except Exception as error:  # a model the exporter cannot convert: that peer is left out
+                skipped[name] = f"could not convert the weights to GGUF {kind}: {_first_line(error)}"
+                continue
+            plan[name] = ("llama_cpp", str(gguf), kind)
+    if importlib.util.find_spec("ctranslate2") is None:
+        skipped["ctranslate2_int8"] = "CTranslate2 is not installed (optional: pip install ctranslate2)"
+    else:
+        skipped["ctranslate2_int8"] = "CTranslate2 is installed, but the benchmark has no CTranslate2 side yet"
+    return plan, skipped
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _measure(model: str, precision: str, quick: bool, env: dict, out: TextIO, peers: bool = False,
+             home: Path | None = None) -> dict:
     reps, turns = (1, 4) if quick else (3, 30)
     info = machine()
-    print(f"Loading both sides ({'quick' if quick else 'full'} run)...", file=out)
-    sides = {"baseline": _Worker("baseline", model, precision, env), "game": _Worker("game", model, precision, env)}
+    loads = [info["load_average_before"][0]]
+    plan, skipped = _peer_plan(model, peers, home or Path(tempfile.gettempdir()))
+    print(f"Loading {1 + len(plan)} sides ({'quick' if quick else 'full'} run): game, "
+          f"{', '.join(plan)}...", file=out)
+    sides = {"game": _Worker("game", model, precision, env)}
+    sides.update({name: _Worker(side, path, kind, env) for name, (side, path, kind) in plan.items()})
+    names = list(sides)
+
+    def ask(name: str, **request) -> dict | None:
+        """A peer that fails (a crash, an error) is left out with the reason; the game or the
+        pipeline failing stops the benchmark."""
+        if name in skipped:
+            return None
+        try:
+            return sides[name].ask(**request)
+        except RuntimeError as error:
+            if name in ("game", "pipeline"):
+                raise
+            skipped[name] = f"failed during {request.get('op')}: {error}"
+            print(f"  {name} left out: {skipped[name]}", file=out)
+            sides[name].close()
+            return None
+
+    def rotated(k: int) -> list[str]:
+        """Each round starts with a different side, so no side always follows the same one."""
+        k %= len(names)
+        return names[k:] + names[:k]
+
     try:
-        loaded = {name: w.ask(op="load") for name, w in sides.items()}
-        ttft = {name: {str(n): [] for n in SIZES} for name in sides}
-        tps = {name: {str(n): [] for n in SIZES} for name in sides}
+        loaded = {name: ask(name, op="load") for name in names}
+        ttft = {name: {str(n): [] for n in SIZES} for name in names}
+        tps = {name: {str(n): [] for n in SIZES} for name in names}
         for rep in range(reps):
-            for n in SIZES:
-                order = ("baseline", "game") if rep % 2 == 0 else ("game", "baseline")
-                for name in order:
-                    got = sides[name].ask(op="generate", tokens=n, seed=rep)
-                    ttft[name][str(n)].append(got["ttft_ms"])
-                    tps[name][str(n)].append(got["decode_tps"])
+            for i, n in enumerate(SIZES):
+                for name in rotated(rep + i):
+                    got = ask(name, op="generate", tokens=n, seed=rep)
+                    if got is not None:
+                        ttft[name][str(n)].append(got["ttft_ms"])
+                        tps[name][str(n)].append(got["decode_tps"])
+                loads.append(os.getloadavg()[0])
             print(f"  prompts: round {rep + 1} of {reps} done", file=out)
-        for w in sides.values():
-            w.ask(op="session_start")
-        latency = {name: [] for name in sides}
-        by_kind = {name: {"same_scene": [], "new_scene": []} for name in sides}
+        for name in names:
+            ask(name, op="session_start")
+        latency = {name: {"all": [], "same_scene": [], "new_scene": []} for name in names}
         prompt_tokens, reused, warms = [], [], []
         for turn in range(WARMUP_TURNS + turns):
-            order = ("baseline", "game") if turn % 2 == 0 else ("game", "baseline")
-            for name in order:
-                got = sides[name].ask(op="turn")
-                if turn >= WARMUP_TURNS:
-                    latency[name].append(got["latency_ms"])
-                    by_kind[name]["new_scene" if got["moved"] else "same_scene"].append(got["latency_ms"])
-                    if name == "game":
-                        prompt_tokens.append(got["prompt_tokens"])
-                        reused.append(got["reused"])
-                        warms.append(got["warm_ms"])
+            for name in rotated(turn):
+                got = ask(name, op="turn")
+                if got is None or turn < WARMUP_TURNS:
+                    continue
+                latency[name]["all"].append(got["latency_ms"])
+                latency[name]["new_scene" if got["moved"] else "same_scene"].append(got["latency_ms"])
+                if name == "game":
+                    prompt_tokens.append(got["prompt_tokens"])
+                    reused.append(got["reused"])
+                    warms.append(got["warm_ms"])
+            loads.append(os.getloadavg()[0])
         print(f"  session: {turns} turns timed", file=out)
         warms = [w for w in warms if w is not None]
-        sides["game"].ask(op="session_start")  # again, with no time to warm up between turns
-        unwarmed = []
-        for turn in range(WARMUP_TURNS + turns):
-            got = sides["game"].ask(op="turn", warm=False)
-            if turn >= WARMUP_TURNS:
-                unwarmed.append(got["latency_ms"])
-        print("  session again, the game with no time between turns", file=out)
-        memory = {name: w.ask(op="memory") for name, w in sides.items()}
+        again = {}
+        # the game again: without looking ahead to the next scenes (before/after in one run),
+        # then with no time at all between turns (no warm-up)
+        for label, request in (("no_lookahead", {"lookahead": False}), ("unwarmed", {"warm": False})):
+            sides["game"].ask(op="session_start")
+            again[label] = {"all": [], "same_scene": [], "new_scene": []}
+            for turn in range(WARMUP_TURNS + turns):
+                got = sides["game"].ask(op="turn", **request)
+                if turn >= WARMUP_TURNS:
+                    again[label]["all"].append(got["latency_ms"])
+                    again[label]["new_scene" if got["moved"] else "same_scene"].append(got["latency_ms"])
+            loads.append(os.getloadavg()[0])
+        print("  session again on the game side: without scene look-ahead, and with no time between turns",
+              file=out)
+        memory = {name: ask(name, op="memory") for name in names}
     finally:
         for w in sides.values():
             w.close()
+    live = [name for name in names if name not in skipped]
     report: dict = {"machine": info, "precision": loaded["game"]["precision"],
                     "game_path": loaded["game"]["path"], "threads": memory["game"].get("threads"),
-                    "baseline_threads": loaded["baseline"]["threads"], "quick": quick}
-    for name in sides:
-        report[name] = {
+                    "quick": quick, "peers": {}, "skipped": dict(skipped)}
+    for name in live:
+        result = {
             "ttft_ms": {k: _stats(v) for k, v in ttft[name].items()},
             "decode_tps": {k: _stats(v) for k, v in tps[name].items()},
-            "turn_latency_ms": _stats(latency[name]),
-            "turn_latency_by_kind_ms": {kind: _stats(v) for kind, v in by_kind[name].items() if v},
+            "turn_latency_ms": _latency(latency[name]),
             "peak_rss_mb": memory[name]["peak_rss_mb"],
             "peak_rss_loading_mb": loaded[name]["peak_rss_loaded_mb"],
             "rss_after_play_mb": memory[name]["rss_mb"],
+            "threads": loaded[name]["threads"],
+            "setup": loaded[name].get("setup", ""),
         }
-    report["game"]["session"] = {"prompt_tokens": _stats(prompt_tokens, 0),
-                                 "reused_prompt_tokens": _stats(reused, 0)}
-    report["game"]["warm_ms"] = _stats(warms) if warms else None
-    report["game"]["turn_latency_unwarmed_ms"] = _stats(unwarmed)
+        if name == "game":
+            report["game"] = result
+        else:
+            report["peers"][name] = result
+    game = report["game"]
+    game["session"] = {"prompt_tokens": _stats(prompt_tokens, 0), "reused_prompt_tokens": _stats(reused, 0)}
+    game["warm_ms"] = _stats(warms) if warms else None
+    game["turn_latency_no_lookahead_ms"] = _latency(again["no_lookahead"])
+    game["turn_latency_unwarmed_ms"] = _latency(again["unwarmed"])
     print("Timing cold starts (fresh processes)...", file=out)
-    paints, readies, base_readies = [], [], []
+    paints, readies = [], {name: [] for name in live}
     for _ in range(1 if quick else 3):
         paint = _timed_launch(PAINT, [model], env)
         paints.append(paint["seconds"])
-        report["game"]["torch_imported_before_paint"] = paint["torch_imported_before_paint"]
-        readies.append(_timed_launch(READY_GAME, [model, precision], env)["seconds"])
-        base_readies.append(_timed_launch(READY_BASELINE, [model], env)["seconds"])
-    report["game"]["tui_paint_s"] = _stats(paints, 2)
-    report["game"]["ready_s"] = _stats(readies, 2)
-    report["baseline"]["ready_s"] = _stats(base_readies, 2)
-    game, base = report["game"], report["baseline"]
-    report["ratios"] = {
-        "decode_880": round(game["decode_tps"]["880"]["median"] / base["decode_tps"]["880"]["median"], 2),
-        "ttft_880": round(base["ttft_ms"]["880"]["median"] / game["ttft_ms"]["880"]["median"], 2),
-        "turn_latency": round(base["turn_latency_ms"]["median"] / game["turn_latency_ms"]["median"], 2),
-    }
-    report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        game["torch_imported_before_paint"] = paint["torch_imported_before_paint"]
+        for name in live:
+            if name == "game":
+                readies[name].append(_timed_launch(READY_GAME, [model, precision], env)["seconds"])
+            elif name == "pipeline":
+                readies[name].append(_timed_launch(READY_BASELINE, [model], env)["seconds"])
+            else:
+                _side, path, kind = plan[name]
+                readies[name].append(_timed_launch(READY_LLAMA, [path, kind], env)["seconds"])
+        loads.append(os.getloadavg()[0])
+    game["tui_paint_s"] = _stats(paints, 2)
+    for name in live:
+        (game if name == "game" else report["peers"][name])["ready_s"] = _stats(readies[name], 2)
+    report["ratios"] = ratios(report)
+    info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    loads.append(info["load_average_after"][0])
+    info["load_average_during_max"] = round(max(loads), 2)
     report["targets"] = targets(report)
     return report
 
 
+def _latency(kinds: dict) -> dict:
+    """Turn latencies: the stats of all turns, their p90, and the medians of the two kinds of turn."""
+    result = _stats(kinds["all"])
+    for kind, key in (("same_scene", "same_scene_median"), ("new_scene", "scene_entry_median")):
+        result[key] = round(statistics.median(kinds[kind]), 1) if kinds[kind] else None
+        result[key.replace("median", "n")] = len(kinds[kind])
+    return result
+
+
+def ratios(report: dict) -> dict:
+    """The game against each peer: how many times faster (above 1: the game is ahead)."""
+    game, out = report["game"], {}
+    for name, peer in report["peers"].items():
+        out[f"decode_880_vs_{name}"] = round(game["decode_tps"]["880"]["median"]
+                                             / peer["decode_tps"]["880"]["median"], 2)
+        for n in SIZES:
+            out[f"ttft_{n}_vs_{name}"] = round(peer["ttft_ms"][str(n)]["median"]
+                                               / game["ttft_ms"][str(n)]["median"], 2)
+        out[f"turn_latency_vs_{name}"] = round(peer["turn_latency_ms"]["median"]
+                                               / game["turn_latency_ms"]["median"], 2)
+        out[f"turn_latency_p90_vs_{name}"] = round(peer["turn_latency_ms"]["p90"]
+                                                   / game["turn_latency_ms"]["p90"], 2)
+    return out
+
+
+def busy_reason(machine_info: dict) -> str | None:
+    """Why the run's figures cannot judge a target (None: the machine was quiet enough).
+
+    The 1-minute load average, sampled before, during and after the run, must
+    stay at or below the number of physical cores: above that, other programs
+    were waiting for cores, and the sides' figures say more about them than
+    about the narrator.
+    """
+    cores = machine_info["physical_cores"]
+    peak = machine_info.get("load_average_during_max", max(machine_info["load_average_before"][0],
+                                                           machine_info.get("load_average_after", [0])[0]))
+    if peak > cores:
+        return (f"the load average reached {peak:g} during the run, above the {cores} physical cores: "
+                "other programs were waiting for the cores, so the figures are not a quiet machine's")
+    return None
+
+
 def targets(report: dict) -> dict:
-    """Each target of the speed issue: the measured value, the goal, and whether it is met."""
-    game = report["game"]
+    """Each target of the speed issues: value, goal, status ('met', 'not met', 'not measurable'), why.
+
+    Nothing is 'met' from a busy run (see `busy_reason`); a target that needs a
+    peer which did not run is 'not measurable', with the peer's reason.
+    """
+    game, peers, rat = report["game"], report["peers"], report["ratios"]
+    llama = [n for n in peers if n.startswith("llama_cpp")]
+    fastest_llama = min(llama, key=lambda n: peers[n]["ttft_ms"]["880"]["median"]) if llama else None
+
+    def needs(peer: str | None, value_of):
+        if peer is None or peer not in peers:
+            why = report.get("skipped", {}).get(peer or "llama_cpp_q8_0") or "run with --peers"
+            return None, f"{peer or 'llama.cpp'} did not run: {why}"
+        return value_of(), None
+
     measured = {
-        "turn_latency_ms": (game["turn_latency_ms"]["median"], "<="),
-        "decode_880": (report["ratios"]["decode_880"], ">="),
-        "tui_paint_s": (game["tui_paint_s"]["median"], "<="),
-        "ready_s": (game["ready_s"]["median"], "<="),
-        "peak_rss_mb": (game["peak_rss_mb"], "<="),
+        "decode_880_vs_llama_cpp_q8_0": needs("llama_cpp_q8_0", lambda: rat["decode_880_vs_llama_cpp_q8_0"]),
+        "decode_880_vs_pipeline": needs("pipeline", lambda: rat["decode_880_vs_pipeline"]),
+        "turn_latency_p90_ms": (game["turn_latency_ms"]["p90"], None),
+        "ttft_880_vs_llama_cpp": needs(fastest_llama, lambda: rat[f"ttft_880_vs_{fastest_llama}"]),
+        "peak_rss_mb": (game["peak_rss_mb"], None),
+        "ready_s": (game["ready_s"]["median"], None),
+        "tui_paint_s": (game["tui_paint_s"]["median"], None),
     }
-    return {key: {"value": value, "goal": f"{way} {TARGETS[key]}",
-                  "met": value <= TARGETS[key] if way == "<=" else value >= TARGETS[key]}
-            for key, (value, way) in measured.items()}
+    busy = busy_reason(report["machine"])
+    result = {}
+    for key, (value, missing) in measured.items():
+        way, goal = TARGETS[key]
+        row = {"value": value, "goal": f"{way} {goal:g}"}
+        if missing:
+            row.update(status="not measurable", why=missing)
+        elif busy and key not in UNTIMED:
+            row.update(status="not measurable", why=busy)
+        else:
+            ok = value <= goal if way == "<=" else value >= goal
+            row.update(status="met" if ok else "not met", why="")
+        result[key] = row
+    return result
 
 
 def _print_report(r: dict, out: TextIO) -> None:
-    m, base, game = r["machine"], r["baseline"], r["game"]
+    m, game = r["machine"], r["game"]
+    sides = {"game": game, **r["peers"]}
     print(f"\nStoryteller benchmark: {r['model']}", file=out)
     print(f"Machine: {m['cpu']}, {m['physical_cores']} physical cores ({m['logical_cpus']} logical), "
           f"flags {' '.join(m['flags']) or '-'}; load average {m['load_average_before'][0]} before, "
-          f"{m['load_average_after'][0]} after", file=out)
+          f"{m['load_average_during_max']} at most during the run, {m['load_average_after'][0]} after", file=out)
     print(f"Game: precision {r['precision']} ({r['game_path']}), {r['threads']} thread(s) at the end "
-          f"(it uses the cores other programs leave free); baseline: {r['baseline_threads']} threads.", file=out)
-    print("Medians (min-max) of the runs; ratio = how many times better the game is.\n", file=out)
+          f"(it uses the cores other programs leave free).", file=out)
+    for name, peer in r["peers"].items():
+        print(f"{name}: {peer['threads']} thread(s){'; ' + peer['setup'] if peer['setup'] else ''}", file=out)
+    for name, why in r["skipped"].items():
+        print(f"{name}: not run ({why})", file=out)
+    print("Medians (min-max) of the runs; p90 = 90th percentile.\n", file=out)
 
-    def cell(s: dict, unit: str = "") -> str:
-        return f"{s['median']:g}{unit} ({s['min']:g}-{s['max']:g})"
+    def cell(s: dict | None, unit: str = "", p90: bool = False) -> str:
+        if s is None:
+            return ""
+        text = f"{s['median']:g}{unit} ({s['min']:g}-{s['max']:g})"
+        return text + (f", p90 {s['p90']:g}" if p90 else "")
 
-    rows = [("", "baseline (pipeline, fp32)", "game", "ratio")]
+    rows = [("", *sides)]
     for n in SIZES:
-        b, g = base["ttft_ms"][str(n)], game["ttft_ms"][str(n)]
-        rows.append((f"first token, {n}-token prompt", cell(b, " ms"), cell(g, " ms"),
-                     f"{b['median'] / g['median']:.1f}x"))
+        rows.append((f"first token, {n}-token prompt", *(cell(s["ttft_ms"][str(n)], " ms") for s in sides.values())))
     for n in SIZES:
-        b, g = base["decode_tps"][str(n)], game["decode_tps"][str(n)]
-        rows.append((f"decode tokens/s, {n}-token prompt", cell(b), cell(g), f"{g['median'] / b['median']:.1f}x"))
-    b, g = base["turn_latency_ms"], game["turn_latency_ms"]
-    rows.append((f"turn latency, Enter -> first token ({g['n']} turns)", cell(b, " ms"), cell(g, " ms"),
-                 f"{b['median'] / g['median']:.1f}x"))
-    u = game["turn_latency_unwarmed_ms"]
-    rows.append(("  the same, acting at once (no warm-up)", "", cell(u, " ms"), f"{b['median'] / u['median']:.1f}x"))
-    rows.append(("launch -> narrator ready", cell(base["ready_s"], " s"), cell(game["ready_s"], " s"), ""))
-    rows.append(("launch -> TUI painted", "", cell(game["tui_paint_s"], " s"), ""))
-    rows.append(("peak RSS (whole process)", f"{base['peak_rss_mb']} MB", f"{game['peak_rss_mb']} MB", ""))
-    rows.append(("RSS after the session", f"{base['rss_after_play_mb']} MB", f"{game['rss_after_play_mb']} MB", ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        rows.append((f"decode tokens/s, {n}-token prompt", *(cell(s["decode_tps"][str(n)]) for s in sides.values())))
+    rows.append((f"turn latency, Enter -> first token ({game['turn_latency_ms']['n']} turns)",
+                 *(cell(s["turn_latency_ms"], " ms", p90=True) for s in sides.values())))
+    for key, label in (("same_scene_median", "  turns staying in a scene (median)"),
+                       ("scene_entry_median", "  turns entering a scene (median)")):
+        rows.append((label, *(f"{s['turn_latency_ms'][key]:g} ms" if s["turn_latency_ms"][key] is not None
+                              else "" for s in sides.values())))
+    for key, label in (("turn_latency_no_lookahead_ms", "  game without scene look-ahead"),
+                       ("turn_latency_unwarmed_ms", "  game acting at once (no warm-up)")):
+        s = game[key]
+        rows.append((label, cell(s, " ms", p90=True) + (f"; entering a scene {s['scene_entry_median']:g} ms"
+                                                         if s["scene_entry_median"] is not None else ""),
+                     *([""] * len(r["peers"]))))
+    rows.append(("launch -> narrator ready", *(cell(s["ready_s"], " s") for s in sides.values())))
+    rows.append(("launch -> TUI painted", cell(game["tui_paint_s"], " s"), *([""] * len(r["peers"]))))
+    rows.append(("peak RSS (whole process)", *(f"{s['peak_rss_mb']} MB" for s in sides.values())))
+    rows.append(("RSS after the session", *(f"{s['rss_after_play_mb']} MB" for s in sides.values())))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(col.ljust(w) for col, w in zip(row, widths)).rstrip(), file=out)
     s = game["session"]
     print(f"\nSession prompts: {s['prompt_tokens']['median']:g} tokens (median), of which "
-          f"{s['reused_prompt_tokens']['median']:g} came from the prefix cache.", file=out)
-    for kind, label in (("same_scene", "staying in a scene"), ("new_scene", "entering a scene")):
-        b, g = base["turn_latency_by_kind_ms"].get(kind), game["turn_latency_by_kind_ms"].get(kind)
-        if b and g:
-            print(f"Turns {label} ({g['n']}): baseline {b['median']:g} ms, game {g['median']:g} ms (medians).",
-                  file=out)
+          f"{s['reused_prompt_tokens']['median']:g} came from the game's prefix cache.", file=out)
     if game.get("warm_ms"):
-        print(f"After each turn the game computed the next prompt's known start in the background in "
-              f"{cell(game['warm_ms'], ' ms')}, while the player reads and types; the turn latency above "
-              "assumes the player takes longer than that.", file=out)
-    print("Targets:", file=out)
+        print(f"After each turn the game computed the next prompt's known start (and the likely next "
+              f"scenes') in the background in {cell(game['warm_ms'], ' ms')}, while the player reads and "
+              "types; the turn latency above assumes the player takes longer than that.", file=out)
+    print("\nThe game against each peer (above 1: the game is ahead):", file=out)
+    for key, value in r["ratios"].items():
+        print(f"  {key}: {value:g}x", file=out)
+    print("\nTargets:", file=out)
     for key, t in r["targets"].items():
-        print(f"  {'met    ' if t['met'] else 'NOT met'}  {key}: {t['value']:g} (goal {t['goal']})", file=out)
+        value = "-" if t["value"] is None else f"{t['value']:g}"
+        print(f"  {t['status']:<15} {key}: {value} (goal {t['goal']})" + (f": {t['why']}" if t["why"] else ""),
+              file=out)
 
 
 # --- through a server ------------------------------------------------------------------------
@@ -458,61 +652,112 @@ def _server_generate(server, prompt: str, seed: int) -> dict:
 
 # --- quality -------------------------------------------------------------------------------
 
-def run_quality(model: str | None, json_path: Path | None, out: TextIO = sys.stdout) -> int:
-    """Compare every precision with fp32 on the bundled text: perplexity and next-token agreement."""
+def run_quality(model: str | None, json_path: Path | None, out: TextIO = sys.stdout, *,
+                proxy_seconds: float | None = None) -> int:
+    """Compare every precision with fp32: perplexity and next-token agreement.
+
+    First on the quality proxy (`game.narrator.proxy`: a small GPT-2 trained for
+    `proxy_seconds` on the bundled English text, measured on held-out paragraphs),
+    then on the real model when there is one (`model`, else the cached distilgpt2)
+    on the bundled tale. Each verdict (is int8 within `precision.INT8_MARGIN` of
+    fp32?) is recorded for `auto` (`precision.record_quality`).
+    """
+    from game.narrator import precision as formats
+    from game.narrator import proxy
+
+    seconds = proxy.DEFAULT_SECONDS if proxy_seconds is None else proxy_seconds
+    report: dict = {"margin": formats.INT8_MARGIN}
+    print(f"Training the quality proxy: a small GPT-2 on the bundled English text, for {seconds:g} s "
+          "at the lowest CPU priority...", file=out)
+    try:
+        with tempfile.TemporaryDirectory(prefix="storyteller-proxy-") as tmp:
+            trained = proxy.train_nicely(Path(tmp) / "proxy-gpt2", seconds)
+            rows = quality(str(Path(tmp) / "proxy-gpt2"), proxy.corpus()[1])
+    except Exception as error:  # noqa: BLE001 - one line, no traceback
+        print(f"storyteller bench: the quality proxy failed: {_first_line(error)}", file=out)
+        return 1
+    rows["training"] = trained
+    rows["int8_ok"] = formats.record_quality(formats.PROXY_KEY, rows)
+    report["proxy"] = rows
+    _print_quality(f"PROXY (not distilgpt2): a {trained['n_layer']}-layer, width-{trained['n_embd']} GPT-2 "
+                   f"trained {trained['steps']} steps ({trained['seconds']:g} s) on "
+                   f"{trained['training_tokens']} tokens; held-out text", rows, out)
     if model is None:
         from huggingface_hub import try_to_load_from_cache
 
         config = try_to_load_from_cache("distilgpt2", "config.json")
-        if not isinstance(config, str):
-            print("storyteller bench --quality needs the real distilgpt2, which is not in the local "
-                  "Hugging Face cache: download it with `storyteller model pull distilgpt2`, or pass "
-                  "--model DIR (random weights would say nothing about quality).", file=out)
+        if isinstance(config, str):
+            model = str(Path(config).parent)
+        else:
+            print("\nThe real distilgpt2 is not in the local Hugging Face cache, so only the proxy was "
+                  "measured: download it with `storyteller model pull distilgpt2` (or pass --model DIR) "
+                  "and run `storyteller bench --quality` again.", file=out)
+    if model is not None:
+        try:
+            rows = quality(model)
+        except Exception as error:  # a bad folder or file: one line, no traceback
+            print(f"storyteller bench: could not compare precisions on '{model}': {_first_line(error)}", file=out)
             return 1
-        model = str(Path(config).parent)
-    try:
-        rows = quality(model)
-    except Exception as error:  # a bad folder or file: one line, no traceback
-        print(f"storyteller bench: could not compare precisions on '{model}': {error}", file=out)
-        return 1
-    print(f"Precision vs fp32 on {text_file().name} ({rows['tokens']} tokens), model {model}", file=out)
+        rows["int8_ok"] = formats.record_quality(formats.model_key(model), rows)
+        report["model"], report["quality"] = model, rows
+        _print_quality(f"\nModel {model}, on {text_file().name}", rows, out)
+    if json_path is not None:
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _print_quality(title: str, rows: dict, out: TextIO) -> None:
+    from game.narrator import precision as formats
+
+    print(f"{title} ({rows['tokens']} tokens):", file=out)
     print(f"  lean fp32 vs the model's own forward: largest logit difference "
           f"{rows['lean_vs_model_max_diff']:.2g}", file=out)
     for name in ("fp32", "bf16", "int8"):
         row = rows["precisions"][name]
         print(f"  {name:5}  perplexity {row['perplexity']:9.3f}   next-token agreement with fp32 "
               f"{row['agreement']:6.1%}   largest logit difference {row['max_logit_diff']:.3g}", file=out)
-    if json_path is not None:
-        Path(json_path).write_text(json.dumps({"model": model, "quality": rows}, indent=2) + "\n",
-                                   encoding="utf-8")
-    return 0
+    margin = formats.INT8_MARGIN
+    print(f"  int8 {'is' if rows['int8_ok'] else 'is NOT'} within the margin (perplexity at most "
+          f"{margin['perplexity']:.0%} above fp32's, agreement at least {margin['agreement']:.0%})"
+          f"{'' if rows['int8_ok'] else ': `auto` will not choose int8 for it'}.", file=out)
 
 
-def quality(model: str) -> dict:
-    """Perplexity and argmax agreement with fp32 for each precision, on the bundled text."""
+def quality(model: str, text: str | None = None) -> dict:
+    """Perplexity and argmax agreement with fp32 for each precision, on `text` (default: the
+    bundled tale), computed in windows of the model's context length."""
     import math
 
     import torch
     import torch.nn.functional as F
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
     from game.narrator.fastgen import FastGenerator
 
+    hf_logging.set_verbosity_error()  # the text is longer than the window: it is computed in windows
+    hf_logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=True)
-    ids = tokenizer(text_file().read_text(encoding="utf-8")).input_ids[:1024]
-    target = torch.tensor(ids[1:])
+    ids = tokenizer(text_file().read_text(encoding="utf-8") if text is None else text).input_ids[:4096]
     rows: dict = {"tokens": len(ids), "precisions": {}}
     reference = None
     for name in ("fp32", "bf16", "int8"):
         loaded = AutoModelForCausalLM.from_pretrained(model, local_files_only=True, dtype=torch.float32)
+        window = min(1024, loaded.config.n_positions)
+        pieces = [ids[i:i + window] for i in range(0, len(ids), window) if len(ids[i:i + window]) > 1]
         if name == "fp32":
             with torch.inference_mode():
-                own = loaded(input_ids=torch.tensor([ids])).logits[0].float()
-        logits = FastGenerator.from_model(loaded, name).logits(ids)
+                own = torch.cat([loaded(input_ids=torch.tensor([p])).logits[0].float() for p in pieces])
+        generator = FastGenerator.from_model(loaded, name)
+        logits = torch.cat([generator.logits(p) for p in pieces])
         if reference is None:
             reference = logits
             rows["lean_vs_model_max_diff"] = float((logits - own).abs().max())
-        nll = F.cross_entropy(logits[:-1], target)
+        # each piece predicts its own next tokens (the last position of a piece has no target)
+        keep = torch.cat([torch.arange(len(p) - 1) + sum(len(q) for q in pieces[:j])
+                          for j, p in enumerate(pieces)])
+        target = torch.cat([torch.tensor(p[1:]) for p in pieces])
+        nll = F.cross_entropy(logits[keep], target)
         rows["precisions"][name] = {
             "perplexity": round(math.exp(float(nll)), 4),
             "agreement": round(float((logits.argmax(-1) == reference.argmax(-1)).float().mean()), 4),
@@ -550,7 +795,7 @@ class _Side:
         from game.engine import Engine
         from game.narration import TurnNarrator
         from game.personality import load_personalities
-        from game.quest_loader import load_quest
+        from game.world.loader import load_quest
         from game.settings import Settings
 
         personalities, _ = load_personalities()
@@ -560,7 +805,7 @@ class _Side:
         self.actions, self.lines, self.turns = list(ACTIONS), _narrations(), 0
         return {}
 
-    def turn(self, warm: bool = True) -> dict:
+    def turn(self, warm: bool = True, lookahead: bool = True) -> dict:
         """One narrated turn of the script: Enter -> first token; the narration kept is scripted.
 
         Then, as in play, the game computes the next prompt's known start while the
@@ -576,11 +821,11 @@ class _Side:
         prepared = self.turn_narrator.prepare(self.engine, result)
         first, reused = self.first_token(prepared)
         self.engine.set_narration(self.lines[self.turns % len(self.lines)])
-        warmed = self.warm() if warm else None
+        warmed = self.warm(lookahead) if warm else None
         return {"latency_ms": (first - began) * 1000, "prompt_tokens": prepared.prompt.prompt_tokens,
                 "reused": reused, "moved": result.scene_entered, "warm_ms": warmed}
 
-    def warm(self) -> float | None:
+    def warm(self, lookahead: bool = True) -> float | None:
         """Milliseconds the next prompt's start took to compute in the background (None: not done)."""
         return None
 
@@ -682,9 +927,9 @@ class _Game(_Side):
         t = stream.token_times
         return {"ttft_ms": (t[0] - began) * 1000, "decode_tps": (len(t) - 1) / (t[-1] - t[0])}
 
-    def warm(self) -> float | None:
+    def warm(self, lookahead: bool = True) -> float | None:
         began = time.perf_counter()
-        thread = self.turn_narrator.warm(self.engine)
+        thread = self.turn_narrator.warm(self.engine, lookahead)
         if thread is None:
             return None
         thread.join()
@@ -706,6 +951,106 @@ class _Game(_Side):
         return seen[0], self.service.generator.reused
 
 
+def open_llama(path: str, kind: str):
+    """llama.cpp (llama-cpp-python) on a GGUF file, as the benchmark runs it: the whole window,
+    flash attention on, one thread per physical core (llama-cpp-python's default is half the
+    logical CPUs). Returns (Llama, a note on how it was set up).
+
+    On a CPU with AMX, llama.cpp's AMX buffer type (one of its "extra buffer types",
+    which repack weights) crashed on a q8_0 GPT-2 (a segfault, llama-cpp-python
+    0.3.36 built for the native CPU); there q8_0 is loaded with `use_extra_bufts`
+    off. llama-cpp-python has no argument for it, so the model parameters it starts
+    from are changed in this (worker) process.
+    """
+    import llama_cpp
+    from llama_cpp import llama as llama_module
+
+    from game.narrator import precision
+
+    notes = []
+    if kind == "q8_0" and precision.cpu_flags() & {"amx_int8", "amx_tile"}:
+        defaults = llama_module.llama_cpp.llama_model_default_params
+
+        def without_extra_buffers():
+            params = defaults()
+            params.use_extra_bufts = False
+            return params
+
+        llama_module.llama_cpp.llama_model_default_params = without_extra_buffers
+        notes.append("use_extra_bufts off (AMX CPU: its q8_0 repacking crashed)")
+    cores = precision.threads()
+    llm = llama_cpp.Llama(model_path=path, n_ctx=1024, n_batch=512, n_threads=cores, n_threads_batch=cores,
+                          flash_attn=True, verbose=False, seed=0)
+    notes.insert(0, f"llama-cpp-python {llama_cpp.__version__}, GGUF {kind}, flash attention on")
+    return llm, "; ".join(notes)
+
+
+class _LlamaTokenizer:
+    """llama.cpp's own tokenizer (the GGUF's copy of the vocabulary), shaped like a transformers one
+    for what the benchmark needs: `encode`, `tokenizer(text).input_ids` and `decode`."""
+
+    def __init__(self, llm):
+        self.llm = llm
+
+    def encode(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) if text else []
+
+    def __call__(self, text: str):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(input_ids=self.encode(text))
+
+    def decode(self, ids) -> str:
+        return self.llm.detokenize(list(ids)).decode("utf-8", errors="replace")
+
+
+class _LlamaCpp(_Side):
+    """llama.cpp on a GGUF of the same weights: its own prompt cache (the longest common prefix with
+    the last sequence is kept), its own sampler with the pipeline's settings (min-p off)."""
+
+    def load(self) -> dict:
+        self.llm, setup = open_llama(self.model, self.precision)
+        self.tokenizer = _LlamaTokenizer(self.llm)
+        self.eos = self.llm.token_eos()
+        return {"precision": self.precision, "threads": self.llm.n_threads, "setup": setup,
+                **_memory_now("loaded")}
+
+    def narrator_service(self):
+        tokenizer = self.tokenizer
+
+        class Counter:  # what TurnNarrator.prepare needs: the same tokenizer and window
+            status, window = "ready", 1024
+        Counter.tokenizer = tokenizer
+        return Counter()
+
+    def _tokens(self, ids: list[int], count: int, seed: int):
+        """Generate after `ids`; yields perf_counter() at each new token, `count` tokens at most."""
+        self.llm.set_seed(seed)
+        made = 0
+        for token in self.llm.generate(ids, top_k=BASELINE_SAMPLING["top_k"], top_p=BASELINE_SAMPLING["top_p"],
+                                       min_p=0.0, temp=BASELINE_SAMPLING["temperature"],
+                                       repeat_penalty=BASELINE_SAMPLING["repetition_penalty"]):
+            made += 1
+            yield time.perf_counter()
+            if made >= count:
+                return
+
+    def generate(self, tokens: int, seed: int) -> dict:
+        ids = self.tokenizer.encode(_prompt_of(self.tokenizer, tokens))
+        self.llm.reset()  # a cold prompt, as the others'
+        began = time.perf_counter()
+        t = list(self._tokens(ids, NEW_TOKENS, seed))  # end-of-text is one more token: no stop
+        return {"ttft_ms": (t[0] - began) * 1000, "decode_tps": (len(t) - 1) / (t[-1] - t[0])}
+
+    def first_token(self, prepared) -> tuple[float, int]:
+        from game.narrator.fastgen import common_prefix
+
+        ids = self.tokenizer.encode(prepared.prompt.text)
+        reused = common_prefix(list(self.llm._input_ids[:self.llm.n_tokens]), ids)
+        first = next(self._tokens(ids, 1, self.turns))
+        return first, reused
+
+
 def _worker_main(args: list[str]) -> int:
     """`python -m game.bench --worker SIDE MODEL PRECISION`: answer JSON requests on stdin."""
     import warnings
@@ -714,7 +1059,7 @@ def _worker_main(args: list[str]) -> int:
     side, model, precision = args
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # library chatter must not reach the protocol stream
-    worker = (_Baseline if side == "baseline" else _Game)(model, precision)
+    worker = {"pipeline": _Baseline, "game": _Game, "llama_cpp": _LlamaCpp}[side](model, precision)
     for line in sys.stdin:
         request = json.loads(line)
         op = request.pop("op")
@@ -730,5 +1075,5 @@ def _worker_main(args: list[str]) -> int:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
         sys.exit(_worker_main(sys.argv[2:]))
-    print("usage: storyteller bench [--model DIR] [--json FILE] [--quick] [--quality]", file=sys.stderr)
+    print("usage: storyteller bench [--model DIR] [--json FILE] [--quick] [--peers] [--quality]", file=sys.stderr)
     sys.exit(2)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from game import locations
 from game.diagnostics import Problem
-from game.quest_loader import QUEST_FILE, check_quest
+from game.world.loader import QUEST_FILE, check_quest
 
 
 @dataclass(frozen=True)
@@ -67,4 +67,21 @@ def find_quest(name: str) -> Path | None:
     for entry in all_quests():
         if entry.id == name:
             return entry.path
+    return None
+
+
+def quest_by_id(quest_id: str) -> Path | None:
+    """The known quest (bundled, then the player's own) whose id is `quest_id`, or None.
+
+    This is how a save finds its quest: never by the path the save records, so a
+    save cannot make the game open any file that is not a known quest.
+    """
+    folders = (locations.bundled_quests_dir(), locations.user_quests_dir())
+    candidates = [path for folder in folders for path in quest_paths(folder)]
+    likely = [p for p in candidates if p.stem == quest_id]  # quests are usually named by id
+    for path in likely + [p for p in candidates if p not in likely]:
+        quest, problems = check_quest(path)
+        if quest is not None and quest.id == quest_id and \
+                not any(p.severity == "error" for p in problems):
+            return path
     return None

@@ -23,7 +23,9 @@ computes only what is new (see docs/performance.md). Segments, in prompt order:
     author's note            trimmable 5   "[Author's note: ...]"
     turns, oldest first      trimmable 1   each as it was told: its state card, the lore it
                                            named, "> action", authored outcome, narration
-      newest turn            kept          clipped only when nothing else is left to trim
+      newest turn            kept          clipped only when nothing else is left to trim;
+                                           a past turn's action is told at most
+                                           TOLD_ACTION_CHARS long (then "…")
     state card               pinned        "[Scene: ... | Carrying: ... | ...]"
     lore named by the action trimmable 3   "[Lore: ...]"
     new action               pinned        "> action", clipped but never dropped
@@ -77,6 +79,8 @@ CLIP_MARKER = "…"
 TRIM_CHUNK = 2  # older turns are dropped in chunks of this many turn numbers
 BOTTOM_ALLOWANCE = 128  # deciding which older turns to drop, the new turn counts as at least this
 ACTION_KEEP = 8  # a clipped action keeps at least this many of its tokens while others can go
+TOLD_ACTION_CHARS = 300  # a past turn's action is told at most this long (a huge paste must not
+                         # push the author's note, hints and lore out of the next prompts)
 
 _CACHE_LIMIT = 8192
 
@@ -90,7 +94,7 @@ class Tokenizer(Protocol):
 
 
 class LoreLike(Protocol):
-    """A lore entry, e.g. `game.quest.LoreEntry`."""
+    """A lore entry, e.g. `game.world.model.LoreEntry`."""
 
     id: str
     keywords: Sequence[str]
@@ -120,9 +124,12 @@ class StateCard:
     scene: str
     carrying: Sequence[str] = ()
     flags: Sequence[str] = ()  # facts already in words, e.g. "Torch lit"
+    score: str = ""  # "1 of 2" in a quest that keeps a score
 
     def render(self) -> str:
         parts = [f"Scene: {self.scene}", "Carrying: " + (", ".join(self.carrying) or "nothing")]
+        if self.score:
+            parts.append(f"Score: {self.score}")
         return "[" + " | ".join(parts + list(self.flags)) + "]"
 
 
@@ -237,10 +244,19 @@ def _lore_line(entry: LoreLike) -> str:
     return f"[Lore: {_one_line(entry.text)}]"
 
 
+def _told_action(action: str) -> str:
+    """A past turn's action as the next prompts tell it: capped at TOLD_ACTION_CHARS."""
+    action = _one_line(action)
+    if len(action) <= TOLD_ACTION_CHARS:
+        return action
+    return action[:TOLD_ACTION_CHARS].rstrip() + CLIP_MARKER
+
+
 def _told(turn: Turn, lore: Sequence[LoreLike]) -> str:
-    """A past turn as it was told: the body of its segment (the bottom, then the narration)."""
+    """A past turn as it was told: the body of its segment (the bottom, then the narration);
+    its action capped (`_told_action`)."""
     parts = [turn.card.strip()] + [_lore_line(e) for e in lore] + \
-        [f"{ACTION_MARKER} {_one_line(turn.action)}", turn.authored.strip(), turn.narration.strip()]
+        [f"{ACTION_MARKER} {_told_action(turn.action)}", turn.authored.strip(), turn.narration.strip()]
     return "\n".join(p for p in parts if p)
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from game.diagnostics import GameFileError, Problem
 from game.engine import Engine
-from game.quest import Quest
-from game.quest_loader import check_quest
+from game.world.model import Quest
+from game.world.loader import check_quest
 from game.saves import SaveData, restore
 
 

@@ -5,6 +5,11 @@ User folders come from platformdirs (app name "storyteller"):
 * config folder: ``settings.yaml`` and ``personalities/`` (the player's own voices);
 * data folder: ``saves/`` and ``quests/`` (the player's own quests).
 
+A game served to a browser (`storyteller serve`) plays for one named player:
+`use_player_folder` then moves that player's saves, settings file and
+transcripts into their own folder (see `game.players`, which owns the names and
+the rules); the quests and personalities stay the host's.
+
 The project's bundled ``quests/`` and ``assets/`` lie at the repository root, next
 to the ``game`` package. Every folder can be moved with an environment variable
 (see `ENV`), so players and tests can point elsewhere; an empty variable counts as
@@ -31,6 +36,21 @@ ENV = {
 }
 
 
+_player_folder: Path | None = None  # set once a served game knows its player
+
+
+def use_player_folder(folder: Path | None) -> None:
+    """From now on, this process's saves, settings and transcripts live in `folder` (None: the
+    usual folders again). Only `game.players` calls this, with a checked folder."""
+    global _player_folder
+    _player_folder = None if folder is None else Path(folder)
+
+
+def player_folder() -> Path | None:
+    """The folder of the player this process plays for, if it is a served game."""
+    return _player_folder
+
+
 def _override(folder: str) -> Path | None:
     value = os.environ.get(ENV[folder], "").strip()
     return Path(value).expanduser().absolute() if value else None
@@ -55,6 +75,8 @@ def data_dir() -> Path:
 
 
 def settings_file() -> Path:
+    if _player_folder is not None:
+        return _player_folder / "settings.yaml"
     return config_dir() / "settings.yaml"
 
 
@@ -64,7 +86,19 @@ def user_personalities_dir() -> Path:
 
 
 def saves_dir() -> Path:
+    if _player_folder is not None:
+        return _player_folder / "saves"
     return _override("saves") or data_dir() / "saves"
+
+
+def transcripts_dir() -> Path:
+    """Where exported Markdown transcripts go."""
+    return (_player_folder or data_dir()) / "transcripts"
+
+
+def players_dir() -> Path:
+    """The folder of every served player's own folder (`storyteller serve`)."""
+    return data_dir() / "players"
 
 
 def user_quests_dir() -> Path:

@@ -13,6 +13,7 @@ with further offsets), so the same seed, model and actions give the same story.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from dataclasses import dataclass, field
@@ -21,10 +22,11 @@ from typing import Callable
 
 from game.context import STOP_STRINGS, BuiltPrompt, ContextBuilder, ContextRequest, StateCard, Turn
 from game.engine import Engine, TurnResult
-from game.rules import truthy
+from game.world.rules import truthy
 from game.sampling import Sampling
 
 RETRY_SEED_STEP = 7919  # seed offset between samples of the same turn
+LOOKAHEAD_SCENES = 2  # scene-entering options whose prompts are computed while the player reads
 
 
 @dataclass
@@ -39,7 +41,7 @@ class PreparedTurn:
 
 
 def state_card(engine: Engine) -> StateCard:
-    """The quest's truth: scene title, what the player carries, flags that are set."""
+    """The quest's truth: scene title, what the player carries, flags that are set, the score."""
     quest, state = engine.quest, engine.state
     carrying = [quest.items[i].name for i in state.inventory if i in quest.items]
     facts = []
@@ -49,7 +51,8 @@ def state_card(engine: Engine) -> StateCard:
                 facts.append(flag.replace("_", " "))
         elif truthy(value):
             facts.append(f"{flag.replace('_', ' ')}: {value}")
-    return StateCard(engine.scene.title, carrying, facts)
+    score = f"{state.score} of {quest.max_score}" if quest.scored else ""
+    return StateCard(engine.scene.title, carrying, facts, score)
 
 
 def context_request(engine: Engine, result: TurnResult, persona: str,
@@ -90,6 +93,7 @@ class TurnNarrator:
         self.memory: list[str] = []
         self._builder: ContextBuilder | None = None
         self._log_lock = threading.Lock()
+        self.log_problem: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -157,12 +161,43 @@ class TurnNarrator:
         except ValueError:
             return ""
 
-    def warm(self, engine: Engine):
+    def warm(self, engine: Engine, lookahead: bool = True):
         """Have the service compute `upcoming(engine)` in the background, while the player
-        reads and types: the next turn then only computes its own new part. Returns the
-        service's warm-up thread (None when there is nothing to do)."""
+        reads and types: the next turn then only computes its own new part. With
+        `lookahead`, the prompts of the offered options that enter another scene are
+        computed next, into spare caches (`scene_prompts`). Returns the service's
+        warm-up thread (None when there is nothing to do)."""
         prefix = self.upcoming(engine)
-        return self.service.warm(prefix) if prefix else None
+        if not prefix:
+            return None
+        return self.service.warm(prefix, self.scene_prompts(engine) if lookahead else None)
+
+    def scene_prompts(self, engine: Engine, limit: int = LOOKAHEAD_SCENES) -> Callable[[], list[str]]:
+        """A function giving the exact prompts of up to `limit` offered options that would enter
+        another scene (exits first), to run on any thread: a turn that enters a scene rewrites
+        most of its prompt (the scene's text sits near the top), so these are worth computing
+        while the player reads. The game's state is copied now; the options are played on the
+        copies, never on `engine`."""
+        if not self.ready or engine.ended:
+            return list
+        state, history = engine.state.copy(), [dataclasses.replace(t) for t in engine.history]
+        options = sorted(engine.options(), key=lambda o: not o.is_exit)
+
+        def prompts() -> list[str]:
+            found = []
+            for option in options:
+                if len(found) >= limit:
+                    break
+                sandbox = Engine(engine.quest, engine.seed, state=state.copy(),
+                                 history=[dataclasses.replace(t) for t in history])
+                result = sandbox.act(str(option.number))
+                if result.narrate and result.scene_entered:
+                    try:
+                        found.append(self.prepare(sandbox, result).prompt.text)
+                    except ValueError:
+                        continue
+            return found
+        return prompts
 
     def run(self, prepared: PreparedTurn, on_chunk: Callable[[str], None] | None = None,
             on_restart: Callable[[str], None] | None = None,
@@ -187,9 +222,22 @@ class TurnNarrator:
                 record["messages"] = prepared.prompt.messages
         line = json.dumps(record, ensure_ascii=False)
         with self._log_lock:
-            self.context_log.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.context_log, "a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
+            if self.context_log is None:
+                return
+            try:
+                self.context_log.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.context_log, "a", encoding="utf-8") as fh:
+                    fh.write(line + "\n")
+            except OSError as exc:  # said once (take_log_problem); logging stops, play goes on
+                self.log_problem = (f"the context log {self.context_log} cannot be written "
+                                    f"({exc.strerror or exc}); logging stopped")
+                self.context_log = None
+
+    def take_log_problem(self) -> str | None:
+        """The context log's write failure, once (then None): the front end says it."""
+        with self._log_lock:
+            problem, self.log_problem = self.log_problem, None
+        return problem
 
 
 def make_turn_narrator(settings, personalities, *, quest=None, model: str | None = None,

@@ -8,14 +8,18 @@ quest ends. Extra commands: `undo`, `quit`.
 
 from __future__ import annotations
 
+import signal
 import sys
 import textwrap
+import threading
+from contextlib import contextmanager
 from typing import Callable, TextIO
 
 from game.engine import Engine, Para, TurnResult
+from game.i18n import _
 from game.narrator import cleaning
 from game.phrases import QUIT_WORDS, UNDO_WORDS  # undo is never "u": the parser reads it as "up"
-from game.safe_text import inert
+from game.safe_text import decoded, inert, inert_line
 from game.session import Session
 
 # Called after each turn's authored text: (engine, result, write) -> whether it narrated.
@@ -36,6 +40,10 @@ class PlainGame:
             self.watcher = QuestWatcher(engine.quest.files)
         self.out = out or sys.stdout
         self.inp = inp or sys.stdin
+        try:  # bytes that are not UTF-8 are kept as escapes, then made '�' by `decoded`
+            self.inp.reconfigure(errors="surrogateescape")
+        except (AttributeError, ValueError, OSError):
+            pass
         self.narrate = narrate
         self.width = width
         self.echo = not _isatty(self.inp)
@@ -51,7 +59,8 @@ class PlainGame:
         try:
             self.session.autosave()
         except OSError as exc:
-            self.write(f"(Autosave failed: {exc.strerror or exc}. The previous autosave is intact.)\n")
+            self.write(_("(Autosave failed: {reason}. The previous autosave is intact.)").format(
+                reason=exc.strerror or exc) + "\n")
 
     def write(self, text: str = "") -> None:
         self.out.write(inert(text))
@@ -63,7 +72,8 @@ class PlainGame:
                                     subsequent_indent=indent) if block.strip() else ""
             self.write(wrapped + "\n")
 
-    def show(self, result: TurnResult) -> None:
+    def show(self, result: TurnResult) -> bool:
+        """Show a turn (narrating it when there is a Spirit); whether it was narrated."""
         for p in result.paragraphs:
             self.render(p)
         told = False
@@ -73,12 +83,13 @@ class PlainGame:
             self.para(self.engine.say("unanswered"))
         if not result.ending and result.kind not in ("empty",):
             self.show_options(result)
+        return told
 
     def render(self, p: Para) -> None:
         if p.kind == "scene-title":
-            self.write(f"\n== {p.text} ==\n")
+            self.write(f"\n== {inert_line(p.text)} ==\n")
         elif p.kind == "ending-title":
-            self.write(f"\n*** {p.text} ***\n")
+            self.write(f"\n*** {inert_line(p.text)} ***\n")
         elif p.kind == "change":
             self.para(p.text, "  * ")
         else:
@@ -88,13 +99,31 @@ class PlainGame:
         if result.options:
             self.write("\n")
             for o in result.options:
-                self.write(f"  {o.number}. {inert(o.label)}\n")
+                self.write(f"  {o.number}. {inert_line(o.label)}\n")
 
     def run(self) -> int:
+        """Play until the input ends, the player quits or the quest ends (exit 0).
+
+        SIGINT, SIGTERM and SIGHUP autosave the game as it is and end with 128 + the
+        signal's number (130, 143, 129), never a traceback.
+        """
+        with _signals_as_interrupts() as caught:
+            try:
+                return self._play()
+            except KeyboardInterrupt:
+                self.save()
+                try:
+                    self.out.write("\n")
+                    self.out.flush()
+                except (OSError, ValueError):
+                    pass
+                return 128 + (caught[-1] if caught else signal.SIGINT)
+
+    def _play(self) -> int:
         quest = self.engine.quest
-        self.write(f"{quest.title}\n")
+        self.write(inert_line(quest.title) + "\n")
         if quest.author:
-            self.write(self.engine.say("by", author=quest.author) + "\n")
+            self.write(inert_line(self.engine.say("by", author=quest.author)) + "\n")
         self.show(self.engine.opening())
         if self.engine.ended:
             self.write("\n" + self.engine.say("the_end") + "\n")
@@ -102,7 +131,7 @@ class PlainGame:
         while True:
             if not self.echo:
                 self.write("\n> ")
-            line = self.inp.readline()
+            line = decoded(self.inp.readline())  # invalid UTF-8 typed or piped in becomes '�'
             if not line:
                 self.write("\n")
                 return 0
@@ -122,25 +151,48 @@ class PlainGame:
                     self.write(self.engine.say("undo_start") + "\n")
                 continue
             result = self.engine.act(action)
-            self.show(result)
             if result.counts:
-                self.save()
+                self.save()  # the turn is kept as soon as it is taken, before it is narrated
+            told = self.show(result)
+            if result.counts and told:
+                self.save()  # and again with its narration
             if result.ending is not None:
                 self.write("\n" + self.engine.say("the_end") + "\n")
                 return 0
-
 
     def reload(self) -> None:
         """The quest's files changed: carry the game over, or keep the old version."""
         result = self.session.reload()
         if result.engine is None:
-            self.write("(The quest file changed but cannot be loaded; still playing the old version.)\n")
+            self.write(_("(The quest file changed but cannot be loaded; still playing the old version.)") + "\n")
             for problem in result.problems:
                 if problem.severity == "error":
                     self.write(f"  {problem.format()}\n")
             return
         self.watcher.watch(self.engine.quest.files)
-        self.write("(The quest was reloaded: " + "; ".join(result.notes) + ".)\n")
+        self.write(_("(The quest was reloaded: {notes}.)").format(notes="; ".join(result.notes)) + "\n")
+
+
+@contextmanager
+def _signals_as_interrupts():
+    """SIGTERM and SIGHUP raise KeyboardInterrupt like SIGINT while playing (main thread
+    only); yields the list the signal numbers caught are appended to."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def interrupt(signum, frame):
+        caught.append(signum)
+        raise KeyboardInterrupt
+
+    wanted = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    before = {sig: signal.signal(sig, interrupt) for sig in wanted}
+    try:
+        yield caught
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _isatty(stream) -> bool:
@@ -173,14 +225,14 @@ class PlainSpirit:
             if service.status != "loading":
                 service.start()
             if not service.wait(0.3):
-                self.err.write("(The Storyteller Spirit is waking...)\n")
+                self.err.write(_("(The Storyteller Spirit is waking...)") + "\n")
                 self.err.flush()
                 service.wait()
         if service.status != "ready":
             if self.told_silent != service.reason:  # each new reason once
                 self.told_silent = service.reason
-                write(f"\n(The Storyteller Spirit is silent: {service.reason}. "
-                      "The quest's own words go on.)\n")
+                write("\n" + _("(The Storyteller Spirit is silent: {reason}. The quest's own words go on.)")
+                      .format(reason=service.reason) + "\n")
             return False
         notes_for = getattr(service, "notes_for", None)  # a server: sampling values it cannot take
         for note in notes_for(self.narrator.sampling) if notes_for else ():
@@ -190,7 +242,7 @@ class PlainSpirit:
         try:
             prepared = self.narrator.prepare(engine, result)
         except ValueError as exc:  # the model's window cannot hold a prompt at all
-            write(f"\n(The Spirit cannot narrate this turn: {exc}.)\n")
+            write("\n" + _("(The Spirit cannot narrate this turn: {reason}.)").format(reason=exc) + "\n")
             return False
         shown = ""
         raw = ""
@@ -206,7 +258,7 @@ class PlainSpirit:
         def on_restart(reason: str) -> None:
             nonlocal raw, shown
             if shown:
-                write("\n(The Spirit falters, and begins again.)\n")
+                write("\n" + _("(The Spirit falters, and begins again.)") + "\n")
             raw, shown = "", ""
 
         write("\n")
@@ -220,7 +272,11 @@ class PlainSpirit:
         if shown or final:
             write("\n")
         if narration.error:
-            write(f"(The Spirit lost its words: {narration.error})\n")
+            write(_("(The Spirit lost its words: {error})").format(error=narration.error) + "\n")
+        problem = getattr(self.narrator, "take_log_problem", lambda: None)()
+        if problem:
+            self.err.write(inert_line(f"storyteller: {problem}") + "\n")
+            self.err.flush()
         engine.set_narration(final)
         self.narrator.warm(engine)  # the next prompt's start, computed while the player types
         return bool(final)

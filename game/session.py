@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from game import locations
-from game.atomic import write_atomic
+from game.atomic import locked, remove_stale_temps, write_atomic
 from game.engine import HISTORY_LIMIT, Engine
-from game.quest import Quest
-from game.quest_loader import load_quest
-from game.saves import read_save, restore, rotate_backups, save_game, slot_path
+from game.world.model import Quest
+from game.world.loader import load_quest
+from game.catalog import quest_by_id
+from game.diagnostics import GameFileError, Problem, display_path
+from game.safe_text import inert_line
+from game.saves import SaveData, read_save, restore, rotate_backups, save_game, slot_path
 from game.transcript import to_markdown
 
 AUTOSAVE_FOLDER = "autosave"
@@ -43,6 +46,7 @@ class Session:
         self.samples: dict[int, Samples] = {}
         self.memory: list[str] = []
         self.load_notes: list[str] = []
+        self._cleaned = False
         self.opening = self.engine.opening().authored if engine is None else ""
 
     # -- narration samples -----------------------------------------------------------
@@ -89,23 +93,42 @@ class Session:
         return autosave_dir() / autosave_name(self.quest.id)
 
     def autosave(self) -> Path:
-        """Save after a turn, keeping the previous autosaves as .1, .2, .3."""
+        """Save after a turn, keeping the previous autosaves as .1, .2, .3.
+
+        Rotation and writing hold the autosave's lock, so two games of the same quest
+        at once never race; under it, temporary files a killed process left for this
+        autosave are removed (the first time this session saves).
+        """
         path = self.autosave_path()
-        rotate_backups(path, AUTOSAVE_COPIES)
-        return save_game(path, self.engine, self._extra())
+        with locked(path):
+            if not self._cleaned:
+                remove_stale_temps(path.parent, older_than=0, name=path.name)
+                self._cleaned = True
+            rotate_backups(path, AUTOSAVE_COPIES)
+            return save_game(path, self.engine, self._extra())
+
+    def keep_abandoned(self) -> Path | None:
+        """Before a restart: keep this game loadable as '<quest>~restarted.json' among the
+        autosaves (shown in the Load list). None when there is nothing to keep."""
+        if not self.engine.history:
+            return None
+        path = autosave_dir() / f"{self.quest.id}~restarted.json"
+        with locked(path):
+            return save_game(path, self.engine, self._extra())
 
     def save(self, slot: str) -> Path:
         return save_game(slot_path(locations.saves_dir(), slot), self.engine, self._extra())
 
     @classmethod
     def load(cls, path: str | Path, quest: Quest | None = None) -> "Session":
-        """Load a save (and its quest, from the path it records, unless given).
+        """Load a save and its quest: the one given, else the known quest with the save's id
+        (`find_saved_quest`; the path a save records is never opened).
 
         Raises GameFileError for an unusable save or quest; the file is left alone.
         """
         save = read_save(path)
         if quest is None:
-            quest = load_quest(save.quest_path)
+            quest = load_quest(find_saved_quest(save, path))
         engine, notes = restore(save, quest)
         session = cls(quest, engine)
         session.load_notes = notes
@@ -137,10 +160,25 @@ class Session:
     def export_markdown(self, path: str | Path | None = None) -> Path:
         """Write the transcript as Markdown (to the transcripts folder unless a path is given)."""
         if path is None:
-            path = locations.data_dir() / "transcripts" / f"{self.quest.id}-turn-{self.engine.state.turn}.md"
+            path = locations.transcripts_dir() / f"{self.quest.id}-turn-{self.engine.state.turn}.md"
         path = Path(path)
         write_atomic(path, to_markdown(self.engine, self.opening))
         return path
+
+
+def find_saved_quest(save: SaveData, path: str | Path) -> Path:
+    """The quest file of a save: the known quest (bundled or the player's) with its id.
+
+    Raises GameFileError, naming the save, when no known quest has that id.
+    """
+    found = quest_by_id(save.quest_id)
+    if found is None:
+        raise GameFileError(Problem(
+            display_path(path), 1, 1,
+            f"this save is of quest '{inert_line(save.quest_id)}', which is not among the bundled "
+            f"quests or yours ({locations.user_quests_dir()}); put the quest there, or give its "
+            "file: storyteller play QUEST --load SAVE"))
+    return found
 
 
 def autosave_dir() -> Path:
@@ -179,3 +217,11 @@ def saved_games() -> list[Path]:
 def latest_autosave() -> Path | None:
     found = autosaves()
     return found[0] if found else None
+
+
+def remove_stale_files(older_than: float = 60.0) -> int:
+    """At start: temporary files of our own naming that killed processes left in the saves,
+    autosave, transcripts and config folders."""
+    folders = (locations.saves_dir(), autosave_dir(), locations.data_dir() / "transcripts",
+               locations.config_dir())
+    return sum(remove_stale_temps(folder, older_than) for folder in folders)

@@ -2,7 +2,8 @@
 
 ``settings.yaml`` lives in the config folder (`game.locations.settings_file`). It
 is created on first run with every key explained for non-programmers, and
-`save_settings` rewrites that same commented template with the current values.
+`save_settings` rewrites only the settings that change, in place, keeping every
+other line and comment of the player's file.
 A bad file never stops the game: each problem is reported with file:line:col and
 the default is used for that value (all defaults for a YAML syntax error); the
 file itself is left untouched. `Settings.with_changes` validates like the file
@@ -11,6 +12,8 @@ does and raises ValueError with a message fit for the settings screen.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -23,8 +26,10 @@ from game.atomic import write_atomic
 from game.diagnostics import GameFileError, Problem, Report, display_path
 from game.personality import (DEFAULT_PERSONALITY, ID_PATTERN, Personality, check_persona,
                               check_sampling_block, did_you_mean, unknown_key_message)
+from game.safe_text import inert_line
 from game.safe_yaml import load_yaml_file
 from game.sampling import RANGES, SAMPLING_KEYS, Sampling, check_value
+from game.i18n import SETTINGS as LANGUAGE_SETTINGS
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -92,13 +97,49 @@ def _autosave(value):
     return value
 
 
+# Actions whose keys never fire while the player types (their screens have no text input).
+TYPING_FREE_ACTIONS = frozenset({"rescan"})
+MODIFIERS = ("ctrl", "alt", "meta", "super", "hyper")
+_KEY_NAME = re.compile(r"^[a-z0-9_+\-]+$|^[^\W_]$|^[!-~]$")
+
+
+def printable_key(key: str) -> bool:
+    """Whether a key name, without a modifier, types a character ('e', 'E', 'space', 'full_stop')."""
+    *mods, last = key.split("+")
+    if any(m in MODIFIERS for m in mods):
+        return False
+    if len(last) == 1:
+        return last.isprintable()
+    try:
+        char = unicodedata.lookup(last.replace("_", " ").upper())
+    except KeyError:
+        return False
+    return char.isprintable()
+
+
+def check_key(action: str, key: str) -> str | None:
+    """Why `key` (one name or several, comma-separated) cannot be bound to `action`, or None."""
+    shown = repr(inert_line(key))
+    for name in key.split(","):
+        name = name.strip()
+        if not name or not name.isprintable() or not _KEY_NAME.match(name.lower()):
+            return (f"the key for '{inert_line(action)}' is {shown}, which is not a key name "
+                    "(it holds a control character, a space or a symbol); write one such as 'ctrl+q'")
+        if action not in TYPING_FREE_ACTIONS and printable_key(name):
+            return (f"the key for '{inert_line(action)}' is {shown}, which types a character: it would "
+                    "fire while you type an action; add a modifier, such as 'ctrl+" + name + "'")
+    return None
+
+
 def _keys(value):
     if not isinstance(value, Mapping):
         raise ValueError("keys must be a mapping of 'action: key' lines, like 'quit: ctrl+q'")
     for action, key in value.items():
         if not isinstance(action, str) or not isinstance(key, str) or not key.strip():
-            raise ValueError(f"keys: the key for {action!r} is {key!r}; write a key name "
-                             "such as 'ctrl+q' (in quotes if it is a number)")
+            raise ValueError(f"keys: the key for {inert_line(repr(action))} is {inert_line(repr(key))}; "
+                             "write a key name such as 'ctrl+q' (in quotes if it is a number)")
+        if problem := check_key(action, key.strip()):
+            raise ValueError(f"keys: {problem}")
     return MappingProxyType({action: key.strip() for action, key in value.items()})
 
 
@@ -145,6 +186,7 @@ _CHECKS = {
     "seed": _seed,
     "autosave": _autosave,
     "keys": _keys,
+    "language": _choice("language", LANGUAGE_SETTINGS),
     "server": _server,
 }
 
@@ -163,6 +205,7 @@ class Settings:
     seed: int | None = None
     autosave: bool = True
     keys: Mapping[str, str] = field(default_factory=dict)  # action id -> key
+    language: str = "auto"  # the game's own words: auto (the quest's language), en or ru
     server: Mapping[str, object] = field(default_factory=dict)  # see _server; no url: the local model
 
     def __post_init__(self):
@@ -300,9 +343,60 @@ def _file_server(block, report: Report):
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> None:
-    """Write settings atomically as the commented template filled with their values."""
+    """Write settings atomically, keeping the file as the player left it.
+
+    Only the settings whose value changes (or was wrong in the file) are rewritten, each
+    in place; every other line, comments included, stays as it was. A missing or
+    unreadable file is written as the commented template filled with the values.
+    """
     path = locations.settings_file() if path is None else Path(path)
-    write_atomic(path, render_settings(settings))
+    write_atomic(path, merged_settings_text(settings, path))
+
+
+def merged_settings_text(settings: Settings, path: Path) -> str:
+    """The settings file's text with `settings` merged in (see `save_settings`)."""
+    from game.safe_yaml import YMap, load_yaml_text, read_text
+
+    shown = display_path(path)
+    try:
+        text = read_text(path, shown, MAX_FILE_BYTES)
+        data = load_yaml_text(text, shown, empty_ok=True)
+    except (GameFileError, OSError):
+        return render_settings(settings)
+    if not isinstance(data, YMap):
+        return render_settings(settings)
+    before, problems = load_settings(path)
+    lines = text.splitlines(keepends=True)
+    starts = sorted((data.key_mark(k).line - 1, k) for k in data)
+    blocks = {}
+    for i, (start, key) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else len(lines)
+        while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].startswith("#")):
+            end -= 1  # notes above the next setting belong to it
+        blocks[key] = (start, end)
+    wrong = {p.line - 1 for p in problems if p.severity == "error"}
+    replace_at, append = {}, []
+    for f in fields(Settings):
+        new, old = getattr(settings, f.name), getattr(before, f.name)
+        same = (dict(new) == dict(old)) if isinstance(new, Mapping) else new == old
+        if f.name in blocks:
+            start, end = blocks[f.name]
+            if not same or any(start <= line < end for line in wrong):
+                replace_at[start] = (end, _entry(f.name, new))
+        elif not same:
+            append.append(_entry(f.name, new))
+    out, i = [], 0
+    while i < len(lines):
+        if i in replace_at:
+            end, entry = replace_at[i]
+            out.append(entry)
+            i = end
+        else:
+            out.append(lines[i])
+            i += 1
+    if append and out and not out[-1].endswith("\n"):
+        out.append("\n")
+    return "".join(out + append)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -340,8 +434,8 @@ def render_settings(settings: Settings) -> str:
 #
 # This is a plain text file. Each setting is one line "name: value"; lines
 # starting with "#" are notes for you, and the game ignores them. Most settings
-# can also be changed on the settings screen in the game, which rewrites this
-# file (notes you add yourself are not kept). If something here is wrong, the
+# can also be changed on the settings screen in the game, which rewrites only
+# the settings you change there (your notes are kept). If something here is wrong, the
 # game tells you the line and uses the default for that setting. Delete this
 # file to get all the defaults back.
 
@@ -398,6 +492,9 @@ def render_settings(settings: Settings) -> str:
 #     quit: ctrl+q
 # {{}} keeps the game's usual keys.
 {_entry("keys", settings.keys)}
+# The language of the game's own words (menus, help, messages): auto follows
+# the quest's language; en (English) or ru (Russian) always uses that one.
+{_entry("language", settings.language)}
 # Narrate with a model on an inference server instead of on this computer:
 # llama.cpp's server, Ollama, vLLM, SGLang, LM Studio, KoboldCpp - anything that
 # speaks the OpenAI API (docs/narrators.md has the lines for each). {{}} means:

@@ -19,6 +19,8 @@ class GameState:
     turn: int = 0
     ending: str | None = None
     used: list[str] = field(default_factory=list)  # keys of `once` choices already taken
+    score: int = 0
+    places: dict[str, str] = field(default_factory=dict)  # item id -> the scene it was put down in
 
     def copy(self) -> "GameState":
         return copy.deepcopy(self)
@@ -36,6 +38,8 @@ class GameState:
             turn=int(data.get("turn", 0)),
             ending=data.get("ending"),
             used=[str(u) for u in data.get("used", [])],
+            score=int(data.get("score", 0)),
+            places={str(k): str(v) for k, v in dict(data.get("places", {})).items()},
         )
 
 

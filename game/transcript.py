@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from game.engine import Engine
+from game.safe_text import inert, inert_line
 
 
 def _quote(text: str) -> str:
@@ -13,11 +14,12 @@ def _quote(text: str) -> str:
 
 def to_markdown(engine: Engine, opening: str = "") -> str:
     quest = engine.quest
-    lines = [f"# {quest.title}", "", f"*by {quest.author}, played {datetime.now():%Y-%m-%d %H:%M}*", ""]
+    lines = [f"# {inert_line(quest.title)}", "",
+             f"*by {inert_line(quest.author)}, played {datetime.now():%Y-%m-%d %H:%M}*", ""]
     if opening:
         lines += [opening.strip(), ""]
     for turn in engine.history:
-        lines += [f"**> {turn.action}**", ""]
+        lines += [f"**> {inert_line(turn.action)}**", ""]
         if turn.authored.strip():
             lines += [turn.authored.strip(), ""]
         if turn.narration.strip():
@@ -25,5 +27,5 @@ def to_markdown(engine: Engine, opening: str = "") -> str:
     ending = engine.ending
     if ending is not None:
         verdict = "won" if ending.outcome == "win" else "lost"
-        lines += [f"## The end: {ending.title} (you {verdict})", ""]
-    return "\n".join(lines).rstrip() + "\n"
+        lines += [f"## The end: {inert_line(ending.title)} (you {verdict})", ""]
+    return inert("\n".join(lines).rstrip() + "\n")  # an export is output too: never escape codes

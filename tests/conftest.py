@@ -84,3 +84,11 @@ def llama_server(tiny_gguf):
     server = LlamaServer(tiny_gguf).start()
     yield server
     server.stop()
+@pytest.fixture(autouse=True)
+def english_interface():
+    """Each test starts with the game's own words in English (a Russian quest switches them)."""
+    from game.i18n import set_language
+
+    set_language("en")
+    yield
+    set_language("en")

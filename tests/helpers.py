@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from game.quest_loader import load_quest
+from game.world.loader import load_quest
 from tests.conftest import ROOT
 
 # The smallest valid quest; tests add or break one thing at a time. Line 3 is `start: a`.

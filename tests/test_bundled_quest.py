@@ -11,7 +11,7 @@ import pytest
 
 from game.phrases import phrase
 
-from game.quest_loader import check_quest, load_quest
+from game.world.loader import check_quest, load_quest
 from tests.conftest import QUESTS, ROOT
 from tests.helpers import play_plain
 
@@ -46,9 +46,9 @@ def assert_ended_with(run: subprocess.CompletedProcess, quest, ending_id: str) -
     out = clean_output(run)
     assert ending.title in out
     assert flat(ending.text) in out
-    assert phrase(quest.language, "won" if ending.outcome == "win" else "lost_game") in out
+    assert phrase(quest.language, "won" if ending.outcome == "win" else "lost_game", quest.address) in out
     # The quest ended the game: the line after the last action was never read.
-    assert run.stdout.rstrip().endswith(phrase(quest.language, "the_end"))
+    assert run.stdout.rstrip().endswith(phrase(quest.language, "the_end", quest.address))
     assert NEVER_READ not in run.stdout
     for other in set(quest.endings) - {ending_id}:
         assert quest.endings[other].title not in out

@@ -517,3 +517,18 @@ def test_without_a_state_card_the_new_turn_still_starts_on_a_line_of_its_own(bui
     assert b.build(plain, 100).text.endswith("Light pools.\n\n> wave again\n")
     for prompt in (b.build(named, 100), b.build(fresh, 100), b.build(plain, 100)):
         check_guarantee(prompt, gpt2_tokenizer)
+
+
+def test_a_huge_past_action_is_capped_so_the_narrators_guidance_survives(builder, gpt2_tokenizer):
+    from game.context import CLIP_MARKER, TOLD_ACTION_CHARS
+
+    paste = "sing " + "la " * 1700  # a 5,000-character paste, one turn ago
+    turns = history(3) + [Turn(paste, "Nothing answers.", "The hall echoes.")]
+    prompt = builder(1024).build(request(turns=turns), 100)
+    check_guarantee(prompt, gpt2_tokenizer)
+    for kind in ("author_note", "hints", "lore"):
+        assert all(s.status == "included" for s in prompt.segments if s.kind == kind), kind
+    told = f"{ACTION_MARKER} {paste.strip()[:TOLD_ACTION_CHARS].rstrip()}{CLIP_MARKER}"
+    assert told in prompt.text and "la " * 200 not in prompt.text
+    # A short past action is told whole.
+    assert f"{ACTION_MARKER} go north step2x" in prompt.text

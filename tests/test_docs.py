@@ -16,7 +16,8 @@ How the guide marks its examples (for whoever edits it). Every ```yaml block is 
       effects      a list of effects: the `effects:` of a choice
       personality  a personality file, loaded with `load_personality_file`
   Fragments may name the skeleton's things: items lantern, key, rope; flags door_open, lit,
-  mood, offerings; scenes cellar (the start), hall, crypt; endings found-the-way, drowned.
+  mood, offerings; scenes cellar (the start), hall, crypt; endings found-the-way, drowned;
+  the skeleton keeps a score (max_score), so `score:` effects work.
 * `# mistake: KIND`: a fragment (as above) that must be rejected; an optional second line
   `# validate says: TEXT` gives text that must appear in one of the messages.
 * `# file: FOLDER/NAME.yaml`: one file of a folder quest. All such blocks are written into
@@ -54,13 +55,14 @@ import pytest
 from game.context import TRIM_CHUNK
 from game.diagnostics import GameFileError
 from game.engine import Engine
-from game.parser import best_match, parse, score
+from game.world.parser import best_match, parse, score
 from game.personality import DEFAULT_PERSONALITY, KEYS as PERSONALITY_KEYS
 from game.personality import MAX_PERSONA_CHARS, load_personalities, load_personality_file
-from game.quest_loader import (CHOICE_KEYS, CONDITION_KEYS, EFFECT_KEYS, ENDING_KEYS, ITEM_KEYS,
-                               LORE_KEYS, MAX_CHOICES, MAX_CONDITION_DEPTH, MAX_ENTRIES,
-                               MAX_INCLUDES, MAX_QUEST_BYTES, MAX_SCENES, MAX_TEXT, SCENE_KEYS, TOP_KEYS,
-                               check_quest, load_quest)
+from game.world.loader import check_quest, load_quest
+from game.world.schema import (CHOICE_KEYS, CONDITION_KEYS, CONDITIONAL_EFFECT_KEYS, EFFECT_KEYS,
+                               ENDING_KEYS, ITEM_KEYS, LORE_KEYS, MAX_CHOICES, MAX_CONDITION_DEPTH,
+                               MAX_ENTRIES, MAX_INCLUDES, MAX_QUEST_BYTES, MAX_SCENES, MAX_TEXT,
+                               RESPONSE_KEYS, SCENE_KEYS, THING_KEYS, TOP_KEYS, VARIANT_KEYS, VERB_KEYS)
 from game.safe_yaml import MAX_BYTES, MAX_VALUES, YList, YMap, load_yaml_text
 from game.sampling import SAMPLING_KEYS, Sampling
 from tests.conftest import ROOT
@@ -72,7 +74,7 @@ FRAGMENT_KINDS = {"quest", "scene", "choice", "condition", "conditions", "effect
 SECTIONS = ("flags", "items", "scenes", "endings", "lore")
 
 SKELETON = {
-    "id": "example", "title": "Example", "start": "cellar",
+    "id": "example", "title": "Example", "start": "cellar", "max_score": 10,
     "flags": {"door_open": False, "lit": False, "mood": "calm", "offerings": 0},
     "items": {"lantern": {"name": "a brass lantern"}, "key": {"name": "an iron key"},
               "rope": {"name": "a coil of rope"}},
@@ -386,7 +388,8 @@ def test_state_card_example_is_the_narrators(tutorial):
 REFERENCE_TABLES = {
     "The quest (top level)": TOP_KEYS, "Items": ITEM_KEYS, "Scenes": SCENE_KEYS,
     "Choices and exits": CHOICE_KEYS, "Conditions": set(CONDITION_KEYS), "Effects": set(EFFECT_KEYS),
-    "Endings": ENDING_KEYS, "Lore": LORE_KEYS,
+    "Endings": ENDING_KEYS, "Lore": LORE_KEYS, "Responses and catch-alls": RESPONSE_KEYS,
+    "Things and their verbs": THING_KEYS,
 }
 
 
@@ -402,7 +405,8 @@ def test_reference_table_lists_exactly_the_loaders_keys(title):
 def test_every_key_is_named_and_used_in_a_tested_example():
     tested = "\n".join(b.text for b in YAML if b.header[0] != "mistake")
     keys = (set(TOP_KEYS) | SCENE_KEYS | CHOICE_KEYS | set(CONDITION_KEYS) | set(EFFECT_KEYS)
-            | ITEM_KEYS | ENDING_KEYS | LORE_KEYS | set(PERSONALITY_KEYS) | set(SAMPLING_KEYS))
+            | ITEM_KEYS | ENDING_KEYS | LORE_KEYS | set(PERSONALITY_KEYS) | set(SAMPLING_KEYS)
+            | RESPONSE_KEYS | THING_KEYS | VERB_KEYS | VARIANT_KEYS | CONDITIONAL_EFFECT_KEYS)
     for key in sorted(keys):
         assert f"`{key}`" in TEXT, f"the guide never names `{key}`"
         used = re.search(rf"(^|[\s{{\[,-]){re.escape(key)}:", tested, re.M)
@@ -419,7 +423,7 @@ def test_bundled_personalities_are_described():
 
 
 def test_parser_words_are_the_parsers():
-    from game.parser import COMMANDS, DIRECTIONS, GO_VERBS, STOPWORDS, VERBS
+    from game.world.parser import COMMANDS, DIRECTIONS, GO_VERBS, STOPWORDS, VERBS
 
     listed = re.search(r"and that never need to be typed, are: \*([^*]+)\*", FLAT)
     assert listed and set(listed.group(1).split(", ")) == STOPWORDS
@@ -427,9 +431,13 @@ def test_parser_words_are_the_parsers():
     go_verbs = re.search(r"a verb such as ([^.]+?) or (\w+), plus", FLAT)
     assert set(verbs) <= VERBS and set(go_verbs.group(1).split(", ") + [go_verbs.group(2)]) <= GO_VERBS
     for command, words in {"look": ["look", "l", "look around"], "inventory": ["inventory", "i", "inv"],
-                           "help": ["help", "h", "?"]}.items():
+                           "help": ["help", "h", "?"], "wait": ["wait", "z"], "again": ["again", "g"]}.items():
         assert all(COMMANDS[w] == command and f"`{w}`" in TEXT for w in words), command
     assert all(f"`{d}`" in TEXT for d in DIRECTIONS)
+    from game.world.parser import VERB_ALIASES
+
+    for typed in ("x", "get", "hang", "wear", "read", "use", "drop"):  # the Inform verbs section 5 names
+        assert typed in VERB_ALIASES and re.search(rf"`{typed}[ `]", TEXT), typed
 
 
 # -- numbers ---------------------------------------------------------------------------
@@ -437,7 +445,7 @@ def test_parser_words_are_the_parsers():
 def test_quoted_numbers_come_from_the_code():
     from game.cli import build_parser
     from game.narrator.model_builder import DISTILGPT2_SHAPE
-    from game.quest_lint import lint
+    from game.world.lint import lint
 
     window, reply = DISTILGPT2_SHAPE["n_positions"], Sampling().max_new_tokens
     min_room = build_parser().parse_args(["validate", "x"]).min_room
@@ -494,7 +502,7 @@ def test_measured_parts_are_real_token_counts(gpt2_tokenizer):
 
 def _fixed_tokens(path: Path, tokenizer) -> tuple[int, int]:
     """The validator's worst case over a quest's scenes: (fixed tokens, tokens left)."""
-    from game.quest_lint import budget_warnings
+    from game.world.lint import budget_warnings
 
     quest = load_quest(path)
     found = [re.search(r"take (\d+) tokens, leaving (-?\d+)", w.message)

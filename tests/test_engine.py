@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from game.engine import Engine
-from game.rules import apply, holds
+from game.world.rules import apply, holds
 from game.state import GameState
 from tests.helpers import labels, load_quest_text, snapshot
 
@@ -237,7 +237,7 @@ def test_history_records_each_turn(engine):
     engine.act("n")
     engine.set_narration("The Spirit whispers.")
     assert [(t.turn, t.action, t.kind, t.scene) for t in engine.history] == [
-        (1, "lantern", "choice", "cellar"), (2, "n", "exit", "cellar")]
+        (1, "lantern", "choice", "cellar"), (2, "go north", "exit", "cellar")]  # "n" resolved
     assert engine.history[0].authored.startswith("You lift the lantern")
     assert engine.history[1].narration == "The Spirit whispers."
 

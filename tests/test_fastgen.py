@@ -8,6 +8,7 @@ On distilgpt2's shape (random weights) bf16 measures about 1% and int8 about 3.4
 
 from __future__ import annotations
 
+import json
 import queue
 import subprocess
 import sys
@@ -243,6 +244,36 @@ def test_choosing_a_precision():
     assert precision.threads() >= 1
 
 
+def _quality_rows(perplexity: float, agreement: float) -> dict:
+    return {"precisions": {"fp32": {"perplexity": 20.0, "agreement": 1.0},
+                           "bf16": {"perplexity": 20.1, "agreement": 0.99},
+                           "int8": {"perplexity": perplexity, "agreement": agreement}}}
+
+
+def test_auto_leaves_int8_out_where_bench_quality_found_it_loses_too_much(monkeypatch, tmp_path):
+    """`auto` learns from the verdicts `bench --quality` records: the model's own, else the proxy's."""
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_vnni", "avx512_bf16"}))
+    if precision.int8_engine() is None:
+        pytest.skip("this torch has no int8 engine")
+    big, model, other = 80_000_000, str(tmp_path), "some/other-model"
+    assert precision.choose("auto", "cpu", big, model)[0] == ("int8" if precision.PROXY_INT8_SOUND else "bf16")
+    assert precision.int8_sound(_quality_rows(20.39, 0.96))  # within 2% and at least 95%
+    assert not precision.int8_sound(_quality_rows(20.41, 0.99))
+    assert not precision.int8_sound(_quality_rows(20.0, 0.94))
+    assert precision.record_quality(precision.model_key(model), _quality_rows(21.0, 0.97)) is False
+    assert precision.choose("auto", "cpu", big, model) == ("bf16", None)  # its own verdict
+    assert precision.choose("int8", "cpu", big, model) == ("int8", None)  # asked for: the player decides
+    assert precision.record_quality(precision.PROXY_KEY, _quality_rows(20.1, 0.99)) is True
+    assert precision.choose("auto", "cpu", big, other) == ("int8", None)  # not measured: the proxy's verdict
+    assert precision.choose("auto", "cpu", big, model) == ("bf16", None)  # measured: its own still wins
+    precision.record_quality(precision.PROXY_KEY, _quality_rows(25.0, 0.80))
+    assert precision.choose("auto", "cpu", big, other) == ("bf16", None)
+    verdicts = precision._verdicts_path()
+    assert json.loads(verdicts.read_text())[precision.PROXY_KEY]["int8_ok"] is False
+    verdicts.write_text("{not json")  # a damaged file: the shipped proxy verdict holds, nothing breaks
+    assert precision.int8_allowed(model) is precision.PROXY_INT8_SOUND
+
+
 def test_stop_conditions_min_tokens_and_the_window(tiny_model_dir, ids):
     gen = from_checkpoint(tiny_model_dir, "fp32")
     seen = []
@@ -329,7 +360,7 @@ def test_full_window_turns_keep_the_window_guarantee_and_reuse_the_cache(int8_se
     """A session's prompts from the context manager, narrated with the cache: never past the window."""
     from game.engine import Engine
     from game.narration import TurnNarrator
-    from game.quest_loader import load_quest
+    from game.world.loader import load_quest
 
     engine = Engine(load_quest(ROOT / "quests" / "call-of-the-storyteller.yaml"), seed=2)
     sampling = Sampling(max_new_tokens=150)
@@ -366,3 +397,38 @@ def test_stop_warming_waits_for_the_warm_up_so_exit_never_finds_torch_mid_step(i
     assert not thread.is_alive()
     assert len(service.generator.cached) % 128 == 0  # it stopped between whole chunks
     service_module._stop_warming_at_exit()  # nothing running: returns at once
+
+
+def test_prompts_computed_ahead_into_spare_caches_are_taken_and_change_no_story(int8_service, ids,
+                                                                                 gpt2_tokenizer):
+    """The prompt the player may enter instead (another scene) is computed into a spare cache;
+    a generation that starts like it takes it, and the main cache is kept for the expected one."""
+    service = int8_service
+    service.clear_cache()
+    few = Sampling(max_new_tokens=6)
+    expected = gpt2_tokenizer.decode(ids[:300])
+    other = gpt2_tokenizer.decode(ids[100:400])  # differs from the first token on
+    cold = service.narrate(other + " The end.", few, seed=3)
+    service.clear_cache()
+    thread = service.warm(expected, ahead=lambda: [other])
+    thread.join(30)
+    assert not thread.is_alive() and len(service.generator.cached) == 256  # the main cache: the expected start
+    stream = service.stream(other + " The end.", few, seed=3)
+    list(stream)
+    assert stream.reused == 256  # taken from the spare
+    assert stream.raw == cold.raw  # computed ahead changes when the story comes, never which
+    stream = service.stream(expected + " And so on.", few, seed=3)
+    list(stream)
+    assert stream.reused == 256  # the expected start was kept aside meanwhile
+    service.clear_cache()
+    stream = service.stream(other + " The end.", few, seed=3)
+    list(stream)
+    assert stream.reused == 0  # clearing the cache clears the spares too
+
+    def broken():
+        raise RuntimeError("a quest that cannot be played ahead")
+
+    service.clear_cache()
+    thread = service.warm(expected, ahead=broken)
+    thread.join(30)
+    assert len(service.generator.cached) == 256  # looking ahead failed: the warm-up is kept

@@ -26,7 +26,8 @@ import pytest
 
 from game.cli import main
 from game.diagnostics import GameFileError, display_path
-from game.quest_loader import MAX_CHOICES, MAX_INCLUDES, MAX_SCENES, check_quest, load_quest
+from game.world.loader import check_quest, load_quest
+from game.world.schema import MAX_CHOICES, MAX_INCLUDES, MAX_SCENES
 from tests.conftest import ROOT
 from tests.helpers import MINI, write
 
@@ -384,3 +385,95 @@ async def test_the_app_shows_a_notification_and_keeps_running(tmp_path, name):
         assert app.is_running
     if case.marker is not None:
         assert not case.marker.exists()
+
+
+# == every output path, with files full of escape codes (issue 11) ==============================
+# OSC 52 writes the clipboard, OSC 0 the window title, CSI moves the cursor, U+202E turns the text
+# round, U+200B hides in names. None of them may reach any output.
+HOSTILE_QUEST = r"""
+id: hostile
+title: "Clip\e]52;c;cHduZWQ=\a board \e]0;pwned\a title \u202Eevil\u202C \u200Bzero"
+author: "Sly \e[2J Author \u202E"
+summary: "Summary \e]8;;http://x\alink\e]8;;\a \u2066iso\u2069"
+start: hall
+flags:
+  lit: false
+items:
+  lamp: "a lamp \e]52;c;aXRlbQ==\a \u200B"
+scenes:
+  hall:
+    title: "Hall \e[7m \u202Eyawllah"
+    description: "A hall \e[31m red \x9b6n \u200Bhidden."
+    choices:
+      - label: "Take \e]0;label\a the lamp \u202E"
+        words: [lamp]
+        effects: [{give: lamp}]
+    exits:
+      - {label: "Out \u200B\e[5m", words: [out], to: out}
+  out: {title: "Out \e]0;x\a", description: Outside., ending: e}
+endings:
+  e: {title: "End \u202E", text: "Done \e]52;c;ZW5k\a."}
+"""
+BAD_CHARS = "\x1b\x07\x9b\u202e\u202c\u2066\u2069\u200b"
+
+
+def _hostile_save(quest_path: Path, folder: Path) -> Path:
+    """A save of the hostile quest whose item and flag names the quest does not have (load notes)."""
+    import json
+
+    from game.engine import Engine
+    from game.saves import save_game
+
+    engine = Engine(load_quest(quest_path), seed=1)
+    engine.act("lamp")
+    engine.state.inventory.append("gem\x1b]52;c;c2F2ZQ==\x07\u202e\u200b")
+    engine.state.flags["door\x1b]0;save-title\x07\u202e"] = True
+    path = save_game(folder / "hostile-save.json", engine)
+    json.loads(path.read_text(encoding="utf-8"))
+    return path
+
+
+async def test_every_output_path_shows_escape_laden_quests_and_saves_inert(tmp_path, monkeypatch, capsys):
+    from game import locations
+    from game.tui.app import make_app
+    from game.tui.screens.game import GameScreen
+
+    quest = write(locations.user_quests_dir() / "hostile.yaml", HOSTILE_QUEST)
+    assert "\x1b" in load_quest(quest).title  # the file really holds them
+    save = _hostile_save(quest, tmp_path)
+    outputs: dict[str, str] = {}
+
+    def run(name: str, argv: list[str], stdin: str = "") -> None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        main(argv)
+        captured = capsys.readouterr()
+        outputs[name] = captured.out + captured.err
+
+    run("validate", ["validate", str(quest)])
+    run("quests", ["quests"])
+    for fmt in ("text", "mermaid", "dot"):
+        run(f"map {fmt}", ["map", str(quest), "--format", fmt])
+    run("play", ["play", str(quest), "--plain", "--no-spirit"], "lamp\nlook\ni\nout\n")
+    run("play --load (notes on stderr)", ["play", "--plain", "--no-spirit", "--load", str(save)], "look\ni\n")
+    assert "no longer exists" in outputs["play --load (notes on stderr)"]
+
+    app = make_app(narrator=None, session=None, quest_path=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        outputs["title screen"] = "\n".join(s.text for s in app.screen._compositor.render_strips())
+        app.load_save(save)
+        deadline = time.monotonic() + 30
+        while not isinstance(app.screen, GameScreen) and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+        outputs["game screen"] = "\n".join(s.text for s in app.screen._compositor.render_strips())
+        await pilot.press("ctrl+t")  # export the transcript
+        await pilot.pause(0.3)
+        outputs["notifications"] = "\n".join(f"{n.title}: {n.message}" for n in app._notifications)
+        outputs["app title"] = f"{app.title} {app.sub_title} {app.screen.title} {app.screen.sub_title}"
+    assert "no longer exists" in outputs["notifications"]
+    [transcript] = (locations.data_dir() / "transcripts").glob("*.md")
+    outputs["exported transcript"] = transcript.read_text(encoding="utf-8")
+    for name, text in outputs.items():
+        assert text, name
+        leaked = sorted({f"U+{ord(c):04X}" for c in text if c in BAD_CHARS})
+        assert not leaked, f"{name} shows {leaked}:\n{text[:3000]}"

@@ -9,7 +9,7 @@ import textwrap
 from game.engine import Engine
 from game.live_reload import QuestWatcher, reload_engine
 from game.plain import PlainGame
-from game.quest_loader import load_quest
+from game.world.loader import load_quest
 
 QUEST = textwrap.dedent("""\
     id: reload-test

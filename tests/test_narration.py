@@ -9,7 +9,7 @@ from pathlib import Path
 
 from game.engine import Engine
 from game.narration import TurnNarrator, context_request, state_card
-from game.quest_loader import load_quest
+from game.world.loader import load_quest
 from game.sampling import Sampling
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,3 +129,73 @@ def test_the_next_prompt_starts_with_what_was_known_before_the_player_acted(gpt2
         ahead = narrator.upcoming(engine)
         assert ahead.endswith(f"number {i}.\n")  # it ends with the newest narration
     assert stayed >= 10 and matched >= stayed - 3  # all but the turns where older turns had to go
+
+
+def test_the_prompts_of_scene_entering_options_are_known_exactly_before_the_player_picks(gpt2_tokenizer):
+    """`scene_prompts` (computed ahead while the player reads) gives the very prompt of each offered
+    option that enters another scene, played on copies: the real game is not touched."""
+    quest = load_quest(QUEST)
+    engine = Engine(quest, seed=2)
+    service = CountingService(gpt2_tokenizer)
+    service.window = 1024
+    narrator = TurnNarrator(service, "The Spirit speaks.", Sampling(max_new_tokens=150))
+    checked = 0
+    for i in range(12):
+        state, turns = engine.state.copy(), len(engine.history)
+        ahead = narrator.scene_prompts(engine, limit=10)()
+        assert engine.state == state and len(engine.history) == turns  # only copies were played
+        moving = []
+        for option in sorted(engine.options(), key=lambda o: not o.is_exit):
+            trial = Engine(quest, engine.seed, state=engine.state.copy(),
+                           history=[type(t)(**vars(t)) for t in engine.history])
+            result = trial.act(str(option.number))
+            if result.scene_entered and result.narrate:
+                moving.append(narrator.prepare(trial, result).prompt.text)
+        assert ahead == moving
+        checked += len(ahead)
+        option = next((o for o in engine.options() if o.is_exit), None)
+        result = engine.act(str(option.number) if option and i % 3 == 2 else "look")
+        if engine.ended:
+            break
+        narrator.prepare(engine, result)
+        engine.set_narration(f"The wind answers, number {i}. " * 4)
+    assert checked >= 3
+    assert narrator.scene_prompts(engine, limit=1)() == narrator.scene_prompts(engine, limit=10)()[:1]
+
+
+# -- what the Spirit is told about the world model ---------------------------------------
+
+CLOAK = ROOT / "quests" / "cloak-of-darkness.yaml"
+
+
+def test_an_option_picked_by_number_reaches_the_prompt_and_the_export_as_its_label():
+    from game.transcript import to_markdown
+
+    engine = Engine(load_quest(CLOAK), seed=1)
+    first = engine.act("2")
+    request = context_request(engine, first, persona="")
+    assert request.action == "Go west to the cloakroom"
+    engine.act("x hook")
+    second = engine.act("1")
+    request = context_request(engine, second, persona="")
+    assert request.action == "Go east to the foyer"
+    assert [t.action for t in request.turns] == ["Go west to the cloakroom", "examine hook"]
+    exported = to_markdown(engine)
+    assert "**> Go west to the cloakroom**" in exported and "**> examine hook**" in exported
+    assert "**> 1**" not in exported and "**> 2**" not in exported
+
+
+def test_the_prompt_carries_the_score_the_description_in_force_and_a_catch_alls_answer():
+    engine = Engine(load_quest(CLOAK), seed=1)
+    engine.act("s")
+    result = engine.act("dance")  # the dark bar's catch-all answers, and the turn is narrated
+    assert result.kind == "response" and result.narrate
+    request = context_request(engine, result, persona="")
+    assert request.scene_text == "It is pitch dark in here. You cannot see a thing."
+    assert request.authored == "In the dark? You could easily disturb something."
+    assert state_card(engine).render() == "[Scene: Foyer Bar | Carrying: a black velvet cloak | Score: 0 of 2 | disturbed: 1]"
+    for action in ("n", "w", "hang cloak on hook", "e", "s"):
+        engine.act(action)
+    request = context_request(engine, engine.act("look"), persona="")
+    assert request.scene_text.startswith("The bar is far rougher")
+    assert "Score: 1 of 2" in state_card(engine).render()

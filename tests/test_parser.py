@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from game.parser import best_match, normalize, parse, score
-from game.quest import Choice
+from game.world.parser import best_match, normalize, parse, score
+from game.world.model import Choice
 from tests.helpers import load_quest_text
 
 # -- parse ----------------------------------------------------------------------

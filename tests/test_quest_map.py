@@ -10,9 +10,9 @@ import textwrap
 import pytest
 
 from game.locations import PROJECT_ROOT
-from game.quest import Choice, Condition, Effect, Ending, Quest, Scene
-from game.quest_loader import load_quest
-from game.quest_map import describe, reachable, render_map
+from game.world.model import Choice, Condition, Effect, Ending, Quest, Scene
+from game.world.loader import load_quest
+from game.world.map import describe, reachable, render_map
 from tests.helpers import load_quest_text
 
 BUNDLED = PROJECT_ROOT / "quests" / "call-of-the-storyteller.yaml"
@@ -369,3 +369,14 @@ def test_graphviz_accepts_the_dot(maze):
                                 text=True, timeout=60)
         assert result.returncode == 0 and not result.stderr.strip(), result.stderr
         assert "<svg" in result.stdout
+
+
+def test_hidden_options_and_typed_answers_that_end_the_quest_are_on_the_map():
+    from tests.conftest import QUESTS
+
+    quest = load_quest(QUESTS / "cloak-of-darkness.yaml")
+    scenes, endings = reachable(quest)
+    assert scenes == {"foyer", "cloakroom", "bar"} and endings == {"won", "lost"}
+    text = render_map(quest)
+    assert "typed: read a message in the sawdust [needs: disturbed ≤ 1] → ★ ENDING win" in text
+    assert "Endings never reached" not in text

@@ -399,3 +399,106 @@ def test_repeated_labels_get_keys_of_their_own(tmp_path):
     keys = [c.key for c in quest.scenes["cellar"].choices]
     assert keys == ["cellar/choices: Take the lantern", "cellar/choices: Pray", "cellar/choices: Pray #2",
                     "cellar/exits: North"]
+
+
+# -- every value is checked against the save's schema (issue 11) ------------------------------
+def _nested(depth: int):
+    value = True
+    for _ in range(depth):
+        value = {"deeper": value}
+    return value
+
+
+# (what is edited, how, the key path the message names)
+MALFORMED = [
+    ("ending", lambda d: d["state"].__setitem__("ending", ["e"]), "state.ending", "wrong type"),
+    ("extra.memory", lambda d: d["extra"].__setitem__("memory", "remember"), "extra.memory", "wrong type"),
+    ("extra.samples", lambda d: d["extra"].__setitem__("samples", [1, 2]), "extra.samples", "wrong type"),
+    ("sample texts", lambda d: d["extra"].__setitem__("samples", {"1": {"texts": [5]}}),
+     "extra.samples.1.texts.0", "wrong type"),
+    ("seed inf", lambda d: d.__setitem__("seed", float("inf")), "seed", "wrong type"),
+    ("seed huge", lambda d: d.__setitem__("seed", 2**70), "seed", "out of range"),
+    ("turn inf", lambda d: d["state"].__setitem__("turn", float("inf")), "state.turn", "wrong type"),
+    ("turn huge", lambda d: d["state"].__setitem__("turn", 10**30), "state.turn", "out of range"),
+    ("visits", lambda d: d["state"]["visits"].__setitem__("hall", 1e300), "state.visits.hall", "wrong type"),
+    ("negative visits", lambda d: d["state"]["visits"].__setitem__("hall", -1), "state.visits.hall",
+     "out of range"),
+    ("nested flag", lambda d: d["state"]["flags"].__setitem__("lit", _nested(600)), "state.flags.lit",
+     "wrong type"),
+    ("nan flag", lambda d: d["state"]["flags"].__setitem__("offerings", float("nan")),
+     "state.flags.offerings", "out of range"),
+    ("undo turn", lambda d: d["undo"][1]["state"].__setitem__("turn", "x"), "undo.1.state.turn", "wrong type"),
+    ("history kind", lambda d: d["history"][2].__setitem__("kind", None), "history.2.kind", "wrong type"),
+    ("quest id", lambda d: d["quest"].__setitem__("id", 7), "quest.id", "wrong type"),
+]
+
+
+@pytest.mark.parametrize("name, edit, keys, words", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_every_malformed_value_is_refused_at_its_line_and_the_file_is_left_alone(
+        tmp_path, played, name, edit, keys, words):
+    import sys
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 3000))  # json.dumps of the 600-deep flag
+    path = save_game(tmp_path / "s.json", played, {"memory": [], "opening": "", "samples": {}})
+    data = json.loads(path.read_text(encoding="utf-8"))
+    edit(data)
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    before = path.read_bytes()
+    problem = problem_of(path)
+    assert f"save file is damaged: {keys} " in problem.message and words in problem.message
+    assert problem.path.endswith("s.json") and "it was left as it is" in problem.message
+    # the line and column are where that value is written
+    line_text = before.decode("utf-8").splitlines()[problem.line - 1]
+    assert problem.line > 1 and line_text[problem.col - 1:].startswith(tuple('-[{"0123456789INtfn'))
+    assert path.read_bytes() == before
+
+
+def test_a_number_with_thousands_of_digits_is_refused_at_its_line(tmp_path, played):
+    path = save_game(tmp_path / "s.json", played)
+    text = path.read_text(encoding="utf-8").replace('"seed": 42', '"seed": ' + "9" * 5000)
+    path.write_text(text, encoding="utf-8")
+    problem = problem_of(path)
+    assert "far too long" in problem.message and (problem.line, problem.col) == (at(text, "9" * 10))
+
+
+def at(text: str, needle: str) -> tuple[int, int]:
+    idx = text.index(needle)
+    return text.count("\n", 0, idx) + 1, idx - (text.rfind("\n", 0, idx) + 1) + 1
+
+
+# -- a save finds its quest by id, never by the path it records (issue 11) ----------------------
+def test_a_save_finds_its_quest_by_id_and_never_opens_the_path_it_records(tmp_path, played, monkeypatch):
+    import sys
+
+    from game import locations
+    from game.cli import main
+    from game.session import Session
+
+    secret = tmp_path / "passwd-copy"
+    secret.write_text("root:\nsecret-user:\nhunter2:\n", encoding="utf-8")
+    path = save_game(tmp_path / "s.json", played)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["quest"]["path"] = str(secret)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    opened = []
+
+    def audit(event, args):
+        if event == "open" and args and str(args[0]) == str(secret):
+            opened.append(args)
+
+    sys.addaudithook(audit)
+    # Not among the known quests: refused, naming the save and how to go on, echoing nothing.
+    with pytest.raises(GameFileError) as err:
+        Session.load(path)
+    message = err.value.problems[0].format()
+    assert "s.json:1:1:" in message and "'save-test'" in message and "--load" in message
+    assert "secret-user" not in message and "hunter2" not in message and not opened
+    # Given on the command line, the quest is that file.
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("look\n"))
+    assert main(["play", str(played.quest.source), "--plain", "--no-spirit", "--load", str(path)]) == 0
+    # In the player's quests folder, it is found by its id.
+    (locations.user_quests_dir()).mkdir(parents=True)
+    (locations.user_quests_dir() / "renamed.yaml").write_text(QUEST, encoding="utf-8")
+    session = Session.load(path)
+    assert session.quest.id == "save-test" and session.quest.source.name == "renamed.yaml"
+    assert session.engine.state.to_dict() == played.state.to_dict() and not opened

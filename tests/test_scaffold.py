@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from game import quest_loader
-from game.quest_loader import check_quest, load_quest
+from game.world import schema
+from game.world.loader import check_quest, load_quest
 from game.scaffold import quest_id, quest_title, render, scaffold
 from tests.helpers import play_plain
 
@@ -38,9 +38,9 @@ def test_scaffold_shows_every_kind_of_thing(tmp_path):
 def test_every_key_has_a_comment(tmp_path):
     """Each quest-format key the file uses is explained on its line (or the line above) at least once."""
     lines = scaffold("commented", tmp_path).read_text(encoding="utf-8").splitlines()
-    known = (quest_loader.TOP_KEYS | quest_loader.SCENE_KEYS | quest_loader.CHOICE_KEYS
-             | quest_loader.ITEM_KEYS | quest_loader.ENDING_KEYS | quest_loader.LORE_KEYS
-             | set(quest_loader.CONDITION_KEYS) | set(quest_loader.EFFECT_KEYS))
+    known = (schema.TOP_KEYS | schema.SCENE_KEYS | schema.CHOICE_KEYS
+             | schema.ITEM_KEYS | schema.ENDING_KEYS | schema.LORE_KEYS
+             | set(schema.CONDITION_KEYS) | set(schema.EFFECT_KEYS))
     used: dict[str, bool] = {}
     for i, line in enumerate(lines):
         keys = re.findall(r"^\s*(?:- )?([a-z_]+):", line) + re.findall(r"\{\s*([a-z_]+):", line)

@@ -23,7 +23,7 @@ from game.engine import Engine
 from game.narration import TurnNarrator
 from game.narrator.remote import ServerConfig, ServerNarrator
 from game.narrator.service import Ready, Silent
-from game.quest_loader import load_quest
+from game.world.loader import load_quest
 from game.sampling import Sampling
 from tests.conftest import QUESTS, ROOT
 from tests.llama_server import MODEL_ALIAS, LlamaServer, free_port

@@ -63,8 +63,10 @@ def test_round_trip_keeps_values_and_comments(settings_path):
 
 @hyp_settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(persona=st.text(min_size=1, max_size=200).filter(str.strip),
-       keys=st.dictionaries(st.text(min_size=1, max_size=12),
-                            st.text(min_size=1, max_size=12).filter(str.strip), max_size=4),
+       keys=st.dictionaries(st.text(min_size=1, max_size=12),  # any action, any valid key name
+                            st.one_of(st.from_regex(r"(ctrl|alt)\+[a-z0-9]", fullmatch=True),
+                                      st.from_regex(r"f[1-9]|f1[0-2]|escape|pageup|home", fullmatch=True)),
+                            max_size=4),
        model=st.text(min_size=1, max_size=40).filter(lambda t: t.strip() and "\n" not in t.strip()))
 def test_any_text_round_trips(settings_path, persona, keys, model):
     chosen = Settings(persona=persona, keys=keys, model=model)
@@ -191,14 +193,14 @@ def test_sampling_overrides_can_be_set_and_cleared_one_by_one():
 
 
 def test_settings_are_immutable():
-    s = Settings(keys={"quit": "q"})
+    s = Settings(keys={"quit": "ctrl+q"})
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.seed = 3
     with pytest.raises(TypeError):
         s.keys["quit"] = "x"
     with pytest.raises(TypeError):
         s.sampling["temperature"] = 1.0
-    assert hash(s) == hash(Settings(keys={"quit": "q"}))
+    assert hash(s) == hash(Settings(keys={"quit": "ctrl+q"}))
 
 
 def test_effective_sampling_applies_overrides_over_the_personality():
@@ -254,3 +256,65 @@ def test_importing_never_loads_torch_transformers_or_textual():
 def test_render_matches_what_is_saved(settings_path):
     save_settings(CUSTOM)
     assert settings_path.read_text(encoding="utf-8") == render_settings(CUSTOM)
+
+
+# --- saving keeps what the player did not touch (issue 11) ------------------------------------
+def test_saving_rewrites_only_the_changed_settings_and_keeps_the_players_notes(settings_path):
+    write(settings_path, "\n".join([
+        "# my own note at the top",
+        "personality: merry-bard   # the fun one",
+        "sampling:",
+        "  max_new_tokens: 20   # short, please",
+        "# a note about the model",
+        "model: distilgpt2",
+        "seed: 5",
+        "",
+    ]))
+    loaded, problems = load_settings(settings_path)
+    assert problems == [] and dict(loaded.sampling) == {"max_new_tokens": 20}
+    save_settings(loaded.with_changes(temperature=0.5), settings_path)
+    text = settings_path.read_text(encoding="utf-8")
+    saved = load_settings(settings_path)[0]
+    assert dict(saved.sampling) == {"max_new_tokens": 20, "temperature": 0.5}
+    assert (saved.personality, saved.seed) == ("merry-bard", 5)
+    for kept in ("# my own note at the top", "personality: merry-bard   # the fun one",
+                 "# a note about the model", "model: distilgpt2", "seed: 5"):
+        assert kept in text.splitlines()
+    # A setting not in the file is added; saving the same settings again changes nothing.
+    save_settings(saved.with_changes(device="cpu"), settings_path)
+    assert load_settings(settings_path)[0] == saved.with_changes(device="cpu")
+    before = settings_path.read_bytes()
+    save_settings(saved.with_changes(device="cpu"), settings_path)
+    assert settings_path.read_bytes() == before and b"# my own note at the top" in before
+
+
+def test_a_wrong_value_is_rewritten_when_saving_and_the_rest_is_kept(settings_path):
+    write(settings_path, "# note\ndevice: gpu\nseed: 3\n")
+    settings, problems = load_settings(settings_path)
+    assert [p.line for p in problems] == [2]
+    save_settings(settings, settings_path)
+    assert settings_path.read_text(encoding="utf-8") == "# note\ndevice: auto\nseed: 3\n"
+    assert load_settings(settings_path) == (settings, [])
+
+
+# --- key bindings are checked (issue 11) -------------------------------------------------------
+@pytest.mark.parametrize("key, words", [
+    ("e", "types a character"), ("E", "types a character"), ("shift+e", "types a character"),
+    ("space", "types a character"), ("full_stop", "types a character"),
+    ("ctrl+\x1b]0;pwned\x07", "not a key name"), ("q\x1b[31m", "not a key name"), ("a b", "not a key name"),
+])
+def test_a_key_that_types_or_holds_escape_codes_is_refused_with_its_line(settings_path, key, words):
+    write(settings_path, f'keys:\n  undo: ctrl+u\n  quit: "{key.encode("unicode_escape").decode()}"\n')
+    settings, problems = load_settings(settings_path)
+    assert dict(settings.keys) == {"undo": "ctrl+u"}  # the bad binding falls back to the game's key
+    [problem] = problems
+    assert (problem.line, problem.col) == (3, 9) and words in problem.message
+    assert "this binding is ignored" in problem.message
+    assert "\x1b" not in problem.format() and "\x07" not in problem.format()
+    with pytest.raises(ValueError, match=words):
+        Settings(keys={"quit": key})
+
+
+def test_keys_with_a_modifier_function_keys_and_typing_free_actions_are_accepted():
+    keys = {"quit": "ctrl+e", "undo": "f5", "retry": "alt+r,f6", "cancel": "escape", "rescan": "r"}
+    assert dict(Settings(keys=keys).keys) == keys

@@ -130,8 +130,9 @@ class ScriptedSpirit:
         for _ in range(n):
             self._permits.release()
 
-    def warm(self, prompt: str):
+    def warm(self, prompt: str, ahead=None):  # as NarratorService.warm (ahead: prompts that may come)
         self.warmed.append(prompt)
+        self.ahead = [] if ahead is None else ahead()  # the scene-entering prompts played ahead
         return None
 
     def narrate(self, prompt, sampling, *, seed=None, previous=(), stop_strings=(), on_chunk=None,
@@ -396,7 +397,12 @@ async def test_continue_resumes_the_most_recent_autosave(spirit, personalities):
 
     app = build(personalities, scripted(ScriptedSpirit(spirit.tokenizer), personalities), quest=None)
     async with running(app, TitleScreen) as pilot:
-        assert menu_labels(app)[0] == "Continue: call-of-the-storyteller"
+        # The quest's title, not its id; the turn and time, not the autosave's path.
+        assert menu_labels(app)[0] == "Continue: Quest 1.6 — The Call of the Storyteller"
+        summary = app.screen.query_one("#quest-summary")
+        await wait_until(pilot, lambda: "Resume" in str(summary.render()))
+        assert str(summary.render()).startswith("Resume your most recent game (turn 2, autosaved ")
+        assert "autosave" + os.sep not in flat_screen(app) and ".json" not in flat_screen(app)
         await choose(pilot, "Continue")
         await playing(pilot)
         assert app.session.engine.state.turn == 2
@@ -421,8 +427,10 @@ async def test_load_a_save_and_a_broken_save(spirit, personalities):
         await choose(pilot, "Load a saved game")
         await showing(pilot, LoadScreen)
         labels = menu_labels(app)
-        assert [label.rsplit("   ", 1)[0] for label in labels] == [
-            "broken", "before-the-hall", "autosave of call-of-the-storyteller"]
+        title = "Quest 1.6 — The Call of the Storyteller"
+        assert [label.rsplit("   ", 1)[0] for label in labels] == [  # each with its time
+            "broken   (cannot be read: Enter says why)", f"before-the-hall: {title}, turn 1",
+            f"autosave: {title}, turn 1"]
         await choose(pilot, "broken")
         await wait_until(pilot, lambda: app.notes)
         note = app.notes[-1]
@@ -460,7 +468,7 @@ async def test_story_log_options_and_status_bar(spirit, personalities):
 
         await act(pilot, "1")
         assert paragraphs(app)[3:] == [
-            ("action", "1"),
+            ("action", "Take the cursor lantern"),  # the option's label, never a bare "1"
             ("text", "You lift the lantern off its hook. Its cursor blinks faster, as if glad of company."),
             ("change", "You now have a cursor lantern."),
             ("narration", default_script(1)),
@@ -480,13 +488,38 @@ async def test_story_log_options_and_status_bar(spirit, personalities):
         assert (bar.context_used, bar.context_window) == (prompt.prompt_tokens + prompt.max_new_tokens, 1024)
         assert prompt.prompt_tokens == len(spirit.tokenizer.encode(spirit.calls[0]["prompt"]))
         shown = screen_text(app)
-        assert "turn 1" in shown and "carrying: a cursor lantern" in shown and "Spirit: ready" in shown
-        assert f"context {bar.context_used}/1024" in shown
+        line = next(x for x in shown.splitlines() if "turn 1" in x)  # one line, at 80 columns too
+        assert "The Gate of Dead Links  turn 1  Spirit: ready  carrying: a cursor lantern" in line
+        await pilot.resize_terminal(120, 30)  # room for the gauge
+        await pilot.pause()
+        assert f"context {bar.context_used}/1024 [" in screen_text(app)
+        await pilot.resize_terminal(90, 24)  # room for its short form
+        await pilot.pause()
+        assert f"context {round(100 * bar.context_used / 1024)}%  carrying" in screen_text(app)
+        await pilot.resize_terminal(80, 24)
         # Commands that take no turn are answered without the Spirit.
         await act(pilot, "i")
         assert paragraphs(app)[-1] == ("info", "You carry:\n- a cursor lantern: A glass lantern with a "
                                                "blinking cursor inside. It never stops blinking.")
         assert len(spirit.calls) == 1 and bar.turn == 1
+
+
+async def test_an_option_picked_by_number_shows_and_is_told_by_its_label(spirit, personalities):
+    """Cloak of Darkness in the TUI: "2" and "s" appear in the story, the Spirit's prompt and the
+    export as what they mean; a catch-all's turn is narrated; the score is in the status bar."""
+    app = build(personalities, scripted(spirit, personalities), quest=QUESTS / "cloak-of-darkness.yaml")
+    async with running(app, wake=True) as pilot:
+        await play(pilot, ["2", "hang cloak on hook", "e", "1"])
+        actions = kinds(app, "action")
+        assert actions == ["Go west to the cloakroom", "hang cloak on hook", "go east", "Go south into the bar"]
+        assert status(app).score == "1/2" and "score 1/2" in screen_text(app)
+        prompts = [call["prompt"] for call in spirit.calls]
+        assert "Go west to the cloakroom" in prompts[0] and "> 2" not in prompts[-1]
+        assert "Score: 1 of 2" in prompts[-1]
+        assert "quite empty" in prompts[-1]  # the lit bar's description, the variant in force
+        await pilot.press("ctrl+t")
+        path = locations.data_dir() / "transcripts" / "cloak-of-darkness-turn-4.md"
+        assert "**> Go south into the bar**" in path.read_text(encoding="utf-8")
 
 
 async def test_input_history_with_up_and_down(spirit, personalities):
@@ -502,7 +535,7 @@ async def test_input_history_with_up_and_down(spirit, personalities):
             seen.append(box.value)
         assert seen == ["i", "look", "look", "i", "half typed"]
         await pilot.press("up", "enter")
-        await wait_until(pilot, lambda: kinds(app, "action") == ["look", "i", "i"])
+        await wait_until(pilot, lambda: kinds(app, "action") == ["look", "inventory", "inventory"])  # "i" resolved
 
 
 async def test_after_a_narration_the_next_prompts_start_is_computed_ahead(gpt2_tokenizer, personalities):
@@ -796,7 +829,8 @@ async def test_playing_to_an_ending_shows_the_ending_dialog_and_play_again(spiri
         assert summary.startswith(f"You won. {len(LESSER_WIN)} turns, ")
         assert f"of {len(app.session.quest.scenes)} places seen" in summary
         assert len(spirit.calls) == len(LESSER_WIN)  # every turn narrated, the last one too
-        assert game(app).query(StoryParagraph).last().kind == "narration"
+        # The last turn's narration comes before the ending, not after its verdict.
+        assert [k for k, _ in paragraphs(app)][-5:] == ["text", "narration", "ending-title", "ending", "info"]
         assert autosave().state.ending == "spirit-forgets"
         await pilot.click("#again")
         await wait_until(pilot, lambda: isinstance(app.screen, GameScreen) and app.session.engine.state.turn == 0)
@@ -824,7 +858,7 @@ async def test_ending_dialog_can_return_to_the_quest_list(personalities):
         await showing(pilot, EndingScreen)
         await pilot.click("#quests")
         await showing(pilot, TitleScreen)
-        assert menu_labels(app)[0] == "Continue: markup-quest"
+        assert menu_labels(app)[0] == "Continue: [bold]Loud[/bold] [@click=app.quit]Title[/]"
 
 
 # -- plain text, never markup -----------------------------------------------------------
@@ -857,13 +891,20 @@ async def test_a_model_that_fails_to_load_leaves_the_game_playable(personalities
     app = build(personalities, narrator)
     async with running(app) as pilot:
         await wait_until(pilot, lambda: status(app).spirit == "silent", what="the Spirit to fall silent")
-        assert status(app).spirit_detail == "could not load model '/nonexistent/folder'"
-        await wait_until(pilot, lambda: "Spirit: silent (could not load model '/nonexistent/folder')"
-                         in flat_screen(app), what="the reason on the status bar")
+        # The long reason is said once, whole, in help (F1) and the inspector; the toast and the
+        # status bar say only where to read it.
+        assert status(app).spirit_detail == "F1 says why"
+        await wait_until(pilot, lambda: "Spirit: silent (F1 says why)" in flat_screen(app),
+                         what="the state on the status bar")
         note = next(n for n in app.notes if n.severity == "warning")
         assert note.title == "The Storyteller Spirit is silent"
-        assert "there is no folder '/nonexistent/folder'" in note.message
-        assert note.message.endswith("The quest's own words go on.")
+        assert note.message == "The quest's own words go on. F1 says why."
+        await opens(pilot, "f1", HelpScreen)
+        reason = str(app.screen.query_one("#help-spirit").render())
+        assert reason.startswith("The Storyteller Spirit is silent: could not load model '/nonexistent/folder'")
+        assert "there is no folder '/nonexistent/folder'" in reason
+        await pilot.press("escape")
+        await playing(pilot)
         await play(pilot, ["take the lantern", "go north"])
         assert kinds(app, "change") == ["You now have a cursor lantern."]
         assert status(app).scene == "The Overgrown Server Hall" and kinds(app, "narration") == []
@@ -892,13 +933,13 @@ async def test_a_turn_taken_while_the_spirit_wakes_is_narrated_when_it_is_ready(
         assert status(app).spirit == "loading"
         assert "Spirit: waking" in screen_text(app)
         spirit._emit(Loading("Downloading distilgpt2: 176.0 MB of 352.0 MB", 0.5))
-        await wait_until(pilot, lambda: "Spirit: waking (Downloading distilgpt2: 176.0 MB of 352.0 MB 50%)"
-                         in flat_screen(app), what="download progress on the status bar")
+        await wait_until(pilot, lambda: "Spirit: waking (50%)" in flat_screen(app),
+                         what="download progress on the status bar")
+        assert app.spirit_detail == "Downloading distilgpt2: 176.0 MB of 352.0 MB 50%"  # whole in help
         await act(pilot, "take the lantern")
         assert kinds(app, "change") == ["You now have a cursor lantern."]
         assert kinds(app, "narration") == [] and spirit.calls == []
-        assert status(app).spirit_detail == ("Downloading distilgpt2: 176.0 MB of 352.0 MB 50%; "
-                                             "will narrate turn 1 when awake")
+        assert status(app).spirit_detail == "50%; turn 1 waits"
         await act(pilot, "i")  # takes no turn: turn 1 still waits
         on_loader_thread(spirit.wake)
         await wait_until(pilot, lambda: kinds(app, "narration") == [default_script(1)], what="the waiting turn")
@@ -921,18 +962,22 @@ async def test_only_the_newest_turn_taken_while_the_spirit_wakes_is_narrated(gpt
     async with waking(app, spirit) as pilot:
         await act(pilot, "dance with the fog")  # free text: the waking Spirit would answer it...
         assert kinds(app, "info")[1:] == []
-        assert "will narrate turn 1 when awake" in status(app).spirit_detail
+        assert "turn 1 waits" in status(app).spirit_detail
         await act(pilot, "take the lantern")  # ...but a newer turn replaces it: nothing answers it now
         assert kinds(app, "info")[1:] == [app.session.engine.say("unanswered")]
-        assert status(app).spirit_detail.endswith("will narrate turn 2 when awake")
+        assert status(app).spirit_detail.endswith("turn 2 waits")
         await act(pilot, "go north")
-        await pilot.press("ctrl+z")  # the waiting turn is undone: turn 2 is the newest, but it waited no more
+        # The waiting turn (3) is undone: turn 2, passed over for it, is the newest again and waits.
+        await pilot.press("ctrl+z")
         assert app.session.engine.state.turn == 2
-        assert "will narrate" not in status(app).spirit_detail
+        assert status(app).spirit_detail.endswith("turn 2 waits")
         spirit.wake()
-        await wait_until(pilot, lambda: status(app).spirit == "ready")
-        await pilot.pause()
-        assert spirit.calls == [] and kinds(app, "narration") == []
+        await wait_until(pilot, lambda: kinds(app, "narration") and game(app).narrating is None,
+                         what="turn 2's narration")
+        assert len(spirit.calls) == 1 and "take the lantern" in spirit.calls[0]["prompt"]
+        assert [t.narration for t in app.session.engine.history] == ["", default_script(1)]
+        # Turn 1 (free text) was told that nothing answers it; turn 2's narration is under turn 2.
+        assert paragraphs(app)[-1] == ("narration", default_script(1))
         # Again, with the newest turn left in place when the Spirit wakes.
     spirit = ScriptedSpirit(gpt2_tokenizer, wakes=False)
     app = build(personalities, scripted(spirit, personalities))
@@ -954,7 +999,7 @@ async def test_a_turn_waiting_for_a_spirit_that_falls_silent_keeps_the_quests_wo
     async with waking(app, spirit) as pilot:
         await act(pilot, "take the lantern")
         await act(pilot, "sing to the gate")  # free text, waiting for the Spirit's answer
-        assert kinds(app, "info")[1:] == [] and "will narrate turn 2" in status(app).spirit_detail
+        assert kinds(app, "info")[1:] == [] and "turn 2 waits" in status(app).spirit_detail
         on_loader_thread(spirit.silence, "could not load model 'x': out of memory")
         await wait_until(pilot, lambda: status(app).spirit == "silent")
         await pilot.pause()
@@ -962,7 +1007,7 @@ async def test_a_turn_waiting_for_a_spirit_that_falls_silent_keeps_the_quests_wo
         assert kinds(app, "change") == ["You now have a cursor lantern."]  # the quest's words stand
         assert paragraphs(app)[-2:] == [("action", "sing to the gate"),
                                         ("info", app.session.engine.say("unanswered"))]
-        assert status(app).spirit_detail == "could not load model 'x'"
+        assert status(app).spirit_detail == "F1 says why" and app.spirit_reason.startswith("could not load model 'x'")
         assert [t.narration for t in autosave().history] == ["", ""]
         await act(pilot, "go north")
         assert kinds(app, "narration") == [] and status(app).turn == 3
@@ -974,8 +1019,8 @@ async def test_the_spirit_falling_silent_from_its_loader_thread(gpt2_tokenizer, 
     async with waking(app, spirit) as pilot:
         on_loader_thread(spirit.silence, "could not load model 'x': out of memory")
         await wait_until(pilot, lambda: status(app).spirit == "silent")
-        assert status(app).spirit_detail == "could not load model 'x'"
-        assert app.notes[-1].severity == "warning" and "out of memory" in app.notes[-1].message
+        assert status(app).spirit_detail == "F1 says why"
+        assert app.notes[-1].severity == "warning" and app.spirit_reason.endswith("out of memory")
         await act(pilot, "take the lantern")
         assert kinds(app, "narration") == [] and app.is_running
 
@@ -1082,7 +1127,7 @@ async def test_help_lists_the_keys_and_commands(spirit, personalities):
         await opens(pilot, "f1", HelpScreen)
         text = "\n".join(str(w.render()) for w in app.screen.query("Static"))
         for words in ("/undo", "/retry", "/save [name]", "/export", "/remember <note>", "/context",
-                      "ctrl+z     Undo  [undo]", "ctrl+b     Prev. take  [previous-sample]",
+                      "ctrl+z     Undo  [undo]", "ctrl+b     Earlier  [previous-sample]",
                       "ctrl+t     Export  [export]", "escape     Stop  [cancel]", "ctrl+q     Quit  [quit]"):
             assert words in text
         assert text.count("[help]") == 1
@@ -1114,6 +1159,10 @@ async def test_slash_commands(spirit, personalities):
         assert app.notes[-1].title == "Unknown command /dance" and "/undo" in app.notes[-1].message
         assert kinds(app, "action") == ["take the lantern"]  # commands are not actions
         await act(pilot, "/restart")
+        from game.tui.screens.confirm import ConfirmScreen
+
+        await showing(pilot, ConfirmScreen)  # a game in progress: the player is asked first
+        await pilot.press("y")
         await wait_until(pilot, lambda: app.session.engine.state.turn == 0 and not kinds(app, "action"))
         await act(pilot, "/quit")
         await wait_until(pilot, lambda: app.return_code is not None)
@@ -1137,7 +1186,7 @@ async def test_everything_that_matters_is_visible_at_80x24(gpt2_tokenizer, perso
             assert f"{option.number}. {option.label}" in screen_text(app)
         assert "What do you do?" in screen_text(app)
         assert "Spirit: narrating" in flat_screen(app)
-        assert lines[-1].split() == "esc Stop ^r Retry ^z Undo ^s Save ^o Load f1 Help f2 Context f3 Settings ^q Quit".split()
+        assert lines[-1].split() == "esc Stop f1 Help ^z Undo ^r Retry ^b Earlier ^s Save ^o Load ^t Export ^q Quit".split()
         spirit.step(100)
         await wait_until(pilot, lambda: status(app).spirit == "ready")
         await wait_until(pilot, lambda: "Spirit: ready" in flat_screen(app))
@@ -1251,3 +1300,163 @@ def test_the_storyteller_command_opens_the_tui(monkeypatch, tiny_model_dir):
     assert "Quest 1.6 — The Call of the Storyteller  by Storyteller team  [en, bundled]" in seen["labels"]
     assert "S T O R Y T E L L E R" in seen["screen"]
     assert "The Storyteller Spirit is ready" in seen["screen"]
+
+
+# -- issue 11: nothing lost -----------------------------------------------------------------
+async def test_the_settings_screen_shows_the_values_in_force_and_saving_keeps_the_rest(spirit, personalities):
+    from textual.widgets import Input, Select
+
+    from game.settings import save_settings
+
+    bard = personalities["merry-bard"]
+    save_settings(Settings(personality="merry-bard", sampling={"max_new_tokens": 20}))
+    with open(locations.settings_file(), "a", encoding="utf-8") as fh:
+        fh.write("# my own note\n")
+    settings = load_settings(personalities=personalities)[0]
+    app = build(personalities, scripted(spirit, personalities), settings=settings)
+    async with running(app, wake=True) as pilot:
+        form = await opens(pilot, "f3", SettingsScreen)
+        await pilot.pause(0.3)  # the form's own first Select.Changed has come and gone
+        assert form.query_one("#personality", Select).value == "merry-bard"
+        assert form.query_one("#s-max_new_tokens", Input).value == "20"
+        assert form.query_one("#s-temperature", Input).value == str(bard.sampling.temperature)
+        form.query_one("#s-temperature", Input).value = "0.5"
+        await pilot.press("ctrl+s")
+        await playing(pilot)
+        saved = load_settings(personalities=personalities)[0]
+        assert dict(saved.sampling) == {"max_new_tokens": 20, "temperature": 0.5}
+        # Again: the form shows what was saved, and saving it untouched changes nothing.
+        form = await opens(pilot, "f3", SettingsScreen)
+        await pilot.pause(0.3)
+        assert form.query_one("#s-temperature", Input).value == "0.5"
+        assert form.query_one("#s-max_new_tokens", Input).value == "20"
+        before = locations.settings_file().read_bytes()
+        await pilot.press("ctrl+s")
+        await playing(pilot)
+        assert locations.settings_file().read_bytes() == before and b"# my own note" in before
+        assert app.settings == saved
+
+
+async def test_restart_asks_first_and_the_game_so_far_stays_loadable(spirit, personalities):
+    from game.tui.screens.confirm import ConfirmScreen
+
+    app = build(personalities, scripted(spirit, personalities))
+    async with running(app, wake=True) as pilot:
+        await play(pilot, ["take the lantern", "go north"])
+        await act(pilot, "/restart", settle=False)
+        dialog = await showing(pilot, ConfirmScreen)
+        assert dialog.query_one("#no").has_focus  # the safe answer is the default
+        await pilot.press("escape")
+        await playing(pilot)
+        assert app.session.engine.state.turn == 2
+        await act(pilot, "/restart", settle=False)
+        await showing(pilot, ConfirmScreen)
+        await pilot.press("n")
+        await playing(pilot)
+        assert app.session.engine.state.turn == 2
+        await act(pilot, "/restart", settle=False)
+        await showing(pilot, ConfirmScreen)
+        await pilot.press("y")
+        await wait_until(pilot, lambda: app.session.engine.state.turn == 0)
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: app.return_code is not None)
+
+    app = build(personalities, quest=None)
+    async with running(app, TitleScreen) as pilot:
+        await choose(pilot, "Load a saved game")
+        await showing(pilot, LoadScreen)
+        title = "Quest 1.6 — The Call of the Storyteller"
+        labels = [label.rsplit("   ", 1)[0] for label in menu_labels(app)]
+        assert app.screen.query_one("#saves").highlighted == 0  # keyboard first: Enter loads the newest
+        assert f"autosave: {title}, turn 0" in labels
+        assert f"autosave before restart: {title}, turn 2" in labels
+        await choose(pilot, "autosave before restart")
+        await playing(pilot)
+        assert app.session.engine.state.turn == 2
+        assert kinds(app, "action") == ["take the lantern", "go north"]
+
+
+async def test_saving_over_an_existing_slot_asks_first(spirit, personalities):
+    from textual.widgets import Input
+
+    from game.tui.screens.confirm import ConfirmScreen
+
+    app = build(personalities, scripted(spirit, personalities))
+    async with running(app, wake=True) as pilot:
+        await act(pilot, "take the lantern")
+        await act(pilot, "/save mine", settle=False)
+        path = locations.saves_dir() / "mine.json"
+        await wait_until(pilot, path.is_file)
+        await act(pilot, "go north")
+        for answer, turn in (("escape", 1), ("n", 1), ("y", 2)):
+            await opens(pilot, "ctrl+s", SaveScreen)
+            slot = app.screen.query_one(Input)
+            slot.value = "mine"
+            await pilot.press("enter")
+            dialog = await showing(pilot, ConfirmScreen)
+            assert "Overwrite the save 'mine'?" in flat_screen(app)
+            assert dialog.query_one("#no").has_focus
+            await pilot.press(answer)
+            await playing(pilot)
+            assert read_save(path).state.turn == turn
+        assert app.notes[-1].message == f"Saved to {path}"
+
+
+async def test_a_malformed_save_picked_in_the_load_list_is_refused_and_the_app_runs_on(personalities):
+    import json
+
+    path = locations.saves_dir() / "odd.json"
+    app = build(personalities)
+    async with running(app) as pilot:
+        await act(pilot, "take the lantern")
+        game(app).save_to("odd")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["state"]["turn"] = 1e400  # JSON: Infinity
+    data["extra"]["samples"] = "many"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    before = path.read_bytes()
+    app = build(personalities, quest=None)
+    async with running(app, TitleScreen) as pilot:
+        await choose(pilot, "Load a saved game")
+        await showing(pilot, LoadScreen)
+        await choose(pilot, "odd")
+        await wait_until(pilot, lambda: app.notes)
+        assert "odd.json:1:" in app.notes[-1].message and "state.turn" in app.notes[-1].message
+        assert app.is_running and isinstance(app.screen, TitleScreen)
+    assert path.read_bytes() == before
+
+
+async def test_a_context_log_that_cannot_be_written_is_said_once_and_the_spirit_narrates_on(
+        tmp_path, spirit, personalities):
+    log = tmp_path / "log.jsonl"
+    log.mkdir()  # a folder where the log should be: every write fails
+    persona, sampling = Settings().effective_sampling(personalities)
+    narrator = TurnNarrator(spirit, persona, sampling, seed=1, context_log=log)
+    app = build(personalities, narrator)
+    async with running(app, wake=True) as pilot:
+        await play(pilot, ["take the lantern", "go north"])  # settles: never "narrating" forever
+        assert kinds(app, "narration") == [default_script(1), default_script(2)]
+        said = [n for n in app.notes if n.title == "Context log"]
+        assert len(said) == 1 and "logging stopped" in said[0].message and str(log) in said[0].message
+        assert status(app).spirit == "ready"
+
+
+async def test_the_confirmation_fits_60x20_and_answers_from_the_keyboard(spirit, personalities):
+    from game.tui.screens.confirm import ConfirmScreen
+
+    app = build(personalities, scripted(spirit, personalities))
+    async with app.run_test(size=(60, 20)) as pilot:
+        await playing(pilot)
+        await awake(pilot)
+        await act(pilot, "take the lantern")
+        await act(pilot, "/restart", settle=False)
+        await showing(pilot, ConfirmScreen)
+        await pilot.pause()
+        shown = flat_screen(app)
+        for words in ("Restart the quest from the beginning?", "Yes (y)", "No (n, Esc)",
+                      "autosave before the restart."):
+            assert words in shown, shown
+        await pilot.press("tab")  # focus moves to Yes; Enter then agrees
+        assert app.screen.query_one("#yes").has_focus
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.session.engine.state.turn == 0)

@@ -51,6 +51,7 @@ _GELU = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
 TABLE_ROWS = 8192  # the embedding table is converted this many rows at a time
 TRIM_AFTER = 64  # after computing more prompt tokens than this, freed memory goes back to the system
 ALIGN = 128  # prompts are computed in chunks of this many tokens, at fixed positions (see _prefill)
+SPARES = 2  # key/value caches kept besides the main one, for prompts computed ahead (see warm_spare)
 
 
 def lean_checkpoint(folder) -> bool:
@@ -112,6 +113,7 @@ class FastGenerator:
         self.reused = 0  # prompt tokens the last generation took from the cache
         self._trim = False
         self._grid = 0  # cached tokens computed on the prompt grid (see `_prefill`)
+        self._spares: list[list] = []  # [keys, values, cached, grid] of caches computed ahead
         self._cores = meter or formats.CoreMeter()
         self.fixed_threads = threads  # None: each generation uses the cores others left free
         self.threads = 0  # torch threads of the last run
@@ -136,7 +138,8 @@ class FastGenerator:
         meter = meter or formats.CoreMeter()
         torch.set_num_threads(threads or meter.free)
         device = model.device.type
-        chosen, note = formats.choose(precision, device, sum(p.numel() for p in model.parameters()))
+        chosen, note = formats.choose(precision, device, sum(p.numel() for p in model.parameters()),
+                                      getattr(model.config, "_name_or_path", None) or None)
         model.eval()
         config = model.config
         window = window or getattr(config, "n_positions", None) or config.max_position_embeddings
@@ -171,7 +174,7 @@ class FastGenerator:
 
         meter = meter or formats.CoreMeter()
         torch.set_num_threads(threads or meter.free)
-        chosen, note = formats.choose(precision, device, parameter_count(config))
+        chosen, note = formats.choose(precision, device, parameter_count(config), str(folder))
         path = str(Path(folder) / "model.safetensors")
         with safe_open(path, "pt") as f:
             names = set(f.keys())
@@ -203,10 +206,46 @@ class FastGenerator:
         torch.set_num_threads(self.threads)  # process-wide, so set every time (it costs nothing)
 
     def forget(self) -> None:
-        """Drop the cached prefix (the next generation computes its whole prompt)."""
+        """Drop the cached prefix and the spare caches (the next generation computes its whole prompt)."""
         self.backend.truncate(0)
         self.cached = []
         self._grid = 0
+        for spare in self._spares:
+            spare[2], spare[3] = [], 0
+
+    def _swap(self, spare: list) -> None:
+        """Exchange the main cache with a spare one (tensors change places: nothing is copied)."""
+        b = self.backend
+        b.keys, b.values, self.cached, self._grid, spare[:] = (
+            *spare, [b.keys, b.values, self.cached, self._grid])
+
+    def _take_spare(self, ids: Sequence[int], limit: int) -> None:
+        """Make the main cache the one, main or spare, with the most reusable chunks for `ids`."""
+        best, most = None, self._reusable(ids, limit)
+        for spare in self._spares:
+            n = min(common_prefix(spare[2], ids), limit, spare[3])
+            n -= n % ALIGN
+            if n > most:
+                best, most = spare, n
+        if best is not None:
+            self._swap(best)
+
+    def warm_spare(self, ids: Sequence[int], slot: int,
+                   should_stop: Callable[[], bool] = lambda: False) -> int:
+        """Like `warm`, but into spare cache `slot` (0 to SPARES - 1), leaving the main cache as it is:
+        a prompt that may come instead of the expected one (the player may enter another scene).
+        A generation whose prompt starts like a spare takes it (`_take_spare`). Only the lean
+        GPT-2 path has spares; elsewhere this does nothing. Returns the tokens computed."""
+        if not hasattr(self.backend, "new_cache") or not 0 <= slot < SPARES:
+            return 0
+        while len(self._spares) <= slot:
+            self._spares.append([*self.backend.new_cache(), [], 0])
+        spare = self._spares[slot]
+        self._swap(spare)
+        try:
+            return self.warm(ids, should_stop)
+        finally:
+            self._swap(spare)
 
     def _advance(self, ids: list[int], all_logits: bool = False):
         """Feed `ids` after the cached tokens; logits of the last (or every) new position."""
@@ -237,6 +276,8 @@ class FastGenerator:
         number is computed exactly as without a cache: the cache changes how
         fast a story comes, never which story.
         """
+        if reuse_cache:
+            self._take_spare(ids, len(ids) - 1)
         keep = self._reusable(ids, len(ids) - 1) if reuse_cache else 0
         self._crop(keep)
         self.reused = keep
@@ -489,9 +530,16 @@ class _Gpt2:
             self.head = formats.linear(head, None, precision)  # shares the table when tied
         # the key/value cache: bf16 unless the model runs in fp32 (or fp16); (layers, 1, heads, window, dim)
         self.kv = torch.bfloat16 if precision == "int8" else act
-        shape = (len(self.layers), 1, self.heads, window, self.width // self.heads)
-        self.keys = torch.zeros(shape, dtype=self.kv, device=device)
-        self.values = torch.zeros(shape, dtype=self.kv, device=device)
+        self._shape = (len(self.layers), 1, self.heads, window, self.width // self.heads)
+        self.keys, self.values = self.new_cache()
+
+    def new_cache(self):
+        """An empty key/value cache for the whole window: (keys, values). Its memory is only
+        used as it is written (zeroed pages are mapped on first touch)."""
+        import torch
+
+        return (torch.zeros(self._shape, dtype=self.kv, device=self.device),
+                torch.zeros(self._shape, dtype=self.kv, device=self.device))
 
     def _table(self, fetch, name: str, vocab: int, precision: str):
         """A (vocab, width) matrix read in slices of rows: (int8 rows, their scales) in int8,

@@ -19,7 +19,8 @@ imports no torch.
 `auto` keeps fp32 for a small model (under `SMALL_MODEL` parameters: its speed is
 not set by its weights, and fp32 is exact), picks int8 on a CPU with fast int8
 dot products (avx512_vnni, avx_vnni or amx_int8) and a quantized engine in
-torch, else bf16 on a CPU with native bf16 (avx512_bf16 or amx_bf16), else fp32;
+torch when int8 is known to keep quality (`int8_allowed`: the verdict `storyteller
+bench --quality` recorded for the model, else the quality proxy's), else bf16 on a CPU with native bf16 (avx512_bf16 or amx_bf16), else fp32;
 on a CUDA GPU it picks bf16 when the GPU supports it, else fp32. int8 is
 CPU-only: asking for it on a GPU gives fp32. docs/performance.md has the
 measurements and the trade-offs.
@@ -37,6 +38,14 @@ FORMATS = ("fp32", "bf16", "fp16", "int8")  # fp16 only when the model was loade
 INT8_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 SMALL_MODEL = 20_000_000  # parameters; below this `auto` keeps fp32
+# int8 is sound for a model when, against fp32, its perplexity is at most 2% higher and its most
+# likely next token agrees at least 95% of the time (measured by `storyteller bench --quality`).
+INT8_MARGIN = {"perplexity": 0.02, "agreement": 0.95}
+QUALITY_FILE = "precision-quality.json"  # in the data folder: the verdicts `bench --quality` measured
+PROXY_KEY = "proxy"  # the verdict of the quality proxy (game.narrator.proxy), for models not measured
+# The proxy's verdict as measured for docs/performance.md (Dec 2026): `auto` uses it until
+# `bench --quality` has recorded a verdict on this machine.
+PROXY_INT8_SOUND = True
 
 
 @functools.cache
@@ -142,12 +151,14 @@ def bf16_native() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def choose(precision: str, device: str = "cpu", parameters: int | None = None) -> tuple[str, str | None]:
+def choose(precision: str, device: str = "cpu", parameters: int | None = None,
+           model: str | None = None) -> tuple[str, str | None]:
     """The concrete precision for a setting on a device, and a note when the wish was changed.
 
     `auto` keeps fp32 for a model under `SMALL_MODEL` parameters: so little
-    weight is not what limits its speed, and fp32 is exact. Raises ValueError
-    for an unknown setting.
+    weight is not what limits its speed, and fp32 is exact; it picks int8 only
+    when int8 is known to keep quality for `model` (`int8_allowed`). Raises
+    ValueError for an unknown setting.
     """
     if precision not in PRECISIONS + FORMATS:
         raise ValueError(f"unknown precision '{precision}' (use one of: {', '.join(PRECISIONS)})")
@@ -165,7 +176,7 @@ def choose(precision: str, device: str = "cpu", parameters: int | None = None) -
         return precision, None
     if parameters is not None and parameters < SMALL_MODEL:
         return "fp32", None
-    if int8_engine() is not None and cpu_flags() & set(INT8_FLAGS):
+    if int8_engine() is not None and cpu_flags() & set(INT8_FLAGS) and int8_allowed(model):
         return "int8", None
     return ("bf16" if bf16_native() else "fp32"), None
 
@@ -247,3 +258,72 @@ def _int8_class():
 
     return Int8Linear
 
+
+
+# --- is int8 sound? ----------------------------------------------------------------------------
+
+def model_key(model: str) -> str:
+    """How a model is named in the verdicts file: a folder by its full path, else its hub id."""
+    from pathlib import Path
+
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.is_dir() else model
+
+
+def int8_sound(rows: dict) -> bool:
+    """Whether a `bench.quality` result keeps int8 within `INT8_MARGIN` of fp32."""
+    fp32, int8 = rows["precisions"]["fp32"], rows["precisions"]["int8"]
+    return (int8["perplexity"] <= fp32["perplexity"] * (1 + INT8_MARGIN["perplexity"])
+            and int8["agreement"] >= INT8_MARGIN["agreement"])
+
+
+def _verdicts_path():
+    from game import locations
+
+    return locations.data_dir() / QUALITY_FILE
+
+
+def _verdicts() -> dict:
+    import json
+
+    try:
+        data = json.loads(_verdicts_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # none measured yet, or a damaged file: the shipped proxy verdict holds
+    return data if isinstance(data, dict) else {}
+
+
+def record_quality(key: str, rows: dict) -> bool:
+    """Record whether int8 is sound for `key` (a `model_key`, or `PROXY_KEY`); returns the verdict.
+
+    The file is replaced atomically; a file that cannot be written only loses the record.
+    """
+    import json
+    import tempfile
+
+    sound = int8_sound(rows)
+    data = _verdicts()
+    data[key] = {"int8_ok": sound, "perplexity": {k: v["perplexity"] for k, v in rows["precisions"].items()},
+                 "int8_agreement": rows["precisions"]["int8"]["agreement"], "margin": INT8_MARGIN,
+                 "measured": time.strftime("%Y-%m-%d")}
+    path = _verdicts_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp",
+                                         encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=2) + "\n")
+        os.replace(fh.name, path)
+    except OSError:
+        pass
+    return sound
+
+
+def int8_allowed(model: str | None) -> bool:
+    """Whether `auto` may pick int8 for `model`: its own measured verdict when `bench --quality`
+    recorded one, else the quality proxy's (recorded here, or the shipped `PROXY_INT8_SOUND`)."""
+    data = _verdicts()
+    for key in ([model_key(model)] if model else []) + [PROXY_KEY]:
+        verdict = data.get(key)
+        if isinstance(verdict, dict) and isinstance(verdict.get("int8_ok"), bool):
+            return verdict["int8_ok"]
+    return PROXY_INT8_SOUND

@@ -241,8 +241,8 @@ class ServerNarrator(Narrating):
         prompt's count plus this plus the reply must fit the window."""
         return CHAT_RESERVE + CHAT_PER_MESSAGE * len(messages) if self.api_style == "chat" else 0
 
-    def warm(self, prompt: str):
-        return None  # the server keeps its own prompt cache
+    def warm(self, prompt: str, ahead=None):
+        return None  # the server keeps its own prompt cache (and nothing is computed ahead)
 
     def clear_cache(self) -> None:
         pass

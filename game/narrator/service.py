@@ -37,7 +37,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, Union
+from typing import Callable, Iterable, Iterator, Sequence, Union
 
 from game.narrator import cleaning, fastgen, hub, precision as formats
 from game.sampling import RANGES, Sampling
@@ -234,9 +234,14 @@ class NarratorService(Narrating):
             if self._fast is not None:
                 self._fast.forget()
 
-    def warm(self, prompt: str) -> threading.Thread | None:
+    def warm(self, prompt: str, ahead: Callable[[], Iterable[str]] | None = None) -> threading.Thread | None:
         """Start computing the key/value cache of `prompt`, the known start of a coming prompt,
         on a background thread (returned; None when the Spirit is not ready).
+
+        `ahead`, when given, is called on that thread once `prompt` is done and gives
+        prompts that may come instead (the turn that enters another scene); the first
+        `fastgen.SPARES` of them are computed into spare caches, which a generation
+        whose prompt starts the same way takes instead of computing it.
 
         While the player reads and types, the next turn's prompt is computed up to its
         new part, so that part is all Enter has to wait for. A generation or a newer
@@ -256,6 +261,19 @@ class NarratorService(Narrating):
                     ids = self._tokenizer(prompt).input_ids[:-1]  # its last token may merge with what follows
                     self._fast.warm(ids, should_stop=stop.is_set)
                 except Exception:  # noqa: BLE001 - the cache is dropped; narration does not depend on it
+                    self._fast.forget()
+                    return
+                try:
+                    others = list(ahead()) if ahead is not None and not stop.is_set() else []
+                except Exception:  # noqa: BLE001 - looking ahead is a bonus: the main cache stays
+                    log.debug("looking ahead failed", exc_info=True)
+                    return
+                try:
+                    for slot, text in enumerate(others[:fastgen.SPARES]):
+                        if stop.is_set():
+                            break
+                        self._fast.warm_spare(self._tokenizer(text).input_ids[:-1], slot, should_stop=stop.is_set)
+                except Exception:  # noqa: BLE001 - as above
                     self._fast.forget()
 
         thread = self._warm_thread = threading.Thread(target=run, name="storyteller-warm", daemon=True)

@@ -19,36 +19,49 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from game.engine import Para, TurnResult
+from game.i18n import N_, _, ngettext
+from game.safe_text import inert_line
 from game.narrator import cleaning
+from game.players import ACTION_MAX
 from game.session import Session
 from game.tui.messages import NarrationChunk, NarrationDone, NarrationRestart
 from game.tui.widgets.action_input import ActionInput
+from game.tui.widgets.key_bar import KeyBar
 from game.tui.widgets.status_bar import StatusBar
 from game.tui.widgets.story_log import StoryLog, plain
 
 SLASH_HELP = ("/undo  /retry  /save [name]  /load  /export  /context  /settings  /help  "
               "/remember <note>  /forget <n>  /memory  /restart  /quit")
+# The key bar's order of importance (Help and Quit are always shown; F1 lists every key).
+KEY_BAR = ("cancel", "help", "quit", "undo", "retry", "previous-sample", "save", "load", "export",
+           "settings", "context")
 
 
 class GameScreen(Screen):
     BINDINGS = [
-        Binding("escape", "cancel_narration", "Stop", id="cancel",
-                tooltip="Stop the Spirit's narration (the turn keeps the quest's text)"),
-        Binding("ctrl+r", "retry", "Retry", id="retry", tooltip="Narrate the last turn again"),
-        Binding("ctrl+b", "previous_sample", "Prev. take", id="previous-sample", show=False,
-                tooltip="Show an earlier narration of the last turn"),
-        Binding("ctrl+z", "undo", "Undo", id="undo", tooltip="Go back one turn"),
-        Binding("ctrl+s", "save", "Save", id="save"),
-        Binding("ctrl+o", "load", "Load", id="load"),
-        Binding("ctrl+t", "export", "Export", id="export", show=False,
-                tooltip="Export the story as Markdown"),
-        Binding("f1", "help", "Help", id="help"),
-        Binding("f2", "context", "Context", id="context",
-                tooltip="What the Spirit saw last turn, token by token"),
-        Binding("f3", "settings", "Settings", id="settings"),
+        Binding("escape", "cancel_narration", N_("Stop"), id="cancel",
+                tooltip=N_("Stop the Spirit's narration (the turn keeps the quest's text)")),
+        Binding("ctrl+r", "retry", N_("Retry"), id="retry", tooltip=N_("Narrate the last turn again")),
+        Binding("ctrl+b", "previous_sample", N_("Earlier"), id="previous-sample",
+                tooltip=N_("Show an earlier narration of the last turn")),
+        Binding("ctrl+z", "undo", N_("Undo"), id="undo", tooltip=N_("Go back one turn")),
+        Binding("ctrl+s", "save", N_("Save"), id="save"),
+        Binding("ctrl+o", "load", N_("Load"), id="load"),
+        Binding("ctrl+t", "export", N_("Export"), id="export", tooltip=N_("Export the story as Markdown")),
+        Binding("f1", "help", N_("Help"), id="help"),
+        Binding("f2", "context", N_("Context"), id="context",
+                tooltip=N_("What the Spirit saw last turn, token by token")),
+        Binding("f3", "settings", N_("Settings"), id="settings"),
+        Binding("pageup", "scroll_story('page_up')", N_("Scroll the story up"), id="story-page-up",
+                show=False),
+        Binding("pagedown", "scroll_story('page_down')", N_("Scroll the story down"),
+                id="story-page-down", show=False),
+        Binding("ctrl+home", "scroll_story('home')", N_("The story's start"), id="story-start",
+                show=False),
+        Binding("ctrl+end", "scroll_story('end')", N_("The story's end"), id="story-end", show=False),
     ]
 
     def __init__(self, session: Session):
@@ -63,6 +76,7 @@ class GameScreen(Screen):
         self.narration_widgets: dict[int, object] = {}
         self.turn_widgets: dict[int, list] = {}
         self.pending: tuple[TurnResult, object] | None = None  # (result, its TurnRecord) awaiting the Spirit
+        self.passed_over: list = []  # TurnRecords let go while the Spirit woke (a newer turn came)
         self._offers_stop = False
 
     @property
@@ -72,20 +86,21 @@ class GameScreen(Screen):
     def compose(self) -> ComposeResult:
         yield StoryLog(id="story")
         yield Static(id="options")
-        yield ActionInput(id="action")
+        # a served player's action is bounded (game.players.ACTION_MAX); a local one is not
+        yield ActionInput(id="action", max_length=ACTION_MAX if self.app.guest is not None else 0)
         yield StatusBar(id="status")
-        yield Footer(compact=True)  # fits 80 columns; F1 lists every key
+        yield KeyBar(KEY_BAR)
 
     def on_mount(self) -> None:
         story = self.query_one(StoryLog)
         quest = self.session.quest
-        story.add("info", f"{quest.title}, by {quest.author}")
+        story.add("info", _("{title}, by {author}").format(title=quest.title, author=quest.author))
         if self.engine.history:
             self.replay_history()
         else:
             story.add_paragraphs(self.engine.opening().paragraphs)
         for note in self.session.load_notes:
-            self.notify(note, title="The quest has changed", severity="warning", markup=False)
+            self.notify(note, title=_("The quest has changed"), severity="warning", markup=False)
         self.refresh_options()
         self.refresh_status()
         self.query_one(ActionInput).focus()
@@ -102,12 +117,13 @@ class GameScreen(Screen):
         result = self.session.reload()
         if result.engine is None:
             errors = [p.format() for p in result.problems if p.severity == "error"]
-            more = f"\n(and {len(errors) - 3} more)" if len(errors) > 3 else ""
-            self.notify("\n".join(errors[:3]) + more, title="The quest has errors: still playing the old version",
+            more = "\n" + _("(and {n} more)").format(n=len(errors) - 3) if len(errors) > 3 else ""
+            self.notify("\n".join(errors[:3]) + more,
+                        title=_("The quest has errors: still playing the old version"),
                         severity="error", timeout=15, markup=False)
             return
         self.watcher.watch(self.session.quest.files)
-        self.notify("; ".join(result.notes), title="Quest reloaded", markup=False)
+        self.notify("; ".join(result.notes), title=_("Quest reloaded"), markup=False)
         self.refresh_options()
         self.refresh_status()
 
@@ -125,33 +141,40 @@ class GameScreen(Screen):
                 widgets.append(widget)
                 self.narration_widgets[record.turn] = widget
             self.turn_widgets[record.turn] = widgets
-        if self.engine.ended:
-            story.add_paragraphs(self.engine.opening().paragraphs[-3:])
+        if self.engine.ended:  # the ending's title and text are in the last turn: only the verdict
+            story.add_paragraphs(self.engine.opening().paragraphs[-1:])
 
     # -- rendering -----------------------------------------------------------------
     def refresh_options(self) -> None:
         options = self.engine.options()
         widget = self.query_one("#options", Static)
         if self.engine.ended:
-            widget.update(plain("The quest has ended. /restart to play again, ctrl+o to load a save."))
+            widget.update(plain(_("The quest has ended. /restart to play again, ctrl+o to load a save.")))
         elif options:
             widget.update(plain("\n".join(f"{o.number}. {o.label}" for o in options)))
         else:
-            widget.update(plain("(No listed options: type what you do.)"))
+            widget.update(plain(_("(No listed options: type what you do.)")))
 
     def refresh_status(self) -> None:
+        box = self.query_one(ActionInput)
+        if box.placeholder != _(box.PLACEHOLDER):  # the language was changed in the settings
+            box.placeholder = _(box.PLACEHOLDER)
+            self.refresh_options()
         bar = self.query_one(StatusBar)
         engine, app = self.engine, self.app
         bar.scene = engine.scene.title
         bar.turn = engine.state.turn
+        bar.score = f"{engine.state.score}/{engine.quest.max_score}" if engine.quest.scored else ""
         bar.inventory = tuple(engine.quest.items[i].name for i in engine.state.inventory
                               if i in engine.quest.items)
         bar.spirit = "narrating" if self.narrating is not None else app.spirit_status
-        detail = app.spirit_detail if app.spirit_status != "ready" else ""
-        if app.spirit_status == "silent":  # the first clause only: the full reason is in the
-            detail = detail.split(":")[0]  # notification and in help; download progress stays whole
+        # Short: the whole message is on the title screen and in help (F1), the reason too.
+        progress = app.spirit_progress if app.spirit_status == "loading" else None
+        detail = f"{progress:.0%}" if progress is not None else ""
+        if app.spirit_status == "silent":
+            detail = _("F1 says why")
         if self.pending is not None and app.spirit_status == "loading":
-            promise = f"will narrate turn {self.pending[0].turn} when awake"
+            promise = _("turn {turn} waits").format(turn=self.pending[0].turn)
             detail = f"{detail}; {promise}" if detail else promise
         bar.spirit_detail = detail
         if self.last_prompt is not None:
@@ -180,8 +203,15 @@ class GameScreen(Screen):
         else:
             self.act(text)
 
+    def action_scroll_story(self, where: str) -> None:
+        self.query_one(StoryLog).scroll_story(where)
+
+    @on(ActionInput.ScrollStory)
+    def scroll_from_input(self, message: ActionInput.ScrollStory) -> None:
+        self.query_one(StoryLog).scroll_story(message.where)
+
     def slash(self, text: str) -> None:
-        word, _, rest = text[1:].partition(" ")
+        word, _sep, rest = text[1:].partition(" ")
         word, rest = word.lower(), rest.strip()
         simple = {"undo": self.action_undo, "retry": self.action_retry, "load": self.action_load,
                   "export": self.action_export, "context": self.action_context,
@@ -191,19 +221,43 @@ class GameScreen(Screen):
             simple[word]()
         elif word == "save":
             self.save_to(rest) if rest else self.action_save()
-        elif word == "remember" and rest:
-            self.session.memory.append(rest)
-            self.notify(f"The Spirit will remember: {rest}", markup=False)
-        elif word == "forget" and rest.isdigit() and 1 <= int(rest) <= len(self.session.memory):
-            note = self.session.memory.pop(int(rest) - 1)
-            self.notify(f"Forgotten: {note}", markup=False)
+        elif word == "remember":
+            self.remember(rest)
+        elif word == "forget":
+            self.forget(rest)
         else:
-            self.notify(f"Commands: {SLASH_HELP}", title=f"Unknown command /{word}", markup=False)
+            self.notify(_("Commands: {commands}").format(commands=SLASH_HELP),
+                        title=_("Unknown command /{word}").format(word=word), markup=False)
+
+    def remember(self, note: str) -> None:
+        if not note:
+            self.notify(_("Write the note after it: /remember The lantern is called Blink"),
+                        title=_("/remember needs a note"), severity="warning", markup=False)
+            return
+        self.session.memory.append(note)
+        self.notify(_("The Spirit will remember: {note}").format(note=note), markup=False)
+
+    def forget(self, number: str) -> None:
+        notes = self.session.memory
+        if not notes:
+            self.notify(_("There are no notes to forget: /remember <note> adds one."),
+                        title=_("Nothing to forget"), severity="warning", markup=False)
+        elif not number:
+            self.notify(_("Say which note: /forget 1 (/memory lists them)."),
+                        title=_("/forget needs a number"), severity="warning", markup=False)
+        elif not number.isdigit() or not 1 <= int(number) <= len(notes):
+            self.notify(ngettext("There is no note {n}: there is {count} note; /memory lists it.",
+                                 "There is no note {n}: there are {count} notes; /memory lists them.",
+                                 len(notes)).format(n=number, count=len(notes)),
+                        title=_("No such note"), severity="warning", markup=False)
+        else:
+            note = notes.pop(int(number) - 1)
+            self.notify(_("Forgotten: {note}").format(note=note), markup=False)
 
     def show_memory(self) -> None:
         notes = self.session.memory
-        body = "\n".join(f"{i}. {n}" for i, n in enumerate(notes, 1)) or "(none: /remember <note> adds one)"
-        self.notify(body, title="Pinned memory notes", markup=False)
+        body = "\n".join(f"{i}. {n}" for i, n in enumerate(notes, 1)) or _("(none: /remember <note> adds one)")
+        self.notify(body, title=_("Pinned memory notes"), markup=False)
 
     def act(self, text: str) -> None:
         self.stop_narration()
@@ -211,10 +265,13 @@ class GameScreen(Screen):
         if result.counts:
             self.let_go_pending()  # a newer turn: only the newest is narrated
         story = self.query_one(StoryLog)
-        widgets = [story.add("action", text)]
+        story.follow()  # a new turn: the view goes to it, wherever the player had scrolled
+        widgets = [story.add("action", result.action or text)]  # an option's label, not "3"
         for p in result.paragraphs:
             if p.text:
-                widgets.append(story.add(p.kind, p.text))
+                widget = story.add(p.kind, p.text)
+                widget.ending = p.kind in ("ending-title", "ending") or bool(widgets and widgets[-1].ending)
+                widgets.append(widget)
         if result.kind == "free" and (self.app.narrator is None or self.app.spirit_status == "silent"):
             widgets.append(story.add("info", self.engine.say("unanswered")))  # waking: it answers later
         if result.counts:
@@ -224,7 +281,7 @@ class GameScreen(Screen):
         if result.narrate:
             self.narrate(result)
         self.refresh_status()
-        if result.ending is not None:
+        if result.ending is not None and result.counts:  # the turn that ended it, not one after
             self.app.show_ending(self.session)
 
     # -- narration -------------------------------------------------------------------
@@ -247,25 +304,33 @@ class GameScreen(Screen):
         try:
             prepared = app.narrator.prepare(self.engine, result, attempt)
         except ValueError as exc:  # a model window too small for any prompt
-            self.notify(f"The Spirit cannot narrate this turn: {exc}", severity="warning", markup=False)
+            self.notify(_("The Spirit cannot narrate this turn: {reason}").format(reason=exc),
+                        severity="warning", markup=False)
             return
         self.last_prompt = prepared.prompt
         self.generation += 1
         generation = self.generation
         self.narrating, self.narrating_turn, self.streamed = generation, result.turn, ""
         self.cancel_event = cancel = threading.Event()
-        told = [w for w in self.turn_widgets.get(result.turn, []) if w.is_attached]
+        # Under the turn it tells of (before its ending, if it ended the quest), even if the story went on.
+        told = [w for w in self.turn_widgets.get(result.turn, [])
+                if w.is_attached and not getattr(w, "ending", False)]
         self.narration_widgets[result.turn] = self.query_one(StoryLog).begin_narration(
-            after=told[-1] if told else None)  # under the turn it tells of, even if the story went on
+            after=told[-1] if told else None)
         self.turn_widgets.setdefault(result.turn, []).append(self.narration_widgets[result.turn])
         narrator = app.narrator
 
         def work() -> None:
-            narration = narrator.run(
-                prepared,
-                on_chunk=lambda c: self.post_message(NarrationChunk(generation, c)),
-                on_restart=lambda r: self.post_message(NarrationRestart(generation, r)),
-                cancel=cancel)
+            try:
+                narration = narrator.run(
+                    prepared,
+                    on_chunk=lambda c: self.post_message(NarrationChunk(generation, c)),
+                    on_restart=lambda r: self.post_message(NarrationRestart(generation, r)),
+                    cancel=cancel)
+            except Exception as exc:  # never leave "narrating" on: the turn keeps its text
+                from game.narrator.service import Narration
+
+                narration = Narration(error=str(exc).splitlines()[0] if str(exc) else repr(exc))
             self.post_message(NarrationDone(generation, narration))
 
         self.run_worker(work, thread=True, group="narration", exit_on_error=False,
@@ -287,14 +352,36 @@ class GameScreen(Screen):
             self.let_go_pending()
 
     def let_go_pending(self) -> None:
-        """Forget the pending turn; a free-text one is told that nothing in the quest answers it."""
+        """Forget the pending turn; a free-text one is told that nothing in the quest answers it.
+        It is remembered as passed over: if an undo makes it the newest turn again, it is narrated."""
         pending, self.pending = self.pending, None
         if pending is None:
             return
         result, record = pending
+        self.passed_over = [r for r in self.passed_over if r is not record][-20:] + [record]
         if result.kind == "free" and any(r is record for r in self.engine.history):
             widget = self.query_one(StoryLog).add("info", self.engine.say("unanswered"))
+            widget.unanswered = True
             self.turn_widgets.setdefault(result.turn, []).append(widget)
+
+    def narrate_passed_over(self) -> None:
+        """After an undo: the newest turn, if it waited for the Spirit and was passed over by a
+        turn now undone, is narrated now (or when the Spirit wakes)."""
+        record = self.last_narrated()
+        if record is None or record.narration or not any(r is record for r in self.passed_over):
+            return
+        self.passed_over = [r for r in self.passed_over if r is not record]
+        if self.app.narrator is None or self.app.spirit_status == "silent":
+            return
+        widgets = self.turn_widgets.get(record.turn, [])
+        for widget in [w for w in widgets if getattr(w, "unanswered", False)]:
+            widget.remove()  # the Spirit answers it after all
+            widgets.remove(widget)
+        result = self.result_of(record)
+        if self.app.spirit_status == "ready":
+            self.narrate(result)
+        else:
+            self.pending = (result, record)
 
     @on(NarrationChunk)
     def chunk(self, message: NarrationChunk) -> None:
@@ -325,7 +412,11 @@ class GameScreen(Screen):
             self.autosave()
             self.warm_up()
         if narration.error:
-            self.notify(f"The Spirit lost its words: {narration.error}", severity="error", markup=False)
+            self.notify(_("The Spirit lost its words: {error}").format(error=narration.error),
+                        severity="error", markup=False)
+        problem = getattr(self.app.narrator, "take_log_problem", lambda: None)()
+        if problem:
+            self.notify(problem, title=_("Context log"), severity="warning", markup=False)
         self.refresh_status()
 
     def warm_up(self) -> None:
@@ -355,7 +446,7 @@ class GameScreen(Screen):
     # -- actions ---------------------------------------------------------------------
     def action_cancel_narration(self) -> None:
         if self.stop_narration():
-            self.notify("Narration stopped.")
+            self.notify(_("Narration stopped."))
 
     def last_narrated(self):
         history = self.engine.history
@@ -364,19 +455,26 @@ class GameScreen(Screen):
     def action_retry(self) -> None:
         record = self.last_narrated()
         if record is None:
-            self.notify("Nothing to narrate again yet.")
+            self.notify(_("Nothing to narrate again yet."))
             return
         if self.app.spirit_status != "ready":
-            self.notify(f"The Spirit is {self.app.spirit_status}: it cannot narrate now.")
+            state = {"loading": _("still waking"), "silent": _("silent")}.get(self.app.spirit_status,
+                                                                             self.app.spirit_status)
+            self.notify(_("The Spirit is {state}: it cannot narrate now.").format(state=state))
             return
         self.stop_narration()
         old = self.forget_narration_widget(record.turn)
         if old is not None:
             old.remove()
         attempt = len(self.session.samples.get(record.turn).texts) if record.turn in self.session.samples else 1
+        self.narrate(self.result_of(record), attempt=attempt)
+
+    @staticmethod
+    def result_of(record) -> TurnResult:
+        """A recorded turn as the TurnResult the narrator takes."""
         result = TurnResult(record.turn, record.action, record.kind, [], record.scene, counts=True, narrate=True)
         result.paragraphs = [Para("text", record.authored)] if record.authored else []
-        self.narrate(result, attempt=attempt)
+        return result
 
     def action_previous_sample(self) -> None:
         record = self.last_narrated()
@@ -385,11 +483,11 @@ class GameScreen(Screen):
         text = self.session.cycle_sample(record.turn, -1)
         widget = self.narration_widgets.get(record.turn)
         if text is None or widget is None:
-            self.notify("Only one narration of this turn: ctrl+r makes another.")
+            self.notify(_("Only one narration of this turn: ctrl+r makes another."))
             return
         samples = self.session.samples[record.turn]
         widget.set_text(text)
-        self.notify(f"Narration {samples.shown + 1} of {len(samples.texts)}")
+        self.notify(_("Narration {n} of {count}").format(n=samples.shown + 1, count=len(samples.texts)))
         self.autosave()
         self.warm_up()
 
@@ -397,17 +495,18 @@ class GameScreen(Screen):
         self.stop_narration()
         turn = self.engine.state.turn
         if not self.session.undo():
-            self.notify("This is the start: nothing to undo.")
+            self.notify(_("This is the start: nothing to undo."))
             return
         self.pending = None  # an undone turn is not narrated
         for widget in self.turn_widgets.pop(turn, []):
             widget.remove()
         self.narration_widgets.pop(turn, None)
+        self.narrate_passed_over()
         self.refresh_options()
         self.refresh_status()
         self.autosave()
         self.warm_up()
-        self.notify(f"Back to turn {self.engine.state.turn}.")
+        self.notify(_("Back to turn {turn}.").format(turn=self.engine.state.turn), timeout=3)
 
     def autosave(self) -> None:
         if not self.app.settings.autosave:
@@ -415,8 +514,8 @@ class GameScreen(Screen):
         try:
             self.session.autosave()
         except OSError as exc:
-            self.notify(f"Autosave failed: {exc.strerror or exc}. Your earlier autosave is intact.",
-                        severity="error", markup=False)
+            self.notify(_("Autosave failed: {reason}. Your earlier autosave is intact.").format(
+                reason=exc.strerror or exc), severity="error", markup=False)
 
     def action_save(self) -> None:
         from game.tui.screens.saves import SaveScreen
@@ -427,14 +526,26 @@ class GameScreen(Screen):
         if name:
             self.save_to(name)
 
-    def save_to(self, name: str) -> None:
+    def save_to(self, name: str, confirmed: bool = False) -> None:
+        """Save to a named slot; an existing slot is overwritten only after the player agrees."""
+        from game import locations
+        from game.saves import slot_path
+        from game.tui.screens.confirm import ConfirmScreen
+
+        target = slot_path(locations.saves_dir(), name)
+        if target.exists() and not confirmed:
+            self.app.push_screen(
+                ConfirmScreen(_("Overwrite the save '{name}'?").format(name=inert_line(target.stem)),
+                              _("That save holds another game; it will be replaced by this one.")),
+                lambda yes: self.save_to(name, confirmed=True) if yes else None)
+            return
         try:
             path = self.session.save(name)
         except OSError as exc:
-            self.notify(f"Could not save: {exc.strerror or exc}. Nothing was overwritten.",
-                        severity="error", markup=False)
+            self.notify(_("Could not save: {reason}. Nothing was overwritten.").format(
+                reason=exc.strerror or exc), severity="error", markup=False)
             return
-        self.notify(f"Saved to {path}", markup=False)
+        self.notify(_("Saved to {path}").format(path=self.app.shown_path(path)), markup=False)
 
     def action_load(self) -> None:
         self.app.action_load_game()
@@ -443,9 +554,12 @@ class GameScreen(Screen):
         try:
             path = self.session.export_markdown()
         except OSError as exc:
-            self.notify(f"Could not export: {exc.strerror or exc}", severity="error", markup=False)
+            self.notify(_("Could not export: {reason}").format(reason=exc.strerror or exc),
+                        severity="error", markup=False)
             return
-        self.notify(f"Transcript written to {path}", markup=False)
+        self.notify(_("Transcript written to {path}").format(path=self.app.shown_path(path)), markup=False)
+        if self.app.guest is not None and self.app.is_web:  # the player's folder is on the host:
+            self.app.deliver_text(path, save_filename=path.name)  # hand the browser a copy
 
     def action_context(self) -> None:
         from game.tui.screens.inspector import ContextInspector
@@ -461,7 +575,27 @@ class GameScreen(Screen):
         self.app.action_show_help_screen()
 
     def restart(self) -> None:
+        """/restart: ask first (unless the quest has ended or has not begun); the game so far
+        stays loadable (Load lists it)."""
+        from game.tui.screens.confirm import ConfirmScreen
+
+        if self.engine.ended or not self.engine.history:
+            self._restart()
+            return
+        self.app.push_screen(
+            ConfirmScreen(_("Restart the quest from the beginning?"),
+                          _("Your game so far is kept: Load (ctrl+o) lists it as the autosave "
+                            "before the restart.")),
+            lambda yes: self._restart() if yes else None)
+
+    def _restart(self) -> None:
         self.stop_narration()
+        try:
+            self.session.keep_abandoned()
+        except OSError as exc:
+            self.notify(_("Could not keep the game so far: {reason}. Nothing was restarted.").format(
+                reason=exc.strerror or exc), severity="error", markup=False)
+            return
         self.app.start_quest(self.session.quest.source)
 
     def on_unmount(self) -> None:

@@ -1,4 +1,4 @@
-"""Help: the keys (as currently mapped) and the commands."""
+"""Help: how to play, the keys (as currently mapped), the commands and the Spirit's state."""
 
 from __future__ import annotations
 
@@ -9,42 +9,80 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from game.i18n import N_, _, base_language, current_language
 from game.phrases import phrase
+from game.safe_text import inert
 
-# Lines stay under 72 characters: the help dialog is that wide at 80 columns.
-COMMANDS = """\
+# Lines stay under 56 characters: the help dialog keeps them whole at 60 columns.
+COMMANDS = N_("""\
 Commands (type them in the input line)
-  /undo            go back one turn (all the way to the start)
-  /retry           narrate the last turn again with a new sample
-  /save [name]     save to a named slot        /load     load a save
+  /undo            go back one turn
+  /retry           narrate the last turn again
+  /save [name]     save to a named slot
+  /load            load a save
   /export          write the story so far as Markdown
-  /remember <note> pin a memory note the Spirit always sees
-  /forget <n>      remove memory note n        /memory   list them
+  /remember <note> pin a note the Spirit always sees
+  /forget <n>      remove memory note n
+  /memory          list the notes
   /context         what the Spirit saw last turn
-  /settings        narrator personality and sampling
+  /settings        personality, sampling, language
   /restart         start this quest again
-  /quit            quit (the game is autosaved)
+  /quit            quit (the game is autosaved)""")
 
-The game autosaves after every turn; "Continue" on the title screen
-resumes it. Keys can be remapped in the settings file
-(keys: {binding-id: key})."""
+READING = N_("""\
+Reading and moving around (typing stays in the input)
+  PageUp/PageDown  scroll the story
+  ctrl+Home/End    the story's start / end
+  Home/End         the same, when the input is empty
+  Up/Down          your earlier actions
+  Tab              the next field or button
+  Enter            choose; Esc closes every dialog
+A new turn brings the story back to its end.""")
+
+SAVING = N_("""\
+The game autosaves after every turn; "Continue" on the
+title screen resumes it. Keys can be remapped in the
+settings file (keys: {binding-id: key}).""")
 
 
 class HelpScreen(ModalScreen):
-    BINDINGS = [Binding("escape,f1", "dismiss", "Close", id="close")]
+    BINDINGS = [Binding("escape,f1", "dismiss", N_("Close"), id="close")]
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="wide"):
-            yield Static(Text("Help", style="bold"), classes="dialog-title")
-            with VerticalScroll():
-                yield Static(Text(phrase("en", "help") + "\n"))
-                yield Static(Text(COMMANDS + "\n"))
-                yield Static(Text(self.keys_text()))
+            yield Static(Text(_("Help (Esc closes)"), style="bold"), classes="dialog-title")
+            with VerticalScroll(id="help-text"):
+                yield Static(Text(self.how_to_play() + "\n"))
+                yield Static(Text(self.spirit_text() + "\n"), id="help-spirit")
+                yield Static(Text(_(READING) + "\n"))
+                yield Static(Text(_(COMMANDS) + "\n"))
+                yield Static(Text(_(SAVING) + "\n"))
+                yield Static(Text(self.keys_text()), id="help-keys")
+
+    def on_mount(self) -> None:
+        self.query_one("#help-text").focus()  # PageUp/PageDown and the arrows scroll it
+
+    def how_to_play(self) -> str:
+        """The game's own help sentence, in the quest's form of address when it is the quest's language."""
+        session = self.app.session
+        if session is not None and base_language(session.quest.language) == current_language():
+            return session.engine.say("help")
+        return phrase(current_language(), "help")
+
+    def spirit_text(self) -> str:
+        """The Spirit's state, with the whole reason when it is silent (said once, here)."""
+        app = self.app
+        if app.spirit_status == "silent":
+            return _("The Storyteller Spirit is silent: {reason}. The quest's own words go on.").format(
+                reason=inert(_(app.spirit_reason)))
+        if app.spirit_status == "loading":
+            return _("The Storyteller Spirit is waking: {detail}").format(detail=inert(app.spirit_detail))
+        return _("The Storyteller Spirit is awake.")
 
     def keys_text(self) -> str:
         from game.tui.screens.game import GameScreen
 
-        lines = ["Keys (binding id in brackets, for remapping)"]
+        lines = [_("Keys (binding id in brackets, for remapping)")]
         keymap = dict(self.app.settings.keys)
         seen = set()
         for binding in GameScreen.BINDINGS + list(self.app.BINDINGS):
@@ -52,5 +90,5 @@ class HelpScreen(ModalScreen):
                 continue
             seen.add(binding.id)
             key = keymap.get(binding.id, binding.key)
-            lines.append(f"  {key:<10} {binding.description}  [{binding.id}]")
+            lines.append(f"  {key:<10} {_(binding.description)}  [{binding.id}]")
         return "\n".join(lines)

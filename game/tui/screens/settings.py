@@ -16,23 +16,35 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from game.i18n import N_, SETTINGS as LANGUAGES, _
 from game.safe_text import inert
 from game.sampling import RANGES, SAMPLING_KEYS
 from game.settings import DEVICES, DTYPES, save_settings
 
+LANGUAGE_NAMES = {"auto": N_("the quest's language"), "en": "English", "ru": "Русский"}
+
 
 class SettingsScreen(ModalScreen):
-    BINDINGS = [Binding("escape,f3", "dismiss", "Close", id="close"),
-                Binding("ctrl+s", "apply", "Save", id="save-settings", priority=True)]
+    BINDINGS = [Binding("escape,f3", "dismiss", N_("Close"), id="close"),
+                Binding("ctrl+s", "apply", N_("Save"), id="save-settings", priority=True)]
 
     def compose(self) -> ComposeResult:
         app = self.app
         settings, personalities = app.settings, app.personalities
         persona, sampling = settings.effective_sampling(personalities)
+        # What the form shows at first: the values in force. A field left as shown keeps
+        # the settings' own value (an override stays an override) when saved.
+        self.first_personality = settings.active_personality(personalities).id
+        self.shown_personality = self.first_personality
+        self.first_values = {key: str(getattr(sampling, key)) for key in SAMPLING_KEYS}
         with Vertical(id="dialog", classes="wide"):
-            yield Static(Text("Settings", style="bold"), classes="dialog-title")
+            yield Static(Text(_("Settings (Tab: next field, ctrl+s saves, Esc closes)"), style="bold"),
+                         classes="dialog-title")
             with VerticalScroll(id="settings-form"):
-                yield Label("Personality (applies from the next turn)")
+                yield Label(_("Language of the game's own words"))
+                yield Select([(_(LANGUAGE_NAMES[code]), code) for code in LANGUAGES],
+                             value=settings.language, allow_blank=False, id="language")
+                yield Label(_("Personality (applies from the next turn)"))
                 # Text, not str: a player's personality file may contain "[...]"
                 yield Select([(Text(inert(f"{p.name}: {p.description}")), pid)
                               for pid, p in personalities.items()],
@@ -43,26 +55,45 @@ class SettingsScreen(ModalScreen):
                     lo, hi, help_text = RANGES[key][1], RANGES[key][2], RANGES[key][3]
                     with Horizontal(classes="field"):
                         yield Label(f"{key} ({lo:g} to {hi:g})", classes="field-name")
-                        yield Input(str(getattr(sampling, key)), id=f"s-{key}", compact=True)
+                        yield Input(str(getattr(sampling, key)), id=f"s-{key}")
                     yield Static(help_text, classes="field-help", markup=False)
-                yield Label("Model: hub id or model folder (applies at the next launch)")
-                yield Input(settings.model, id="model", compact=True)
-                yield Label("Device and number format (apply at the next launch)")
-                with Horizontal(classes="row"):
-                    yield Select([(d, d) for d in DEVICES], value=settings.device, allow_blank=False, id="device")
-                    yield Select([(d, d) for d in DTYPES], value=settings.dtype, allow_blank=False, id="dtype")
-                yield Label("Seed (empty: a new story every time)")
-                yield Input("" if settings.seed is None else str(settings.seed), id="seed", compact=True)
+                if app.guest is None:  # a served game's model and device are the host's
+                    yield Label(_("Model: hub id or model folder (applies at the next launch)"))
+                    yield Static(Text(self.model_in_use()), id="model-in-use", classes="field-help")
+                    yield Input(settings.model, id="model")
+                    yield Label(_("Device and number format (apply at the next launch)"))
+                    with Horizontal(classes="row"):
+                        yield Select([(d, d) for d in DEVICES], value=settings.device, allow_blank=False,
+                                     id="device")
+                        yield Select([(d, d) for d in DTYPES], value=settings.dtype, allow_blank=False,
+                                     id="dtype")
+                yield Label(_("Seed (empty: a new story every time)"))
+                yield Input("" if settings.seed is None else str(settings.seed), id="seed")
             yield Static(id="settings-error")
             with Horizontal(classes="buttons"):
-                yield Button("Save", id="save", variant="primary")
-                yield Button("Cancel", id="cancel")
+                yield Button(_("Save"), id="save", variant="primary")
+                yield Button(_("Cancel"), id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#language", Select).focus()  # the first field; Tab goes on from there
+
+    def model_in_use(self) -> str:
+        """The model this game runs now (the command line may have named another than the file)."""
+        narrator = self.app.narrator
+        if narrator is None:
+            return _("In use now: none (the Spirit is turned off).")
+        return _("In use now: {model} ({state}).").format(
+            model=inert(str(getattr(narrator.service, "model_name", None)
+                             or getattr(narrator.service, "name", "?"))),
+            state={"ready": _("awake"), "loading": _("waking"), "silent": _("silent")}.get(
+                self.app.spirit_status, self.app.spirit_status))
 
     @on(Select.Changed, "#personality")
     def personality_changed(self, event: Select.Changed) -> None:
         chosen = self.app.personalities.get(event.value)
-        if chosen is None:
-            return
+        if chosen is None or event.value == self.shown_personality:
+            return  # the form's own first value (posted on mount): the fields show the values in force
+        self.shown_personality = event.value
         self.query_one("#persona-text", Static).update(Text(inert(chosen.persona), style="italic"))
         for key in SAMPLING_KEYS:
             self.query_one(f"#s-{key}", Input).value = str(getattr(chosen.sampling, key))
@@ -82,12 +113,14 @@ class SettingsScreen(ModalScreen):
         try:
             save_settings(settings)
         except OSError as exc:
-            error.update(Text(f"Could not write the settings file: {exc.strerror or exc}", style="bold red"))
+            error.update(Text(_("Could not write the settings file: {reason}").format(reason=exc.strerror or exc),
+                              style="bold red"))
             return
         restart = (settings.model, settings.device, settings.dtype) != \
                   (self.app.settings.model, self.app.settings.device, self.app.settings.dtype)
         self.app.apply_settings(settings)
-        self.app.notify("Settings saved." + (" Model and device apply at the next launch." if restart else ""))
+        self.app.notify(_("Settings saved.") + (" " + _("Model and device apply at the next launch.")
+                                                 if restart else ""))
         self.dismiss()
 
     def collect(self):
@@ -95,22 +128,33 @@ class SettingsScreen(ModalScreen):
         app = self.app
         personality = self.query_one("#personality", Select).value
         chosen = app.personalities[personality]
-        overrides = {}
+        same_voice = personality == self.first_personality
+        overrides = dict(app.settings.sampling) if same_voice else {}
         for key in SAMPLING_KEYS:
             raw = self.query_one(f"#s-{key}", Input).value.strip()
+            if same_voice and raw == self.first_values[key]:
+                continue  # untouched: the setting stays as it was (an override or the voice's own)
             kind = RANGES[key][0]
             try:
                 value = kind(float(raw)) if kind is int and float(raw).is_integer() else kind(raw)
-            except ValueError:
-                raise ValueError(f"{key} must be a number from {RANGES[key][1]:g} to {RANGES[key][2]:g}") from None
+            except (ValueError, OverflowError):
+                raise ValueError(_("{key} must be a number from {low:g} to {high:g}").format(
+                    key=key, low=RANGES[key][1], high=RANGES[key][2])) from None
             if value != getattr(chosen.sampling, key):
                 overrides[key] = value
+            else:
+                overrides.pop(key, None)
         seed_text = self.query_one("#seed", Input).value.strip()
         if seed_text and not seed_text.isdigit():
-            raise ValueError("seed must be empty or a whole number")
+            raise ValueError(_("seed must be empty or a whole number"))
+        changes = dict(personality=personality, sampling=overrides,
+                       language=self.query_one("#language", Select).value,
+                       seed=int(seed_text) if seed_text else None)
+        if app.guest is not None:  # only the narrator's taste is the player's (game.players.TASTE_KEYS)
+            from game.players import guest_settings
+
+            return guest_settings(app.host_settings, app.settings.with_changes(**changes))
         return app.settings.with_changes(
-            personality=personality, sampling=overrides,
             model=self.query_one("#model", Input).value,
             device=self.query_one("#device", Select).value,
-            dtype=self.query_one("#dtype", Select).value,
-            seed=int(seed_text) if seed_text else None)
+            dtype=self.query_one("#dtype", Select).value, **changes)

@@ -3,7 +3,8 @@
 Every text is rendered as `rich.text.Text`, never parsed as markup, so quest or
 model text like "[bold]" or "[@click=app.quit]" shows literally. Narration
 streams into its paragraph; the log follows the end unless the player has
-scrolled up to read.
+scrolled up to read (with the keys the game screen binds or the mouse); a new
+turn brings it back to the end, and a resize keeps following if it was.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from game.engine import Para
+from game.i18n import ngettext
 from game.safe_text import inert
 
 STYLES = {
@@ -35,7 +37,13 @@ def plain(text: str, style: str = "") -> Text:
     return Text(inert(text), style=style)
 
 
+ACTION_SHOWN = 400  # a longer action is shown clipped (the story keeps it whole)
+
+
 class StoryParagraph(Static):
+    ending = False  # part of the quest's ending (a narration goes before it)
+    unanswered = False  # "nothing in the quest answers that", said while the Spirit woke
+
     DEFAULT_CSS = """
     StoryParagraph { margin: 0 0 1 0; }
     StoryParagraph.-action { margin: 0; color: $text-accent; }
@@ -49,7 +57,13 @@ class StoryParagraph(Static):
         super().__init__(self._renderable(), markup=False, classes=f"-{kind}", **kwargs)
 
     def _renderable(self) -> Text:
-        return plain(PREFIX.get(self.kind, "") + self.text, STYLES.get(self.kind, ""))
+        text = self.text
+        if self.kind == "action" and len(text) > ACTION_SHOWN:
+            more = len(text) - ACTION_SHOWN
+            text = text[:ACTION_SHOWN] + " " + ngettext("... {count} more character",
+                                                        "... {count} more characters",
+                                                        more).format(count=f"{more:,}")
+        return plain(PREFIX.get(self.kind, "") + text, STYLES.get(self.kind, ""))
 
     def set_text(self, text: str) -> None:
         self.text = text
@@ -67,16 +81,40 @@ class StoryLog(VerticalScroll):
         super().__init__(**kwargs)
         self.narration: StoryParagraph | None = None
         self.can_focus = False
+        # Following the end: set by where the player scrolled to, not by where the end is now
+        # (a resize or new text moves the end; it does not mean the player scrolled up).
+        self.following = True
 
-    @property
-    def following(self) -> bool:
-        return self.scroll_y >= self.max_scroll_y - 1
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self.following = new_value >= self.max_scroll_y - 1
+
+    def _keep_end(self) -> None:
+        if self.following:
+            self.call_after_refresh(self.scroll_end, animate=False)
+
+    def on_resize(self) -> None:
+        self._keep_end()
+
+    def follow(self) -> None:
+        """Back to the end, following again (a new turn: the player sees what it did)."""
+        self.following = True
+        self._keep_end()
+
+    def scroll_story(self, where: str) -> None:
+        """Scroll by the keys: page_up, page_down, home or end."""
+        if where == "page_up":
+            self.scroll_page_up(animate=False)
+        elif where == "page_down":
+            self.scroll_page_down(animate=False)
+        elif where == "home":
+            self.scroll_home(animate=False)
+        else:
+            self.follow()
 
     def _add(self, widget: StoryParagraph) -> StoryParagraph:
-        follow = self.following
         self.mount(widget)
-        if follow:
-            self.call_after_refresh(self.scroll_end, animate=False)
+        self._keep_end()
         return widget
 
     def add(self, kind: str, text: str) -> StoryParagraph:
@@ -101,10 +139,8 @@ class StoryLog(VerticalScroll):
         """Replace the narration in progress with the text so far."""
         if self.narration is None:
             self.begin_narration()
-        follow = self.following
         self.narration.set_text(text)
-        if follow:
-            self.call_after_refresh(self.scroll_end, animate=False)
+        self._keep_end()
 
     def end_narration(self, text: str) -> None:
         """Show the final narration (or remove the paragraph when there is none)."""

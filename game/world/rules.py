@@ -1,11 +1,15 @@
-"""Conditions and effects: the quest's rules, evaluated against a `GameState`."""
+"""Conditions and effects: the quest's rules, evaluated against a `GameState`.
+
+`apply` returns the lines effects say as they were written (a `say:` text may
+have variants and `{names}`); the engine renders them with `game.world.text`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from game.phrases import phrase
-from game.quest import Condition, Quest
+from game.world.model import Condition, Quest
 from game.state import GameState
 
 
@@ -38,6 +42,8 @@ def holds(condition: Condition | None, state: GameState) -> bool:
         return all(number(state.flags.get(f)) >= v for f, v in args)
     if kind == "at_most":
         return all(number(state.flags.get(f)) <= v for f, v in args)
+    if kind == "in":
+        return state.scene in args
     if kind == "visited":
         return all(state.visits.get(s, 0) > 0 for s in args)
     if kind == "not_visited":
@@ -69,16 +75,38 @@ def apply(effects, state: GameState, quest: Quest) -> Outcome:
     move_to = end = None
     for effect in effects:
         kind, args = effect.kind, effect.args
+        if kind == "if":
+            condition, then, otherwise = args
+            inner = apply(then if holds(condition, state) else otherwise, state, quest)
+            messages += inner.messages
+            move_to, end = inner.move_to or move_to, inner.end or end
+            continue
         if kind == "give":
             for item in args:
+                state.places.pop(item, None)
                 if item not in state.inventory:
                     state.inventory.append(item)
-                    messages.append(phrase(quest.language, "gained", item=quest.items[item].name))
+                    said = quest.items[item].gained
+                    messages.append(phrase(quest.language, "gained", address=quest.address, item=quest.items[item].name)
+                                    if said is None else said)
         elif kind == "take":
+            for item in args:
+                state.places.pop(item, None)
+                if item in state.inventory:
+                    state.inventory.remove(item)
+                    said = quest.items[item].lost
+                    messages.append(phrase(quest.language, "lost", address=quest.address, item=quest.items[item].name)
+                                    if said is None else said)
+        elif kind == "drop":  # put down where the player is: it lies there, to be taken again
             for item in args:
                 if item in state.inventory:
                     state.inventory.remove(item)
-                    messages.append(phrase(quest.language, "lost", item=quest.items[item].name))
+                    state.places[item] = state.scene
+                    said = quest.items[item].lost
+                    messages.append(phrase(quest.language, "lost", address=quest.address, item=quest.items[item].name)
+                                    if said is None else said)
+        elif kind == "score":
+            state.score += args[0]
         elif kind == "set":
             for flag, value in args:
                 state.flags[flag] = value
@@ -96,5 +124,5 @@ def apply(effects, state: GameState, quest: Quest) -> Outcome:
             messages.append(args[0])
         else:
             raise ValueError(f"unknown effect kind {kind!r}")
-    return Outcome(tuple(messages), move_to, end)
+    return Outcome(tuple(m for m in messages if m), move_to, end)
 

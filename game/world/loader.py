@@ -1,4 +1,4 @@
-"""Loads a quest from YAML into `game.quest.Quest`, reporting every mistake.
+"""Loads a quest from YAML into `game.world.model.Quest`, reporting every mistake.
 
 The quest format is documented for authors in docs/quests.md; this module is its
 one implementation. Checks, each reported as a `Problem` with file:line:col:
@@ -17,47 +17,21 @@ validator); `load_quest(path)` returns a playable quest or raises
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from game.diagnostics import GameFileError, Problem, Report, did_you_mean, display_path
-from game.quest import (Choice, Condition, Effect, Ending, Item, LoreEntry, Quest, Scene,
-                        Where)
 from game.safe_yaml import MAX_VALUES, YList, YMap, load_yaml_file
-
-QUEST_FILE = "quest.yaml"
-MAX_SCENES = 2000
-MAX_CHOICES = 200
-MAX_ENTRIES = 5000  # items, flags, endings, lore entries each
-MAX_INCLUDES = 100
-MAX_QUEST_BYTES = 2_000_000  # all of a quest's files together (each file: safe_yaml.MAX_BYTES)
-MAX_TEXT = 20_000
-MAX_CONDITION_DEPTH = 16
-
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-TOP_KEYS = {"id", "title", "author", "summary", "language", "version", "start", "persona",
-            "personality", "author_note", "model", "flags", "items", "scenes", "endings",
-            "lore", "include"}
-INCLUDED_KEYS = {"flags", "items", "scenes", "endings", "lore"}
-SCENE_KEYS = {"title", "description", "hints", "recap", "choices", "exits", "on_enter", "ending"}
-CHOICE_KEYS = {"label", "words", "to", "if", "effects", "text", "locked", "once"}
-ITEM_KEYS = {"name", "description"}
-ENDING_KEYS = {"title", "text", "outcome"}
-LORE_KEYS = {"keywords", "text"}
-
-# condition key -> what its value holds
-CONDITION_KEYS = {
-    "has": "items", "lacks": "items", "flag": "flags", "not_flag": "flags",
-    "flags": "flag_values", "at_least": "flag_numbers", "at_most": "flag_numbers",
-    "visited": "scenes", "not_visited": "scenes", "turn_at_least": "count",
-    "turn_at_most": "count", "any": "conditions", "all": "conditions", "not": "condition",
-}
-EFFECT_KEYS = {
-    "give": "items", "take": "items", "set": "flag_set", "clear": "flags",
-    "add": "flag_numbers", "move": "scene", "end": "ending", "say": "text",
-}
+from game.world.model import (Choice, Condition, Effect, Ending, Item, LoreEntry, Quest, Response,
+                              Scene, Text, Where)
+from game.world.parser import canonical_verb
+from game.world.schema import (ADDRESSES, ALSO_COMMANDS, CHOICE_KEYS, CONDITION_KEYS, CONDITIONAL_EFFECT_KEYS,
+                               EFFECT_KEYS, ENDING_KEYS, ID_RE, INCLUDED_KEYS, ITEM_KEYS, LORE_KEYS,
+                               MAX_CHOICES, MAX_CONDITION_DEPTH, MAX_ENTRIES, MAX_INCLUDES,
+                               MAX_QUEST_BYTES, MAX_RESPONSES, MAX_SCENES, MAX_SCORE, MAX_TEXT,
+                               QUEST_FILE, RESPONSE_KEYS, SCENE_KEYS, THING_KEYS, TOP_KEYS,
+                               VARIANT_KEYS, VERB_KEYS)
+from game.world.text import BUILTIN_NAMES, names_in
 
 
 def resolve_quest_path(path: str | Path) -> Path:
@@ -124,7 +98,7 @@ def _type_name(value) -> str:
 
 @dataclass
 class _Ref:
-    kind: str  # "item", "flag", "scene", "ending"
+    kind: str  # "item", "flag", "scene", "ending", "thing", "name" (a {name} inside a text)
     id: str
     where: Where
     number: bool = False  # the flag must hold a number
@@ -153,6 +127,8 @@ class _Builder:
         self.file = self.display  # display path of the file being read
         self.bytes = self.values = 0  # size and number of values of the files read so far
         self.overflow = False  # a quest-wide limit was passed: read no more included files
+        self.scored = False  # some effect gives points
+        self.thing_ids: set[str] = set()  # every scene's things
 
     # -- small helpers -------------------------------------------------------------
     def where(self, mark) -> Where:
@@ -198,8 +174,8 @@ class _Builder:
             self.error(mark, f"'{key}' in {what} is empty")
         return value.strip()
 
-    def texts(self, m: YMap, key: str, what: str) -> tuple[str, ...]:
-        """A text or a list of texts."""
+    def texts(self, m: YMap, key: str, what: str, named: bool = False) -> tuple[str, ...]:
+        """A text or a list of texts (`named`: texts the player reads, where {names} are filled in)."""
         if key not in m:
             return ()
         value = m[key]
@@ -208,11 +184,15 @@ class _Builder:
             for i, item in enumerate(value):
                 if isinstance(item, (str, int, float)) and not isinstance(item, bool):
                     out.append(str(item).strip())
+                    if named:
+                        self.named(out[-1], value.item_mark(i))
                 else:
                     self.error(value.item_mark(i), f"each entry of '{key}' in {what} must be text, "
                                                    f"not {_type_name(item)}")
             return tuple(out)
         single = self.text(m, key, what)
+        if single is not None and named:
+            self.named(single, m.value_mark(key))
         return (single,) if single is not None else ()
 
     def check_id(self, mark, ident, what: str) -> bool:
@@ -232,7 +212,7 @@ class _Builder:
         limit = MAX_SCENES if what == "scene" else MAX_ENTRIES
         p = self.parts
         earlier = len({"scene": p.scenes, "item": p.items, "flag": p.flags,
-                       "ending": p.endings, "lore": p.lore}[what])
+                       "ending": p.endings, "lore": p.lore}.get(what, ()))
         if earlier + len(m) > limit:
             where = f", {earlier:,} of them in earlier files" if earlier else ""
             self.error(m.mark, f"too many {what}s ({earlier + len(m):,}{where}); a quest may have "
@@ -272,22 +252,41 @@ class _Builder:
         self.collect(doc)
         self.includes(doc)
         meta = {k: self.text(doc, k, "the quest", required=k in ("id", "title", "start"))
-                for k in ("id", "title", "author", "summary", "language", "version", "start",
+                for k in ("id", "title", "author", "summary", "language", "address", "version", "start",
                           "persona", "personality", "author_note", "model")}
+        if meta["address"] is not None and meta["address"] not in ADDRESSES:
+            self.error(doc.value_mark("address"),
+                       f"'address' is '{meta['address']}'; write formal or informal (how the game's own "
+                       f"sentences speak to the player: in Russian, «вы» or «ты»)")
         if meta["id"] is not None:
             self.check_id(doc.value_mark("id"), meta["id"], "quest")
         if meta["start"] is not None:
             self.refs.append(_Ref("scene", meta["start"], self.where(doc.value_mark("start"))))
-        self.check_refs()
+        carrying = self.ids(doc["carrying"], doc.value_mark("carrying"), "item",
+                            "'carrying' in the quest") if "carrying" in doc else ()
+        responses = self.responses(doc, "the quest")
+        max_score = doc.get("max_score")
+        if "max_score" in doc and (isinstance(max_score, bool) or not isinstance(max_score, int)
+                                   or not 0 < max_score <= MAX_SCORE):
+            self.error(doc.value_mark("max_score"), f"'max_score' must be a whole number of points "
+                                                    f"from 1 to {MAX_SCORE:,}, not {_type_name(max_score)}")
+            max_score = None
+        if self.scored and "max_score" not in doc:
+            self.report.error(1, 1, "effects give points ('score:') but the quest has no 'max_score'; "
+                                    "add 'max_score: N' at the top level (the most points a player can get)",
+                              path=self.display)
+        self.check_refs("max_score" in doc)
         if self.report.errors or meta["id"] is None or meta["title"] is None or meta["start"] is None:
             return None
         p = self.parts
         return Quest(
+            carrying=tuple(dict.fromkeys(carrying)), responses=responses, max_score=max_score,
             id=meta["id"], title=meta["title"], start=meta["start"],
             scenes=p.scenes, endings=p.endings, items=p.items, flags=p.flags,
             flag_where=p.flag_where, lore=p.lore,
             author=meta["author"] or "Anonymous", summary=meta["summary"] or "",
-            language=meta["language"] or "en", version=meta["version"] or "",
+            language=meta["language"] or "en", address=meta["address"] or "formal",
+            version=meta["version"] or "",
             persona=meta["persona"], personality=meta["personality"],
             author_note=meta["author_note"], model=meta["model"],
             source=self.path, files=tuple(self.files),
@@ -379,18 +378,13 @@ class _Builder:
             p.flag_where[ident] = self.where(kmark)
         for ident, value, kmark, vmark in self.entries(self.mapping(doc, "items", "the quest"), "item"):
             if isinstance(value, str):  # shorthand: lantern: a brass lantern
-                value_map = YMap(name=value)
-                value_map.mark, value_map.key_marks, value_map.value_marks = vmark, {}, {"name": vmark}
-                value = value_map
+                value = self._named_only(value, vmark)
             if not isinstance(value, YMap):
                 self.error(vmark, f"item '{ident}' must be a mapping with name: and description:")
                 continue
-            self.check_keys(value, ITEM_KEYS, ("name",), f"item '{ident}'")
-            if self.defined_twice(p.items, ident, kmark, "item"):
-                continue
-            p.items[ident] = Item(ident, self.text(value, "name", f"item '{ident}'", True) or ident,
-                                  self.text(value, "description", f"item '{ident}'") or "",
-                                  self.where(kmark))
+            item = self.thing(ident, value, kmark, ITEM_KEYS, f"item '{ident}'")
+            if not self.defined_twice(p.items, ident, kmark, "item"):
+                p.items[ident] = item
         for ident, value, kmark, vmark in self.entries(self.mapping(doc, "endings", "the quest"), "ending"):
             if not isinstance(value, YMap):
                 self.error(vmark, f"ending '{ident}' must be a mapping with title:, text: and outcome:")
@@ -405,7 +399,7 @@ class _Builder:
             if self.defined_twice(p.endings, ident, kmark, "ending"):
                 continue
             p.endings[ident] = Ending(ident, self.text(value, "title", what, True) or ident,
-                                      self.text(value, "text", what, True) or "", outcome,
+                                      self.variant_text(value, "text", what, True) or "", outcome,
                                       self.where(kmark))
         for ident, value, kmark, vmark in self.entries(self.mapping(doc, "lore", "the quest"), "lore"):
             if not isinstance(value, YMap):
@@ -432,7 +426,12 @@ class _Builder:
             self.error(vmark, f"{what} must be a mapping with title:, description: and choices:")
             return None
         self.check_keys(m, SCENE_KEYS, ("title", "description"), what)
-        descriptions = tuple(d for d in self.texts(m, "description", what) if d)
+        described = m.get("description")
+        if isinstance(described, YList) and any(isinstance(v, YMap) for v in described):
+            chosen = self.variants(described, m.value_mark("description"), f"the description of {what}")
+            descriptions = (chosen,) if chosen is not None else ()
+        else:
+            descriptions = tuple(d for d in self.texts(m, "description", what, named=True) if d)
         if "description" in m and not descriptions:
             self.error(m.value_mark("description"), f"the description of {what} is empty")
         choices: list[Choice] = []
@@ -459,7 +458,20 @@ class _Builder:
         ending = self.text(m, "ending", what)
         if ending is not None:
             self.refs.append(_Ref("ending", ending, self.where(m.value_mark("ending"))))
+        things = {}
+        for tid, value, tkmark, tvmark in self.entries(self.mapping(m, "things", what), "thing"):
+            if isinstance(value, str):  # shorthand: hook: a brass hook
+                value = self._named_only(value, tvmark)
+            if not isinstance(value, YMap):
+                self.error(tvmark, f"thing '{tid}' in {what} must be a mapping with name: and description:")
+                continue
+            if tid in things:
+                continue
+            things[tid] = self.thing(tid, value, tkmark, THING_KEYS, f"thing '{tid}' in {what}")
+            self.thing_ids.add(tid)
         return Scene(
+            first_visit=self.variant_text(m, "first_visit", what) or "",
+            responses=self.responses(m, what), things=things,
             id=ident, title=self.text(m, "title", what, True) or ident, descriptions=descriptions,
             hints=tuple(h for h in self.texts(m, "hints", what) if h),
             recap=self.text(m, "recap", what) or "", choices=tuple(choices),
@@ -478,11 +490,163 @@ class _Builder:
         if not isinstance(once, bool):
             self.error(m.value_mark("once"), f"'once' in {what} must be true or false")
             once = False
+        hidden = m.get("hidden", False)
+        if not isinstance(hidden, bool):
+            self.error(m.value_mark("hidden"), f"'hidden' in {what} must be true or false")
+            hidden = False
         words = tuple(w.lower() for w in self.texts(m, "words", what) if w)
+        if hidden and not words:
+            self.error(m.mark, f"{what} is hidden but has no 'words': the player could never type it; "
+                               "add words: [...]")
         return Choice(label=self.text(m, "label", what, True) or "?", words=words, to=to,
                       condition=condition, effects=self.effects(m, "effects", what),
-                      text=self.text(m, "text", what) or "", locked=self.text(m, "locked", what) or "",
-                      once=once, is_exit=is_exit, key=key, where=self.where(mark))
+                      text=self.variant_text(m, "text", what) or "",
+                      locked=self.variant_text(m, "locked", what) or "",
+                      once=once, is_exit=is_exit, hidden=hidden, key=key, where=self.where(mark))
+
+    # -- things, responses and texts that depend on the state -------------------
+    def _named_only(self, name: str, mark) -> YMap:
+        value = YMap(name=name)
+        value.mark, value.key_marks, value.value_marks = mark, {}, {"name": mark}
+        return value
+
+    def thing(self, ident: str, value: YMap, kmark, keys: set, what: str) -> Item:
+        """An item or a scene's thing: name, words, description, verbs (and for items gained/lost)."""
+        self.check_keys(value, keys, ("name",), what)
+        name = self.text(value, "name", what, True) or ident
+        words = tuple(w.lower() for w in self.texts(value, "words", what) if w)
+        verbs = {}
+        table = self.mapping(value, "verbs", what)
+        for verb, answers in (table or {}).items():
+            vmark = table.value_mark(verb)
+            if not isinstance(verb, str) or not verb.strip() or len(verb.split()) != 1:
+                self.error(table.key_mark(verb), f"each verb of {what} must be one word, like drop: or wear:")
+                continue
+            parsed = self.answers(answers, vmark, f"verb '{verb}' of {what}")
+            key = canonical_verb(verb.lower())
+            verbs[key] = verbs.get(key, ()) + parsed
+        said = {k: self.variant_text(value, k, what) for k in ("gained", "lost") if k in value}
+        return Item(ident, name, self.variant_text(value, "description", what) or "", self.where(kmark),
+                    words=words, verbs=verbs, gained=said.get("gained"), lost=said.get("lost"))
+
+    def answers(self, value, mark, what: str) -> tuple[Response, ...]:
+        """A verb's answers: one mapping, or a list of them (the first whose 'if' holds answers)."""
+        entries = [(value, mark)] if isinstance(value, YMap) else (
+            [(v, value.item_mark(i)) for i, v in enumerate(value)] if isinstance(value, YList) else None)
+        if entries is None:
+            self.error(mark, f"{what} must be a mapping with text: (and if:, effects:), or a list of them, "
+                             f"not {_type_name(value)}")
+            return ()
+        if len(entries) > MAX_RESPONSES:
+            self.error(mark, f"{what} has {len(entries)} answers; at most {MAX_RESPONSES}")
+            return ()
+        out = []
+        for i, (entry, emark) in enumerate(entries):
+            label = f"answer {i + 1} of {what}"
+            if not isinstance(entry, YMap):
+                self.error(emark, f"{label} must be a mapping with text: or effects:, not {_type_name(entry)}")
+                continue
+            self.check_keys(entry, VERB_KEYS, (), label)
+            on = self.text(entry, "on", label)
+            if on is not None:
+                self.refs.append(_Ref("thing", on, self.where(entry.value_mark("on"))))
+            out.append(self.answer(entry, emark, label, on=on))
+        return tuple(out)
+
+    def answer(self, entry: YMap, mark, what: str, **extra) -> Response:
+        condition = self.condition(entry["if"], entry.value_mark("if"), what, 0) if "if" in entry else None
+        text = self.variant_text(entry, "text", what) or ""
+        effects = self.effects(entry, "effects", what)
+        if not text and not effects:
+            self.error(mark, f"{what} has no text: and no effects:, so it would answer with nothing; "
+                             "add what the player reads, or what happens")
+        return Response(condition=condition, text=text, effects=effects, where=self.where(mark), **extra)
+
+    def responses(self, m: YMap, what: str) -> tuple[Response, ...]:
+        if "responses" not in m:
+            return ()
+        items = m["responses"]
+        if not isinstance(items, YList):
+            self.error(m.value_mark("responses"), f"'responses' in {what} must be a list of entries starting "
+                                                  f"with '- words:', '- verbs:' or '- anything: true', "
+                                                  f"not {_type_name(items)}")
+            return ()
+        if len(items) > MAX_RESPONSES:
+            self.error(items.mark, f"{what} has {len(items)} responses; at most {MAX_RESPONSES}")
+            return ()
+        out = []
+        for i, r in enumerate(items):
+            rmark, label = items.item_mark(i), f"response {i + 1} of {what}"
+            if not isinstance(r, YMap):
+                self.error(rmark, f"{label} must be a mapping starting with 'words:', 'verbs:' or "
+                                  f"'anything: true', not {_type_name(r)}")
+                continue
+            self.check_keys(r, RESPONSE_KEYS, (), label)
+            words = tuple(w.lower() for w in self.texts(r, "words", label) if w)
+            verbs = tuple(canonical_verb(v.lower()) for v in self.texts(r, "verbs", label) if v)
+            anything = r.get("anything", False)
+            if anything is not True and anything is not False:
+                self.error(r.value_mark("anything"), f"'anything' in {label} must be true or false")
+                anything = False
+            also = tuple(a.lower() for a in self.texts(r, "also", label) if a)
+            for a in also:
+                if a not in ALSO_COMMANDS:
+                    self.error(r.value_mark("also"), f"'also' in {label} names '{a}'{did_you_mean(a, ALSO_COMMANDS)}; "
+                                                     f"it may name the built-in commands {', '.join(ALSO_COMMANDS)}")
+            if anything and (words or verbs):
+                self.error(rmark, f"{label} has 'anything: true' and also words or verbs; a catch-all "
+                                  "answers whatever else is typed, so drop its words and verbs")
+            elif not anything and not (words or verbs):
+                self.error(rmark, f"{label} needs 'words:' or 'verbs:' to know what it answers, "
+                                  "or 'anything: true' to answer whatever else the player types")
+            if also and not anything:
+                self.error(r.value_mark("also"), f"'also' in {label} only works with 'anything: true'")
+            out.append(self.answer(r, rmark, label, words=words, verbs=verbs, anything=bool(anything),
+                                   also=also))
+        return tuple(out)
+
+    def named(self, text: str, mark) -> None:
+        """Record the {names} inside a text, to check once every flag and item is known."""
+        for name, _ in names_in(text):
+            self.refs.append(_Ref("name", name, self.where(mark)))
+
+    def variant_text(self, m: YMap, key: str, what: str, required: bool = False):
+        """A text, or a list of variants ('- if: ...' / 'text: ...'): the first that holds is shown."""
+        if key not in m:
+            return None
+        value = m[key]
+        if isinstance(value, YList):
+            return self.variants(value, m.value_mark(key), f"'{key}' in {what}")
+        text = self.text(m, key, what, required)
+        if text is not None:
+            self.named(text, m.value_mark(key))
+        return text
+
+    def variants(self, value: YList, mark, what: str) -> Text | None:
+        out = []
+        for i, v in enumerate(value):
+            vmark, label = value.item_mark(i), f"variant {i + 1} of {what}"
+            if isinstance(v, YMap):
+                self.check_keys(v, VARIANT_KEYS, ("text",), label)
+                condition = self.condition(v["if"], v.value_mark("if"), label, 0) if "if" in v else None
+                text = self.text(v, "text", label, True)
+                tmark = v.value_mark("text") if "text" in v else vmark
+            elif isinstance(v, (str, int, float)) and not isinstance(v, bool):
+                condition, text, tmark = None, str(v).strip(), vmark
+            else:
+                self.error(vmark, f"{label} must be a text or a mapping with if: and text:, not {_type_name(v)}")
+                continue
+            if text is None:
+                continue
+            if out and out[-1][0] is None:
+                self.error(vmark, f"{label} comes after a variant with no 'if:', which always holds, so it "
+                                  "is never shown; put the variant with no 'if:' last")
+            self.named(text, tmark)
+            out.append((condition, text))
+        if not out:
+            self.error(mark, f"{what} has no variants")
+            return None
+        return Text(out, self.where(mark))
 
     # -- conditions and effects ----------------------------------------------------
     def ids(self, value, mark, kind: str, what: str) -> tuple[str, ...]:
@@ -579,6 +743,13 @@ class _Builder:
                 self.error(emark, f"each entry of '{key}' in {what} must be a mapping like "
                                   f"'give: lantern', not {_type_name(entry)}")
                 continue
+            if "if" in entry:  # a conditional effect: if / then / else
+                self.check_keys(entry, CONDITIONAL_EFFECT_KEYS, ("if", "then"), f"the conditional effect in {what}")
+                condition = self.condition(entry["if"], entry.value_mark("if"), what, 0)
+                then, otherwise = self.effects(entry, "then", what), self.effects(entry, "else", what)
+                if condition is not None:
+                    out.append(Effect("if", (condition, then, otherwise), self.where(entry.key_mark("if"))))
+                continue
             for ekey, v in entry.items():
                 kmark, vmark = entry.key_mark(ekey), entry.value_mark(ekey)
                 shape = EFFECT_KEYS.get(ekey)
@@ -602,8 +773,16 @@ class _Builder:
                         if args:
                             self.error(vmark, f"{label} takes exactly one {shape} id")
                         continue
+                elif shape == "points":
+                    if isinstance(v, bool) or not isinstance(v, int) or abs(v) > MAX_SCORE:
+                        self.error(vmark, f"{label} must be a whole number of points, like 'score: 1'")
+                        continue
+                    self.scored = True
+                    args = (v,)
+                elif shape == "branch":
+                    continue  # handled above
                 else:  # text
-                    text = self.text(entry, ekey, what, True)
+                    text = self.variant_text(entry, ekey, what, True)
                     if text is None:
                         continue
                     args = (text,)
@@ -611,17 +790,21 @@ class _Builder:
         return tuple(out)
 
     # -- references ----------------------------------------------------------------
-    def check_refs(self) -> None:
+    def check_refs(self, scored: bool = False) -> None:
         p = self.parts
-        tables = {"item": p.items, "flag": p.flags, "scene": p.scenes, "ending": p.endings}
+        tables = {"item": p.items, "flag": p.flags, "scene": p.scenes, "ending": p.endings,
+                  "thing": {t: True for t in self.thing_ids}}
         for ref in self.refs:
-            table = tables[ref.kind]
             w = ref.where
+            if ref.kind == "name":
+                self.check_name(ref, scored)
+                continue
+            table = tables[ref.kind]
             if ref.id not in table:
                 defined = ", ".join(sorted(table)[:12]) or "none"
                 self.report.error(w.line, w.col,
                                   f"unknown {ref.kind} '{ref.id}'{did_you_mean(ref.id, table)}; "
-                                  f"{'declare it under ' + ref.kind + 's:' if ref.kind in ('item', 'flag') else 'defined ' + ref.kind + 's'}"
+                                  f"{'declare it under ' + ref.kind + 's:' if ref.kind in ('item', 'flag', 'thing') else 'defined ' + ref.kind + 's'}"
                                   f"{'' if ref.kind in ('item', 'flag') else ': ' + defined}",
                                   path=w.path)
             elif ref.number and (isinstance(table[ref.id], bool) or not isinstance(table[ref.id], (int, float))):
@@ -633,3 +816,19 @@ class _Builder:
             self.report.error(1, 1, "the quest has no scenes; add at least one under scenes:", path=self.display)
         if not p.endings:
             self.report.error(1, 1, "the quest has no endings; add at least one under endings:", path=self.display)
+
+    def check_name(self, ref: _Ref, scored: bool) -> None:
+        """A {name} inside a text: score, max_score, turns, a flag or an item."""
+        p, w, name = self.parts, ref.where, ref.id
+        if name in ("score", "max_score") and not scored:
+            self.report.error(w.line, w.col, f"the text shows {{{name}}}, but the quest keeps no score; add "
+                                             "'max_score: N' at the top level and 'score:' effects", path=w.path)
+        elif name in p.flags and name in p.items:
+            self.report.error(w.line, w.col, f"'{{{name}}}' in the text is both a flag and an item; "
+                                             "rename one of them", path=w.path)
+        elif name not in BUILTIN_NAMES and name not in p.flags and name not in p.items:
+            known = set(BUILTIN_NAMES) | set(p.flags) | set(p.items)
+            self.report.error(w.line, w.col,
+                              f"unknown name '{{{name}}}' in the text{did_you_mean(name, known)}; a text may "
+                              "show {score}, {max_score}, {turns}, a flag's value or an item's name by its id "
+                              "(write {{ and }} for braces)", path=w.path)

