@@ -84,6 +84,8 @@ def llama_server(tiny_gguf):
     server = LlamaServer(tiny_gguf).start()
     yield server
     server.stop()
+
+
 @pytest.fixture(autouse=True)
 def english_interface():
     """Each test starts with the game's own words in English (a Russian quest switches them)."""
