@@ -7,6 +7,7 @@ turns arguments into calls and errors into exit codes.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -311,7 +312,7 @@ def _quest_paths(path: Path) -> list[Path]:
     of quests (each .yaml/.yml file in it and each quest folder in it, in name order)."""
     from game.world.schema import QUEST_FILE
 
-    if not path.is_dir() or (path / QUEST_FILE).exists():
+    if not path.is_dir() or os.path.lexists(path / QUEST_FILE):  # a quest folder, even a broken link
         return [path]
     found = sorted(p for p in path.iterdir()
                    if (p.is_file() and p.suffix.lower() in (".yaml", ".yml"))

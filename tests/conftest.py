@@ -60,15 +60,17 @@ def user_dirs(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_gguf(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny GPT-2 as an f16 GGUF with a chat template (for llama.cpp and its server).
+    """The tiny GPT-2, writing whole characters only (see `whole_characters_only`), as an f16
+    GGUF with a chat template (for llama.cpp and its server).
 
     f16, not q8_0: a natively built llama-cpp-python 0.3.36 has crashed on a GPT-2 q8_0
     file through its AMX buffer type on Intel CPUs with AMX."""
     from game.narrator.gguf_export import export_gguf
-    from tests.llama_server import CHAT_TEMPLATE
+    from tests.llama_server import CHAT_TEMPLATE, whole_characters_only
 
-    return export_gguf(tiny_model_dir, tmp_path_factory.mktemp("gguf") / "tiny-f16.gguf", "f16",
-                       chat_template=CHAT_TEMPLATE)
+    folder = tmp_path_factory.mktemp("gguf")
+    model = whole_characters_only(tiny_model_dir, folder / "tiny-whole-characters")
+    return export_gguf(model, folder / "tiny-f16.gguf", "f16", chat_template=CHAT_TEMPLATE)
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +84,8 @@ def llama_server(tiny_gguf):
     server = LlamaServer(tiny_gguf).start()
     yield server
     server.stop()
+
+
 @pytest.fixture(autouse=True)
 def english_interface():
     """Each test starts with the game's own words in English (a Russian quest switches them)."""

@@ -28,6 +28,42 @@ CHAT_TEMPLATE = (
 MODEL_ALIAS = "tiny-gpt2"
 
 
+def whole_characters_only(model_dir: Path, out: Path) -> Path:
+    """A copy of a random-weight GPT-2 folder that never writes a token which is not whole UTF-8.
+
+    Random weights pick GPT-2's byte tokens (pieces of a character) now and then. llama-cpp-python's
+    server holds back streamed text from such a piece on, re-decoding everything after it on every
+    token (it never becomes valid), so a long reply stalls it for a minute and a closed stream
+    goes unnoticed until it ends. Real models write whole characters; so does this copy: the final
+    layer norm gets a bias along the all-ones direction (which normalised activations have no part
+    of) and those tokens' embeddings point against it, so their logits are about -64.
+    """
+    import json
+    import shutil
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(model_dir, out)
+    weights = load_file(str(out / "model.safetensors"))
+    prefix = "transformer." if "transformer.wte.weight" in weights else ""
+    wte = weights[prefix + "wte.weight"]
+    unit = np.ones(wte.shape[1], dtype=wte.dtype) / np.sqrt(wte.shape[1])
+    weights[prefix + "ln_f.bias"] = 8 * unit
+    letters = [*range(33, 127), *range(161, 173), *range(174, 256)]  # GPT-2's bytes -> characters
+    chars = letters + [256 + i for i in range(256 - len(letters))]
+    byte_of = {chr(c): b for c, b in zip(chars, letters + [b for b in range(256) if b not in letters])}
+    vocab = json.loads((out / "vocab.json").read_text(encoding="utf-8"))
+    for token, i in vocab.items():
+        try:
+            bytes(byte_of[c] for c in token).decode("utf-8")
+        except (UnicodeDecodeError, KeyError):
+            if not (token.startswith("<|") and token.endswith("|>")):
+                wte[i] = -8 * unit
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
 def llama_cpp_missing() -> str | None:
     """Why the llama.cpp server cannot run here (None when it can)."""
     try:

@@ -5,7 +5,8 @@
 with the `fault`: "busy" (HTTP 429, Retry-After: 7), "forbidden" (HTTP 403), "garbage"
 (an HTML page with status 200), "huge" (an endless stream of large events), "hang"
 (it reads the request and never answers), "cut" (a few good events, then the
-connection drops) or "echo" (HTTP 500 repeating the request's Authorization header); `looks_like` makes it pass for another kind of server (see LOOKS).
+connection drops), "echo" (HTTP 500 repeating the request's Authorization header) or
+"slow" (a word every 50 ms, as many as asked, as from a big model far away); `looks_like` makes it pass for another kind of server (see LOOKS).
 Its `.url` is an OpenAI base URL (…/v1).
 """
 
@@ -18,7 +19,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-FAULTS = ("busy", "forbidden", "garbage", "huge", "hang", "cut", "echo")
+FAULTS = ("busy", "forbidden", "garbage", "huge", "hang", "cut", "echo", "slow")
 # `looks_like`: "generic" hides the tokenize endpoints (a server that cannot count, like Ollama's
 # OpenAI API); "llama.cpp" also answers GET /props as llama.cpp's own server does (its context
 # size and chat template), which llama-cpp-python's server has no route for.
@@ -31,6 +32,7 @@ class FaultyProxy:
         self.upstream, self.fault, self.looks_like = urlsplit(upstream), fault, looks_like
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, headers) seen
         self.released = threading.Event()  # ends a "hang" (at stop)
+        self.hung_up: list[float] = []  # time.monotonic() when a client closed a stream being sent
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,7 +54,8 @@ class FaultyProxy:
                 proxy.requests.append(("POST", self.path, dict(self.headers)))
                 if proxy.looks_like == "generic" and self.path.startswith(("/extras/", "/tokenize")):
                     return self._send(404, b'{"detail": "Not Found"}', "application/json")
-                streamed = json.loads(body or b"{}").get("stream") is True
+                request = json.loads(body or b"{}")
+                streamed, self.asked = request.get("stream") is True, int(request.get("max_tokens") or 16)
                 if proxy.looks_like == "generic" and not streamed and self.path.endswith("/completions"):
                     return self._send(400, b'{"error": {"message": "bad request"}}', "application/json")
                 if self.path.endswith(("/completions", "/chat/completions")) and streamed and proxy.fault:
@@ -107,6 +110,15 @@ class FaultyProxy:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 try:
+                    if fault == "slow":  # a big model far away: one word every 50 ms, as many as asked
+                        for _ in range(min(self.asked, 600)):
+                            self.wfile.write(self._event(" word"))
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                        self.wfile.write(("data: " + json.dumps({"choices": [{"text": "", "index": 0,
+                                          "finish_reason": "length"}]}) + "\n\ndata: [DONE]\n\n").encode())
+                        self.wfile.flush()
+                        return
                     if fault == "huge":
                         while not proxy.released.is_set():
                             self.wfile.write(self._event("words " * 2000))
@@ -116,8 +128,8 @@ class FaultyProxy:
                         self.wfile.write(self._event(" rises"))
                         self.wfile.flush()
                         time.sleep(0.2)
-                except OSError:
-                    pass
+                except OSError:  # the client hung up
+                    proxy.hung_up.append(time.monotonic())
                 self.close_connection = True
 
         self.n_ctx, self.chat_template = 1024, "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"

@@ -129,3 +129,14 @@ def test_q8_0_runs_in_llama_cpp(exported, llama_cpp):
     finally:
         model.close()
     assert reply["usage"]["completion_tokens"] >= 1 and isinstance(reply["choices"][0]["text"], str)
+
+
+def test_the_command_line_exporter(tiny_model_dir, tmp_path, capsys):
+    from game.narrator.gguf_export import main
+
+    out = tmp_path / "cli.gguf"
+    assert main([str(tiny_model_dir), str(out), "q8_0"]) == 0
+    assert capsys.readouterr().out.strip() == str(out) and out.stat().st_size > 1_000_000
+    assert main([str(tmp_path / "missing"), str(tmp_path / "x.gguf")]) == 1
+    assert capsys.readouterr().err.strip() == f"gguf_export: there is no model folder '{tmp_path / 'missing'}'"
+    assert main([]) == 2

@@ -423,6 +423,8 @@ def test_a_generation_that_never_ends_is_abandoned_with_a_message_and_play_goes_
 
     def make(original):
         def forward(ids, start, all_logits=False):
+            if threading.current_thread().name != "storyteller-generate":
+                return original(ids, start, all_logits)  # a warm-up computing ahead never hangs here
             calls["n"] += 1
             if calls["n"] == 2:  # the model hangs after its first token
                 release.wait(120)

@@ -217,7 +217,11 @@ def test_a_long_story_is_trimmed_to_the_servers_window(narrator, llama_server):
         assert prepared.prompt.prompt_tokens == len(server_tokens(llama_server, prepared.prompt.text))
 
 
-def test_chat_style_sends_messages_through_the_servers_chat_template(chat_narrator, tmp_path):
+def chat_narrator_log(server) -> str:
+    return server.log.read_text(encoding="utf-8", errors="replace")
+
+
+def test_chat_style_sends_messages_through_the_servers_chat_template(chat_narrator, llama_server, tmp_path):
     assert chat_narrator.api_style == "chat" and chat_narrator.api_reason == "set in the settings"
     assert chat_narrator.prompt_reserve > 0
     log = tmp_path / "chat.jsonl"
@@ -231,7 +235,7 @@ def test_chat_style_sends_messages_through_the_servers_chat_template(chat_narrat
         assert prepared.prompt.prompt_tokens + prepared.sampling.max_new_tokens + overhead <= 1024
     record = json.loads(log.read_text(encoding="utf-8").splitlines()[-1])
     assert record["narrator"]["api_style"] == "chat" and record["messages"] == told[-1][0].prompt.messages
-    chunks = []
+    assert "POST /v1/chat/completions HTTP/1.1\" 200" in chat_narrator_log(llama_server)
     stream = chat_narrator.stream("", Sampling(max_new_tokens=16), seed=2, stop_strings=(),
                                   messages=[{"role": "system", "content": "A tale."},
                                             {"role": "user", "content": "go on"}])
@@ -445,8 +449,6 @@ def test_bench_reports_first_token_latency_and_speed_through_the_server(llama_se
 
 
 def test_bench_with_the_server_down_is_one_line(tmp_path):
-    from game.cli import main
-
     url = f"http://127.0.0.1:{free_port()}/v1"
     run = subprocess.run([sys.executable, "-m", "game", "bench", "--server", url], capture_output=True, text=True,
                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
