@@ -138,12 +138,14 @@ class StorytellerApp(App):
     def refresh_game_status(self) -> None:
         """After a Spirit event: game screens narrate a turn that waited for it, and redraw status."""
         for screen in self.screen_stack:
-            if not screen.is_mounted:
-                continue
             for name in ("narrate_pending", "refresh_status"):
                 method = getattr(screen, name, None)
-                if method is not None:
+                if method is None:
+                    continue
+                if screen.is_mounted:
                     method()
+                else:  # still mounting: once it is, or it would show the state from before the event
+                    screen.call_later(method)
 
     # -- the served player -------------------------------------------------------------
     def claim_player(self, name: str) -> str | None:
