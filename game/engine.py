@@ -185,9 +185,9 @@ class Engine:
         if command.kind == "help":
             return self._info(raw, "help", self.say("help"))
         if command.kind in ("look", "inventory", "wait") and (caught := self._catch_all(command.kind)):
-            return self._respond(command.kind, caught, self._builtin_paras(command.kind))
+            return self._respond(self.say("cmd_" + command.kind), caught, self._builtin_paras(command.kind))
         if command.kind == "inventory":
-            return self._info("inventory", "inventory", self.inventory_text())
+            return self._info(self.say("cmd_inventory"), "inventory", self.inventory_text())
         if command.kind == "number":
             available = self.available()
             if not 1 <= command.number <= len(available):
@@ -197,7 +197,7 @@ class Engine:
             choice = available[command.number - 1]
             return self._take(choice.label, choice)
         if command.kind in ("look", "wait"):
-            return self._turn(command.kind, command.kind, self._builtin_paras(command.kind))
+            return self._turn(self.say("cmd_" + command.kind), command.kind, self._builtin_paras(command.kind))
         if asked and self._asked_deed is not None:  # the answer to "Which do you mean ...?"
             picked = things_named(command.text, asked)
             if len(picked) == 1:

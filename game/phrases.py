@@ -33,6 +33,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "undo_start": "(Nothing to undo: this is the start.)",
         "wait": "Time passes.",
         "again_nothing": "There is nothing to do again yet.",
+        # a built-in command as the story records it ("> inventory")
+        "cmd_look": "look", "cmd_inventory": "inventory", "cmd_wait": "wait",
         "no_exit": "You can't go that way.",
         "which": "Which do you mean, {things}?",
         "or": "or",
@@ -65,6 +67,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "undo_start": "(Отменять нечего: это начало.)",
         "wait": "Проходит время.",
         "again_nothing": "Повторять пока нечего.",
+        "cmd_look": "осмотреться", "cmd_inventory": "инвентарь", "cmd_wait": "ждать",
         "no_exit": "Туда не пройти.",
         "which": "Что именно: {things}?",
         "or": "или",

@@ -716,3 +716,17 @@ def test_an_open_choice_wins_a_tie_with_a_locked_one(tmp_path):
     assert engine.act("read the book").paragraphs[0].text == "Too dark to read."
     engine.act("lamp")
     assert engine.act("read the book").paragraphs[0].text == "You read by the light."
+
+
+def test_a_built_in_command_is_recorded_in_the_quests_language():
+    from game.world.loader import load_quest
+    from tests.conftest import QUESTS
+
+    engine = Engine(load_quest(QUESTS / "skazitel.yaml"), seed=1)
+    assert engine.act("и").action == "инвентарь"
+    engine.act("о")
+    assert [r.action for r in engine.history][-1:] == ["осмотреться"]
+    english = Engine(load_quest(QUESTS / "call-of-the-storyteller.yaml"), seed=1)
+    assert english.act("i").action == "inventory"
+    english.act("l")
+    assert english.history[-1].action == "look"
