@@ -12,6 +12,7 @@ does and raises ValueError with a message fit for the settings screen.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field, fields, replace
@@ -103,6 +104,15 @@ MODIFIERS = ("ctrl", "alt", "meta", "super", "hyper")
 _KEY_NAME = re.compile(r"^[a-z0-9_+\-]+$|^[^\W_]$|^[!-~]$")
 
 
+@functools.cache
+def _printable_names() -> frozenset[str]:
+    """Textual's names of the keys that type ASCII ('slash', 'minus', 'at' ...): asked when a
+    binding is checked, so loading settings does not import Textual."""
+    from textual.keys import _character_to_key
+
+    return frozenset(_character_to_key(chr(c)) for c in range(0x20, 0x7f))
+
+
 def printable_key(key: str) -> bool:
     """Whether a key name, without a modifier, types a character ('e', 'E', 'space', 'full_stop')."""
     *mods, last = key.split("+")
@@ -110,6 +120,8 @@ def printable_key(key: str) -> bool:
         return False
     if len(last) == 1:
         return last.isprintable()
+    if last in _printable_names():  # Textual's own names: 'slash', 'minus', 'at', 'less_than_sign' ...
+        return True
     try:
         char = unicodedata.lookup(last.replace("_", " ").upper())
     except KeyError:
@@ -368,6 +380,8 @@ def merged_settings_text(settings: Settings, path: Path) -> str:
     before, problems = load_settings(path)
     lines = text.splitlines(keepends=True)
     starts = sorted((data.key_mark(k).line - 1, k) for k in data)
+    if len({line for line, _key in starts}) < len(starts) or any(data.key_mark(k).col != 1 for k in data):
+        return render_settings(settings)  # not one setting a line ({...} flow style): write it afresh
     blocks = {}
     for i, (start, key) in enumerate(starts):
         end = starts[i + 1][0] if i + 1 < len(starts) else len(lines)
@@ -390,7 +404,7 @@ def merged_settings_text(settings: Settings, path: Path) -> str:
         if i in replace_at:
             end, entry = replace_at[i]
             out.append(entry)
-            i = end
+            i = max(end, i + 1)
         else:
             out.append(lines[i])
             i += 1

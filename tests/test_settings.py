@@ -297,10 +297,23 @@ def test_a_wrong_value_is_rewritten_when_saving_and_the_rest_is_kept(settings_pa
     assert load_settings(settings_path) == (settings, [])
 
 
+def test_a_one_line_flow_style_file_is_saved_whole_and_loads_again(settings_path):
+    settings_path.parent.mkdir(parents=True, exist_ok=True)
+    settings_path.write_text("{personality: merry-bard, seed: 3}\n", encoding="utf-8")
+    before, problems = load_settings(settings_path)
+    assert problems == [] and before.seed == 3
+    for change in ({"personality": DEFAULT_PERSONALITY}, {"seed": 5}, {"autosave": False}):
+        changed = before.with_changes(**change)
+        save_settings(changed, settings_path)  # no endless loop, nothing lost, valid YAML
+        assert load_settings(settings_path) == (changed, [])
+
+
 # --- key bindings are checked (issue 11) -------------------------------------------------------
 @pytest.mark.parametrize("key, words", [
     ("e", "types a character"), ("E", "types a character"), ("shift+e", "types a character"),
     ("space", "types a character"), ("full_stop", "types a character"),
+    ("slash", "types a character"), ("shift+slash", "types a character"), ("minus", "types a character"),
+    ("less_than_sign", "types a character"),
     ("ctrl+\x1b]0;pwned\x07", "not a key name"), ("q\x1b[31m", "not a key name"), ("a b", "not a key name"),
 ])
 def test_a_key_that_types_or_holds_escape_codes_is_refused_with_its_line(settings_path, key, words):
