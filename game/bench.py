@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TextIO
 
 from game import locations
+from game.safe_text import inert_line
 
 QUEST = locations.bundled_quests_dir() / "call-of-the-storyteller.yaml"
 SIZES = (16, 512, 880)
@@ -576,7 +577,7 @@ def run_server_bench(url: str, server_model: str | None, model: str | None, json
             print("Building a GPT-2 of distilgpt2's shape (random weights, real vocabulary)...", file=out)
             model = str(build_gpt2(home / "distilgpt2-shape", shape="distilgpt2"))
             label = "distilgpt2 shape, random weights"
-        print(f"Timing the local Spirit and {server.describe()}...", file=out)
+        print(inert_line(f"Timing the local Spirit and {server.describe()}..."), file=out)
         local = _Worker("game", model, precision, _env(home))
         figures: dict = {"local": {"ttft_ms": {}, "decode_tps": {}}, "server": {"ttft_ms": {}, "decode_tps": {}}}
         try:
@@ -599,7 +600,7 @@ def run_server_bench(url: str, server_model: str | None, model: str | None, json
               "new_tokens": NEW_TOKENS}
     for side, values in figures.items():
         report[side] = {kind: {n: _stats(v) for n, v in by_size.items()} for kind, by_size in values.items()}
-    print(f"\nThe Spirit through {url} ({server.model_name}) next to the local Spirit ({label}); medians (min-max), "
+    print(f"\nThe Spirit through {url} ({inert_line(server.model_name)}) next to the local Spirit ({label}); medians (min-max), "
           f"{NEW_TOKENS} new tokens each.", file=out)
     rows = [("", "local Spirit", "server")]
     for n in sizes:

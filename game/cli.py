@@ -23,6 +23,17 @@ EXIT_IO = 74
 SEED_MAX = 2**32 - 1  # as game.settings.SEED_MAX (not imported: parsing stays light)
 
 
+def port_value(text: str) -> int:
+    """--port: a TCP port, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(_("{text!r} is not a whole number").format(text=text)) from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(_("{value} is not a port: use 1 to 65535").format(value=value))
+    return value
+
+
 def seed_value(text: str) -> int:
     """--seed: a whole number from 0 to 2**32 - 1 (what the model's generators accept)."""
     try:
@@ -61,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the game to web browsers (one game per tab)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this computer only)")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--port", type=port_value, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--max-players", type=int, metavar="N",
                        help="games at once (default: what the free memory allows)")
     serve.add_argument("--public", action="store_true",

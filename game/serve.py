@@ -23,10 +23,12 @@ import asyncio
 import html
 import ipaddress
 import logging
+import re
 import shlex
 import sys
 
 from game.i18n import _
+from game.safe_text import inert_line
 
 log = logging.getLogger("storyteller.serve")
 
@@ -43,6 +45,10 @@ STDIN_MAX = 16_384  # characters of one keyboard message from a browser (a paste
 PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
 # play's options that describe the narrator; serve passes them on to every game
 NARRATOR_OPTIONS = ("model", "device", "dtype", "personality", "precision", "server", "server_model")
+
+# What a Host / X-Forwarded-Host header may hold to be put into the page: a name or an
+# address, with a port.
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 def is_loopback(host: str) -> bool:
@@ -153,6 +159,8 @@ def make_server(command: str, host: str, port: int, max_players: int, title: str
             # the address the browser used (works on 0.0.0.0 and behind a proxy at /)
             scheme = request.headers.get("X-Forwarded-Proto", request.scheme)
             host_header = request.headers.get("X-Forwarded-Host", request.host)
+            if not _HOST.fullmatch(host_header or ""):  # it goes into the page: a host name or nothing
+                host_header = request.host if _HOST.fullmatch(request.host or "") else "127.0.0.1"
             return f"{'https' if scheme == 'https' else 'http'}://{host_header}"
 
         async def handle_websocket(self, request):
@@ -268,5 +276,10 @@ def run(args, out=None, err=None) -> int:
             "(--max-players).").format(narrator=narrator, mb=per_player, n=limit), file=out)
     print(_("Press Ctrl+C to stop."), file=out, flush=True)
     server = make_server(command, args.host, args.port, limit)
-    server.serve()
+    try:
+        server.serve()
+    except OSError as exc:  # the port is taken, or not ours to use
+        print(inert_line(_("storyteller serve: cannot listen on {host}:{port}: {reason}").format(
+            host=args.host, port=args.port, reason=exc.strerror or exc)), file=err)
+        return 2
     return 0

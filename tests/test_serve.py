@@ -298,3 +298,32 @@ def test_a_browser_message_is_bounded():
     assert len(bounded_input("x" * (STDIN_MAX * 3))) == STDIN_MAX
     cut = bounded_input(PASTE_START + "x" * (STDIN_MAX * 3) + PASTE_END)
     assert len(cut) == STDIN_MAX and cut.startswith(PASTE_START) and cut.endswith(PASTE_END)
+
+
+def test_a_port_out_of_range_or_taken_is_one_line_not_a_traceback(capsys):
+    import socket
+
+    with pytest.raises(SystemExit) as out:
+        main(["serve", "--port", "99999", "--no-spirit"])
+    assert out.value.code == 2 and "99999 is not a port" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--no-spirit"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("header, shown", [
+    ("games.example.org", "games.example.org"), ("[::1]:8000", "[::1]:8000"),
+    ('x"><script>alert(1)</script>', "127.0.0.1:8000"),
+])
+def test_a_forwarded_host_reaches_the_page_only_when_it_is_a_host_name(header, shown):
+    from types import SimpleNamespace
+
+    from game.serve import make_server
+
+    server = make_server("true", "127.0.0.1", 8000, 1)
+    request = SimpleNamespace(headers={"X-Forwarded-Host": header}, scheme="http", host="127.0.0.1:8000")
+    assert server._base_url(request) == f"http://{shown}"

@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from game.i18n import N_, _, ngettext
-from game.safe_text import inert
+from game.safe_text import inert, inert_line
 from game.session import Session
 
 
@@ -27,7 +27,7 @@ class EndingScreen(ModalScreen[str]):
         ending = engine.ending
         state = engine.state
         verdict = engine.say("won" if ending.outcome == "win" else "lost_game")
-        carried = ", ".join(engine.quest.items[i].name for i in state.inventory if i in engine.quest.items)
+        carried = ", ".join(inert_line(engine.quest.items[i].name) for i in state.inventory if i in engine.quest.items)
         turns = ngettext("{n} turn", "{n} turns", state.turn).format(n=state.turn)
         places = ngettext("{seen} of {count} place seen", "{seen} of {count} places seen",
                           len(engine.quest.scenes)).format(seen=len(state.visits), count=len(engine.quest.scenes))
