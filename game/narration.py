@@ -40,6 +40,18 @@ class PreparedTurn:
     previous: list[str] = field(default_factory=list)
 
 
+@dataclass
+class TurnRequest:
+    """What the newest turn's prompt is built from, taken from the game's state on the game's
+    thread; `TurnNarrator.build` turns it into a `PreparedTurn` on any thread (with a server
+    narrator, counting tokens asks the server, so the app builds it on its narration worker)."""
+
+    turn: int
+    request: ContextRequest
+    seed: int | None
+    previous: list[str] = field(default_factory=list)
+
+
 def state_card(engine: Engine) -> StateCard:
     """The quest's truth: scene title, what the player carries, flags that are set, the score."""
     quest, state = engine.quest, engine.state
@@ -115,11 +127,21 @@ class TurnNarrator:
         small window, settings made for a bigger one), this turn is narrated with half
         the window instead; a window too small even for that raises ValueError.
         """
+        return self.build(self.request(engine, result, attempt))
+
+    def request(self, engine: Engine, result: TurnResult, attempt: int = 0) -> TurnRequest:
+        """The part of `prepare` that reads the game's state (quick, no tokens counted)."""
         request = context_request(engine, result, self.persona, self.memory)
         if engine.history and engine.history[-1].turn == result.turn:
             # the turn is told with this card; the next prompts tell it the same way (prefix cache)
             engine.history[-1].card = request.state.render()
-        sampling = self.sampling
+        seed = None if self.seed is None else self.seed + result.turn + attempt * RETRY_SEED_STEP
+        previous = [t.narration for t in engine.history[:-1] if t.narration][-3:]
+        return TurnRequest(result.turn, request, seed, previous)
+
+    def build(self, turn: TurnRequest) -> PreparedTurn:
+        """The part of `prepare` that counts tokens and fits the window (any thread)."""
+        request, sampling = turn.request, self.sampling
         try:
             prompt = self.builder().build(request, sampling.max_new_tokens)
         except ValueError:
@@ -129,9 +151,7 @@ class TurnNarrator:
             sampling = sampling.with_values(max_new_tokens=half)
             prompt = self.builder().build(request, half)
         prompt = self._fit_chat(request, prompt, sampling.max_new_tokens)
-        seed = None if self.seed is None else self.seed + result.turn + attempt * RETRY_SEED_STEP
-        previous = [t.narration for t in engine.history[:-1] if t.narration][-3:]
-        return PreparedTurn(result.turn, prompt, sampling, seed, previous)
+        return PreparedTurn(turn.turn, prompt, sampling, turn.seed, turn.previous)
 
     def _fit_chat(self, request: ContextRequest, prompt: BuiltPrompt, max_new_tokens: int) -> BuiltPrompt:
         """A server's chat API wraps each message in its template's tokens: build with a smaller
@@ -167,6 +187,8 @@ class TurnNarrator:
         `lookahead`, the prompts of the offered options that enter another scene are
         computed next, into spare caches (`scene_prompts`). Returns the service's
         warm-up thread (None when there is nothing to do)."""
+        if not getattr(self.service, "computes_ahead", True):  # a server keeps its own cache
+            return None
         prefix = self.upcoming(engine)
         if not prefix:
             return None

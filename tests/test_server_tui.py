@@ -4,6 +4,7 @@ app tests' own (tests/test_tui.py)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from game.narration import make_turn_narrator
@@ -33,7 +34,11 @@ async def test_the_app_narrates_through_the_server_and_f2_says_how(llama_server)
                                   server=llama_server.url, seed=1)
     results = recorded(narrator)
     app = build(personalities, narrator)
+    counted_on = []  # the threads that asked the server to count tokens
     async with running(app, wake=True) as pilot:
+        counter = narrator.service.tokenizer
+        encode = counter.encode
+        counter.encode = lambda text: (counted_on.append(threading.current_thread()), encode(text))[1]
         assert app.notes[0].message == f"The Storyteller Spirit is awake (tiny-gpt2 on server 127.0.0.1:{llama_server.port})."
         assert app.notes[1].message == ("This server (llama-cpp-python) does not take no_repeat_ngram_size: the "
                                         "personality's value for it cannot be used.")  # named once
@@ -41,6 +46,8 @@ async def test_the_app_narrates_through_the_server_and_f2_says_how(llama_server)
         await act(pilot, "go north")
         assert len(results) == 2 and all(r.error is None and not r.cancelled for r in results)
         assert kinds(app, "narration") == [r.text for r in results if r.text]
+        # The server counts over the network: never on the app's own thread (the UI never waits on it).
+        assert counted_on and threading.main_thread() not in counted_on
         assert status(app).context_window == 1024
         await opens(pilot, "f2", ContextInspector)
         about = str(app.screen.query_one("#narrator-about").render())

@@ -241,6 +241,8 @@ class ServerNarrator(Narrating):
         prompt's count plus this plus the reply must fit the window."""
         return CHAT_RESERVE + CHAT_PER_MESSAGE * len(messages) if self.api_style == "chat" else 0
 
+    computes_ahead = False  # TurnNarrator.warm builds no prompt for it: nothing is computed ahead
+
     def warm(self, prompt: str, ahead=None):
         return None  # the server keeps its own prompt cache (and nothing is computed ahead)
 

@@ -31,6 +31,15 @@ class NarrationRestart(Message):
 
 
 @dataclass
+class NarrationPrompt(Message):
+    """The prompt of narration `generation`, built on the worker (for the inspector and gauge)."""
+
+    generation: int
+    prompt: object  # game.context.BuiltPrompt
+
+
+@dataclass
 class NarrationDone(Message):
     generation: int
     narration: object  # game.narrator.service.Narration
+    refused: str | None = None  # why no prompt could be built for this turn (a window too small)

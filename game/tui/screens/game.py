@@ -27,7 +27,7 @@ from game.safe_text import inert_line
 from game.narrator import cleaning
 from game.players import ACTION_MAX
 from game.session import Session
-from game.tui.messages import NarrationChunk, NarrationDone, NarrationRestart
+from game.tui.messages import NarrationChunk, NarrationDone, NarrationPrompt, NarrationRestart
 from game.tui.widgets.action_input import ActionInput
 from game.tui.widgets.key_bar import KeyBar
 from game.tui.widgets.status_bar import StatusBar
@@ -301,13 +301,9 @@ class GameScreen(Screen):
                 self.pending = (result, history[-1])
             return
         app.narrator.memory = list(self.session.memory)  # the player's pinned notes (/remember)
-        try:
-            prepared = app.narrator.prepare(self.engine, result, attempt)
-        except ValueError as exc:  # a model window too small for any prompt
-            self.notify(_("The Spirit cannot narrate this turn: {reason}").format(reason=exc),
-                        severity="warning", markup=False)
-            return
-        self.last_prompt = prepared.prompt
+        # The game's state is read here; the tokens are counted on the worker (a server narrator
+        # counts with the server's tokenizer, over the network: never on the app's thread).
+        turn_request = app.narrator.request(self.engine, result, attempt)
         self.generation += 1
         generation = self.generation
         self.narrating, self.narrating_turn, self.streamed = generation, result.turn, ""
@@ -321,6 +317,14 @@ class GameScreen(Screen):
         narrator = app.narrator
 
         def work() -> None:
+            try:
+                prepared = narrator.build(turn_request)
+            except ValueError as exc:  # a model window too small for any prompt
+                from game.narrator.service import Narration
+
+                self.post_message(NarrationDone(generation, Narration(), refused=str(exc)))
+                return
+            self.post_message(NarrationPrompt(generation, prepared.prompt))
             try:
                 narration = narrator.run(
                     prepared,
@@ -396,10 +400,19 @@ class GameScreen(Screen):
             self.streamed = ""
             self.query_one(StoryLog).stream("")
 
+    @on(NarrationPrompt)
+    def prompt_built(self, message: NarrationPrompt) -> None:
+        if message.generation == self.narrating:
+            self.last_prompt = message.prompt
+            self.refresh_status()
+
     @on(NarrationDone)
     def done(self, message: NarrationDone) -> None:
         if message.generation != self.narrating:
             return
+        if message.refused is not None:
+            self.notify(_("The Spirit cannot narrate this turn: {reason}").format(reason=message.refused),
+                        severity="warning", markup=False)
         narration, turn = message.narration, self.narrating_turn
         self.narrating = None
         story = self.query_one(StoryLog)
