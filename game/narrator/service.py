@@ -413,9 +413,11 @@ class NarratorService(Narrating):
 
         helper = threading.Thread(target=load_tokenizer, name="storyteller-tokenizer", daemon=True)
         helper.start()
-        config = fastgen.checkpoint_config(folder)
-        fast = fastgen.FastGenerator.from_checkpoint(folder, config, chosen, device=device, meter=meter)
-        helper.join()
+        try:
+            config = fastgen.checkpoint_config(folder)
+            fast = fastgen.FastGenerator.from_checkpoint(folder, config, chosen, device=device, meter=meter)
+        finally:  # even when the weights fail (out of memory): a tokenizer thread still loading
+            helper.join()  # when Python exits would abort the process ("terminate called ...")
         if "error" in loaded:
             raise loaded["error"]
         if fast.note:
