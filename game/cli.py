@@ -13,37 +13,31 @@ from pathlib import Path
 
 from game import __version__
 from game.diagnostics import GameFileError, display_path
-from game.i18n import _, language_for, ngettext, set_language
+from game.i18n import N_, _, language_for, ngettext, set_language
 from game.safe_text import inert, inert_line
+from game.sampling import SEED_MAX
 
 # Exit codes (documented in docs/reliability.md): 0 done, 1 a file has problems, 2 bad usage
 # or options, 74 standard input or output cannot be used (closed, full disk), 128 + N ended by
 # signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP) after saving.
 EXIT_IO = 74
-SEED_MAX = 2**32 - 1  # as game.settings.SEED_MAX (not imported: parsing stays light)
 
 
-def port_value(text: str) -> int:
-    """--port: a TCP port, 1 to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(_("{text!r} is not a whole number").format(text=text)) from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(_("{value} is not a port: use 1 to 65535").format(value=value))
+def _whole_number(low: int, high: int, outside: str):
+    """An argparse type: a whole number from `low` to `high`; `outside` says why another is refused."""
+    def value(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(_("{text!r} is not a whole number").format(text=text)) from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(_(outside).format(value=number, top=high))
+        return number
     return value
 
 
-def seed_value(text: str) -> int:
-    """--seed: a whole number from 0 to 2**32 - 1 (what the model's generators accept)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(_("{text!r} is not a whole number").format(text=text)) from None
-    if not 0 <= value <= SEED_MAX:
-        raise argparse.ArgumentTypeError(
-            _("{value} is outside the allowed range 0 to {top}").format(value=value, top=SEED_MAX))
-    return value
+port_value = _whole_number(1, 65535, N_("{value} is not a port: use 1 to 65535"))  # --port
+seed_value = _whole_number(0, SEED_MAX, N_("{value} is outside the allowed range 0 to {top}"))  # --seed
 
 
 def build_parser() -> argparse.ArgumentParser:

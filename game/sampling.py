@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+SEED_MAX = 2**32 - 1  # the largest seed: what every random generator the model uses accepts
+
 # name: (type, minimum, maximum, help)
 RANGES: dict[str, tuple[type, float, float, str]] = {
     "temperature": (float, 0.05, 2.0, "randomness: low is safe and repetitive, high is wild"),

@@ -29,13 +29,12 @@ from game.personality import (DEFAULT_PERSONALITY, ID_PATTERN, Personality, chec
                               check_sampling_block, did_you_mean, unknown_key_message)
 from game.safe_text import inert_line
 from game.safe_yaml import load_yaml_file
-from game.sampling import RANGES, SAMPLING_KEYS, Sampling, check_value
+from game.sampling import RANGES, SAMPLING_KEYS, SEED_MAX, Sampling, check_value
 from game.i18n import SETTINGS as LANGUAGE_SETTINGS
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")  # as game.narrator.precision.PRECISIONS (no torch here)
-SEED_MAX = 2**32 - 1  # what every random generator the model uses accepts
 MAX_FILE_BYTES = 64_000
 
 
