@@ -221,7 +221,7 @@ def run_bench(model: str | None, json_path: Path | None, quality: bool, out: Tex
         try:
             report = _measure(model, precision, quick, _env(home), out, peers, home)
         except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as error:
-            print(f"storyteller bench: {error}", file=out)
+            print(inert_line(f"storyteller bench: {error}"), file=out)
             return 1
     report["model"] = label
     _print_report(report, out)
@@ -295,7 +295,7 @@ def _measure(model: str, precision: str, quick: bool, env: dict, out: TextIO, pe
             if name in ("game", "pipeline"):
                 raise
             skipped[name] = f"failed during {request.get('op')}: {error}"
-            print(f"  {name} left out: {skipped[name]}", file=out)
+            print(inert_line(f"  {name} left out: {skipped[name]}"), file=out)
             sides[name].close()
             return None
 
@@ -560,11 +560,11 @@ def run_server_bench(url: str, server_model: str | None, model: str | None, json
     try:
         server = ServerNarrator(ServerConfig(url, model=server_model))
     except ValueError as error:
-        print(f"storyteller bench: {error}", file=out)
+        print(inert_line(f"storyteller bench: {error}"), file=out)
         return 2
     event = server.load()
     if server.status != "ready":
-        print(f"storyteller bench: the server cannot narrate: {event.reason}", file=out)
+        print(inert_line(f"storyteller bench: the server cannot narrate: {event.reason}"), file=out)
         return 1
     reps = 1 if quick else 3
     sizes = [n for n in SIZES if n + NEW_TOKENS + 8 <= server.window] or [16]
@@ -592,7 +592,7 @@ def run_server_bench(url: str, server_model: str | None, model: str | None, json
                         figures[side]["ttft_ms"].setdefault(str(n), []).append(got["ttft_ms"])
                         figures[side]["decode_tps"].setdefault(str(n), []).append(got["decode_tps"])
         except (RuntimeError, OSError, ValueError) as error:
-            print(f"storyteller bench: {error}", file=out)
+            print(inert_line(f"storyteller bench: {error}"), file=out)
             return 1
         finally:
             local.close()
@@ -675,7 +675,7 @@ def run_quality(model: str | None, json_path: Path | None, out: TextIO = sys.std
             trained = proxy.train_nicely(Path(tmp) / "proxy-gpt2", seconds)
             rows = quality(str(Path(tmp) / "proxy-gpt2"), proxy.corpus()[1])
     except Exception as error:  # noqa: BLE001 - one line, no traceback
-        print(f"storyteller bench: the quality proxy failed: {_first_line(error)}", file=out)
+        print(inert_line(f"storyteller bench: the quality proxy failed: {_first_line(error)}"), file=out)
         return 1
     rows["training"] = trained
     rows["int8_ok"] = formats.record_quality(formats.PROXY_KEY, rows)
@@ -697,7 +697,7 @@ def run_quality(model: str | None, json_path: Path | None, out: TextIO = sys.std
         try:
             rows = quality(model)
         except Exception as error:  # a bad folder or file: one line, no traceback
-            print(f"storyteller bench: could not compare precisions on '{model}': {_first_line(error)}", file=out)
+            print(inert_line(f"storyteller bench: could not compare precisions on '{model}': {_first_line(error)}"), file=out)
             return 1
         rows["int8_ok"] = formats.record_quality(formats.model_key(model), rows)
         report["model"], report["quality"] = model, rows
