@@ -215,7 +215,8 @@ class TurnNarrator:
                 result = sandbox.act(str(option.number))
                 if result.narrate and result.scene_entered:
                     try:
-                        found.append(self.prepare(sandbox, result).prompt.text)
+                        prompt = self.prepare(sandbox, result).prompt
+                        found.append((prompt.text, prompt.prefix))
                     except ValueError:
                         continue
             return found
@@ -230,6 +231,7 @@ class TurnNarrator:
         return self.service.narrate(prepared.prompt.text, prepared.sampling, seed=prepared.seed,
                                     previous=prepared.previous, stop_strings=STOP_STRINGS,
                                     on_chunk=on_chunk, on_restart=on_restart, cancel=cancel,
+                                    prefix=prepared.prompt.prefix,
                                     **({"messages": prepared.prompt.messages} if chat else {}))
 
     def log(self, prepared: PreparedTurn) -> None:

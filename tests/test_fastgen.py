@@ -113,15 +113,49 @@ def test_greedy_with_and_without_the_prefix_cache_match_exactly(small_model_dir,
 def test_a_warmed_up_prefix_gives_the_same_tokens_as_no_cache(small_model_dir, ids, kind):
     gen = from_checkpoint(small_model_dir, kind)
     gen.generate(ids[:200], None, max_new_tokens=8)
-    assert gen.warm(ids[:330]) == 128  # chunk [128, 256): the first is cached, [256, 330) is not whole
-    assert gen.cached == ids[:256]
+    assert gen.warm(ids[:330]) == 202  # [0, 128) is cached; [128, 256) and [256, 330) are computed
+    assert gen.cached == ids[:330]
     assert gen.warm(ids[:330]) == 0  # nothing left to do
-    prompt = ids[:330] + ids[400:420]
-    warmed = gen.generate(prompt, None, max_new_tokens=24)
-    assert gen.reused == 256
-    assert warmed == gen.generate(prompt, None, max_new_tokens=24, reuse_cache=False)
+    prompt = ids[:330] + ids[350:370]
+    warmed = gen.generate(prompt, None, max_new_tokens=24, split=330)
+    assert gen.reused == 330  # Enter computes only the new turn
+    assert warmed == gen.generate(prompt, None, max_new_tokens=24, split=330, reuse_cache=False)
+    gen.warm(ids[:330])
+    gen.generate(prompt, None, max_new_tokens=24)  # no known start: the grid alone
+    assert gen.reused == 256  # the chunk [256, 330) was computed apart: not reused for other chunks
     stopped = gen.warm(ids[:600], should_stop=lambda: True)
-    assert stopped == 0 and len(gen.cached) % 128 == 0  # stopped before a chunk: only whole chunks kept
+    assert stopped == 0 and len(gen.cached) in fastgen.chunk_ends(600)  # stopped before a chunk
+
+
+def test_chunks_end_on_the_grid_and_where_the_known_start_ends():
+    assert fastgen.chunk_ends(300) == [128, 256, 300]
+    assert fastgen.chunk_ends(300, 200) == [128, 200, 256, 300]
+    assert fastgen.chunk_ends(300, 256) == fastgen.chunk_ends(300, 0) == fastgen.chunk_ends(300, 300) \
+        == [128, 256, 300]
+    assert fastgen.chunk_ends(5, 3) == [3, 5]
+
+
+@pytest.mark.parametrize("kind", ["fp32", "int8"])
+def test_a_prompt_computed_whole_ahead_into_a_spare_needs_nothing_and_changes_no_story(
+        small_model_dir, ids, kind):
+    gen = from_checkpoint(small_model_dir, kind)
+    sampling = Sampling(max_new_tokens=12)
+    expected, other = ids[:290], ids[50:370]  # the expected start; a scene's prompt instead
+    cold = gen.generate(other, sampling, seed=7, max_new_tokens=12, split=300, reuse_cache=False)
+    gen.forget()
+    gen.warm(expected)
+    assert gen.warm_spare(other, 0, split=300) == 320
+    assert gen.cached == expected  # the main cache is left as it was
+    assert gen.warm_spare(other, 0, split=300) == 0  # nothing left to do
+    assert gen.generate(other, sampling, seed=7, max_new_tokens=12, split=300) == cold
+    assert gen.reused == 320  # the whole prompt: its first token came at once
+    gen.warm_spare(other, 1, split=300)
+    gen.generate(other[:-1], sampling, seed=7, max_new_tokens=12, split=300)
+    assert gen.reused == 300  # a prompt that ends earlier reuses the chunks it shares
+    gen.forget()
+    gen.warm_spare(other, 1, split=None)
+    assert gen.generate(other, sampling, seed=7, max_new_tokens=12, split=300) == cold
+    assert gen.reused == 256  # computed in other chunks: only the common ones are taken
 
 
 def test_a_prompt_that_differs_early_reuses_nothing_it_should_not(tiny_model_dir, ids):
@@ -179,15 +213,43 @@ def test_lower_precisions_stay_within_the_stated_tolerance_of_fp32(small_model_d
     assert float((logits.argmax(-1) == reference.argmax(-1)).float().mean()) >= 0.9
 
 
-def test_int8_keeps_an_int8_embedding_and_packs_the_tied_head_once(small_model_dir):
+def test_int8_reads_embedding_rows_from_the_file_and_packs_the_tied_head_once(small_model_dir, ids):
     import torch
+    from safetensors import safe_open
 
     gen = from_checkpoint(small_model_dir, "int8")
     backend = gen.backend
-    assert backend.wte.dtype == torch.int8 and backend.wte_scales is not None
+    assert backend.wte is None and backend.wte_scales is None  # no int8 table kept
     assert type(backend.head).__name__ == "Int8Linear"
-    assert backend.keys.dtype == torch.bfloat16  # the key/value cache
+    assert backend.keys.dtype == torch.float32  # the key/value cache: fp32 attention
     assert gen.precision == "int8" and gen.note is None
+    with safe_open(str(small_model_dir / "model.safetensors"), "pt") as f:
+        table = f.get_tensor("transformer.wte.weight")
+    picked = [ids[3], ids[0], ids[3], 50256, 0]
+    assert torch.equal(backend.rows.read(picked), table[picked])  # exact rows, repeats and ends too
+
+
+def test_a_model_file_cut_short_while_playing_is_an_error_naming_it(tmp_path, small_model_dir, ids):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(small_model_dir, folder)
+    gen = from_checkpoint(folder, "int8")
+    gen.generate(ids[:10], None, max_new_tokens=2)
+    with open(folder / "model.safetensors", "r+b") as f:
+        f.truncate(1000)  # in place, under the running game
+    with pytest.raises(OSError, match="cut short"):
+        gen.generate(ids[:20], None, max_new_tokens=2)
+    assert gen.cached == []  # nothing half-written is trusted
+
+
+def test_a_model_already_in_memory_keeps_its_int8_embedding(small_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(small_model_dir)
+    backend = fastgen.FastGenerator.from_model(model, "int8", threads=1).backend
+    assert backend.rows is None and backend.wte.dtype == torch.int8 and backend.wte_scales is not None
 
 
 def test_int8_gives_the_same_numbers_on_any_number_of_threads(small_model_dir, ids):
@@ -335,12 +397,18 @@ def test_service_warms_the_next_prompt_in_the_background_and_gives_way(int8_serv
     start = gpt2_tokenizer.decode(ids[:300])
     thread = service.warm(start)
     thread.join(30)
-    assert not thread.is_alive() and len(service.generator.cached) == 256
-    stream = service.stream(start + " And then the frog spoke.", few, seed=1)
+    assert not thread.is_alive() and len(service.generator.cached) == 299  # its last token may merge on
+    stream = service.stream(start + " And then the frog spoke.", few, seed=1, prefix=start)
     list(stream)
-    assert stream.reused == 256  # Enter only waited for the rest
-    cold = service.clear_cache() or service.narrate(start + " And then the frog spoke.", few, seed=1)
+    assert stream.reused == 299  # Enter only waited for the new part
+    cold = service.clear_cache() or service.narrate(start + " And then the frog spoke.", few, seed=1,
+                                                    prefix=start)
     assert cold.raw == stream.raw  # warming changes when the story comes, never which story
+    thread = service.warm(start)
+    thread.join(30)
+    stream = service.stream(start + " And then the frog spoke.", few, seed=1)  # no known start given
+    list(stream)
+    assert stream.reused == 256  # the grid's chunks alone
     service.clear_cache()
     expected = service.narrate(start, few, seed=1)
     thread = service.warm(gpt2_tokenizer.decode((ids * 3)[:900]))
@@ -412,11 +480,19 @@ def test_prompts_computed_ahead_into_spare_caches_are_taken_and_change_no_story(
     service.clear_cache()
     thread = service.warm(expected, ahead=lambda: [other])
     thread.join(30)
-    assert not thread.is_alive() and len(service.generator.cached) == 256  # the main cache: the expected start
+    assert not thread.is_alive() and len(service.generator.cached) == 299  # the main cache: the expected start
     stream = service.stream(other + " The end.", few, seed=3)
     list(stream)
     assert stream.reused == 256  # taken from the spare
     assert stream.raw == cold.raw  # computed ahead changes when the story comes, never which
+    whole = other + " The end."
+    cold = service.clear_cache() or service.narrate(whole, few, seed=3, prefix=other)
+    thread = service.warm(expected, ahead=lambda: [(whole, other)])  # a scene's prompt and its known start
+    thread.join(30)
+    stream = service.stream(whole, few, seed=3, prefix=other)
+    list(stream)
+    assert stream.reused == len(gpt2_tokenizer(whole).input_ids)  # all of it: the first token came at once
+    assert stream.raw == cold.raw
     stream = service.stream(expected + " And so on.", few, seed=3)
     list(stream)
     assert stream.reused == 256  # the expected start was kept aside meanwhile
@@ -431,4 +507,4 @@ def test_prompts_computed_ahead_into_spare_caches_are_taken_and_change_no_story(
     service.clear_cache()
     thread = service.warm(expected, ahead=broken)
     thread.join(30)
-    assert len(service.generator.cached) == 256  # looking ahead failed: the warm-up is kept
+    assert len(service.generator.cached) == 299  # looking ahead failed: the warm-up is kept

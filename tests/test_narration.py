@@ -150,7 +150,8 @@ def test_the_prompts_of_scene_entering_options_are_known_exactly_before_the_play
                            history=[type(t)(**vars(t)) for t in engine.history])
             result = trial.act(str(option.number))
             if result.scene_entered and result.narrate:
-                moving.append(narrator.prepare(trial, result).prompt.text)
+                prompt = narrator.prepare(trial, result).prompt
+                moving.append((prompt.text, prompt.prefix))  # the prompt and its known start
         assert ahead == moving
         checked += len(ahead)
         option = next((o for o in engine.options() if o.is_exit), None)

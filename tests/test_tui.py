@@ -136,7 +136,7 @@ class ScriptedSpirit:
         return None
 
     def narrate(self, prompt, sampling, *, seed=None, previous=(), stop_strings=(), on_chunk=None,
-                on_restart=None, cancel=None, timeout=None) -> Narration:
+                on_restart=None, cancel=None, timeout=None, prefix=None) -> Narration:
         cancel = cancel or threading.Event()
         self.calls.append(dict(prompt=prompt, sampling=sampling, seed=seed))
         sent = ""

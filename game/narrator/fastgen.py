@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -90,6 +91,20 @@ class _Defaults:
         self.__dict__.update(self.GPT2, **config)
 
 
+def chunk_ends(n: int, split: int | None = None) -> list[int]:
+    """Where the chunks of an `n`-token prompt end: on a fixed grid of `ALIGN` tokens, and at
+    `split`, the end of the prompt's known start (the part computed while the player typed).
+
+    Computing a prompt in other chunks changes its last digits (int8 quantizes each chunk's input
+    with one scale), so a prompt is always computed in these chunks, cached or not, and only
+    tokens cached in the same chunks are reused (see `FastGenerator._prefill`).
+    """
+    ends = set(range(ALIGN, n, ALIGN)) | {n}
+    if split is not None and 0 < split < n:
+        ends.add(split)
+    return sorted(ends)
+
+
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     """Length of the longest common start of two token lists."""
     n = min(len(a), len(b))
@@ -112,8 +127,9 @@ class FastGenerator:
         self.cached: list[int] = []  # the tokens whose keys/values are in the cache
         self.reused = 0  # prompt tokens the last generation took from the cache
         self._trim = False
-        self._grid = 0  # cached tokens computed on the prompt grid (see `_prefill`)
-        self._spares: list[list] = []  # [keys, values, cached, grid] of caches computed ahead
+        self._bounds: list[int] = []  # where each chunk of the cached tokens ended (see `_prefill`)
+        self._last = None  # the logits of the last cached position, when a look-ahead kept them
+        self._spares: list[list] = []  # [keys, values, cached, bounds, last] of caches computed ahead
         self._cores = meter or formats.CoreMeter()
         self.fixed_threads = threads  # None: each generation uses the cores others left free
         self.threads = 0  # torch threads of the last run
@@ -190,7 +206,8 @@ class FastGenerator:
         window = window or config.n_positions
         with torch.inference_mode(), _loading_memory():
             backend = _Gpt2(config, fetch, chosen, torch.device(device), window,
-                            tied=config.tie_word_embeddings or "lm_head.weight" not in names)
+                            tied=config.tie_word_embeddings or "lm_head.weight" not in names,
+                            embedding_file=(path, prefix + "wte.weight"))
         return cls(backend, chosen, window, config.vocab_size, note, threads, meter)
 
     @property
@@ -208,105 +225,136 @@ class FastGenerator:
     def forget(self) -> None:
         """Drop the cached prefix and the spare caches (the next generation computes its whole prompt)."""
         self.backend.truncate(0)
-        self.cached = []
-        self._grid = 0
+        self.cached, self._bounds, self._last = [], [], None
         for spare in self._spares:
-            spare[2], spare[3] = [], 0
+            spare[2:] = [[], [], None]
 
     def _swap(self, spare: list) -> None:
         """Exchange the main cache with a spare one (tensors change places: nothing is copied)."""
         b = self.backend
-        b.keys, b.values, self.cached, self._grid, spare[:] = (
-            *spare, [b.keys, b.values, self.cached, self._grid])
+        b.keys, b.values, self.cached, self._bounds, self._last, spare[:] = (
+            *spare, [b.keys, b.values, self.cached, self._bounds, self._last])
 
-    def _take_spare(self, ids: Sequence[int], limit: int) -> None:
-        """Make the main cache the one, main or spare, with the most reusable chunks for `ids`."""
-        best, most = None, self._reusable(ids, limit)
+    def _take_spare(self, ids: Sequence[int], split: int | None) -> None:
+        """Make the main cache the one, main or spare, with the most reusable tokens for `ids`."""
+        best, most = None, self._reusable(ids, split)
         for spare in self._spares:
-            n = min(common_prefix(spare[2], ids), limit, spare[3])
-            n -= n % ALIGN
+            self._swap(spare)
+            try:
+                n = self._reusable(ids, split)
+            finally:
+                self._swap(spare)
             if n > most:
                 best, most = spare, n
         if best is not None:
             self._swap(best)
 
-    def warm_spare(self, ids: Sequence[int], slot: int,
+    def warm_spare(self, ids: Sequence[int], slot: int, split: int | None = None,
                    should_stop: Callable[[], bool] = lambda: False) -> int:
-        """Like `warm`, but into spare cache `slot` (0 to SPARES - 1), leaving the main cache as it is:
-        a prompt that may come instead of the expected one (the player may enter another scene).
-        A generation whose prompt starts like a spare takes it (`_take_spare`). Only the lean
-        GPT-2 path has spares; elsewhere this does nothing. Returns the tokens computed."""
+        """Compute a whole prompt that may come instead of the expected one (the player may enter
+        another scene) into spare cache `slot` (0 to SPARES - 1), leaving the main cache as it
+        is: in chunks as `generate(ids, split=split)` would, keeping the last position's logits,
+        so that a generation of that very prompt computes nothing before its first token. A
+        generation whose prompt starts like a spare takes it (`_take_spare`). Only the lean GPT-2
+        path has spares; elsewhere this does nothing. Returns the tokens computed."""
         if not hasattr(self.backend, "new_cache") or not 0 <= slot < SPARES:
             return 0
         while len(self._spares) <= slot:
-            self._spares.append([*self.backend.new_cache(), [], 0])
+            self._spares.append([*self.backend.new_cache(), [], [], None])
         spare = self._spares[slot]
         self._swap(spare)
         try:
-            return self.warm(ids, should_stop)
+            return self._compute_ahead(list(ids)[: self.window - 1], split, should_stop, keep_logits=True)
         finally:
             self._swap(spare)
 
     def _advance(self, ids: list[int], all_logits: bool = False):
-        """Feed `ids` after the cached tokens; logits of the last (or every) new position."""
+        """Feed `ids` after the cached tokens, as one chunk; logits of the last (or every) new position."""
         start = len(self.cached)
+        self._last = None
         try:
             logits = self.backend.forward(ids, start, all_logits)
         except BaseException:
             self.forget()  # a half-written cache must not be trusted
             raise
         self.cached.extend(ids)
+        self._bounds.append(len(self.cached))
         return logits
 
-    def _reusable(self, ids: Sequence[int], limit: int) -> int:
-        """How many cached tokens `ids` can use: their common prefix (at most `limit`) in whole grid chunks."""
-        same = min(common_prefix(self.cached, ids), limit, self._grid)
-        return same - same % ALIGN
+    def _reusable(self, ids: Sequence[int], split: int | None, limit: int | None = None) -> int:
+        """How many cached tokens a prompt `ids` (with `split`, see `chunk_ends`) can take: the
+        longest common start that was computed in the very chunks the prompt's own computation
+        would use. At most `limit` (default: all but the last token, or all of them when the
+        cache holds exactly `ids` with the last position's logits)."""
+        if limit is None:
+            whole = self._last is not None and len(self.cached) == len(ids)
+            limit = len(ids) if whole else len(ids) - 1
+        same = min(common_prefix(self.cached, ids), limit)
+        keep = 0
+        for had, wants in zip(self._bounds, chunk_ends(len(ids), split)):
+            if had != wants or had > same:
+                break
+            keep = had
+        return keep
 
     def _crop(self, keep: int) -> None:
-        """Keep only the first `keep` cached tokens."""
+        """Keep only the first `keep` cached tokens (`keep` is the end of a chunk)."""
         self.backend.truncate(keep)
         del self.cached[keep:]
+        while self._bounds and self._bounds[-1] > keep:
+            self._bounds.pop()
+            self._last = None
 
-    def _prefill(self, ids: list[int], reuse_cache: bool):
-        """Crop the cache to the common prefix with `ids`, compute the rest; last position's logits.
+    def _prefill(self, ids: list[int], reuse_cache: bool, split: int | None = None):
+        """Crop the cache to what `ids` can reuse, compute the rest; the last position's logits.
 
-        Prompts are computed in chunks on a fixed grid of positions ([0, ALIGN),
-        [ALIGN, 2 ALIGN), ...) and only whole grid chunks are reused, so every
-        number is computed exactly as without a cache: the cache changes how
+        A prompt is computed in chunks that end at `chunk_ends(len(ids), split)`, whether or
+        not part of it is cached, and only cached tokens computed in those very chunks are
+        reused: every number is computed exactly as without a cache, so the cache changes how
         fast a story comes, never which story.
         """
         if reuse_cache:
-            self._take_spare(ids, len(ids) - 1)
-        keep = self._reusable(ids, len(ids) - 1) if reuse_cache else 0
+            self._take_spare(ids, split)
+        keep = self._reusable(ids, split) if reuse_cache else 0
+        logits = self._last.clone() if keep == len(ids) else None
         self._crop(keep)
         self.reused = keep
-        for start in range(keep, len(ids), ALIGN):
-            logits = self._advance(ids[start:start + ALIGN])
-        self._grid = len(ids) - len(ids) % ALIGN  # the whole grid chunks; a partial one is redone
+        for end in chunk_ends(len(ids), split):
+            if end > keep:
+                logits = self._advance(ids[len(self.cached):end])
         return logits
 
-    def warm(self, ids: Sequence[int], should_stop: Callable[[], bool] = lambda: False) -> int:
-        """Compute the whole grid chunks of `ids` into the cache, ahead of a prompt that starts
-        with them (the player is still typing). Chunks already cached are kept; `should_stop()`
-        is checked before each chunk. Returns how many tokens were computed."""
+    def _compute_ahead(self, ids: list[int], split: int | None, should_stop: Callable[[], bool],
+                       keep_logits: bool = False) -> int:
+        """Compute `ids` into the cache in the chunks of `chunk_ends(len(ids), split)`, keeping
+        what is cached already; `should_stop()` is checked before each chunk. Returns how many
+        tokens were computed."""
         import torch
 
-        ids = list(ids)[: self.window - 1]
-        end = len(ids) - len(ids) % ALIGN
-        keep = self._reusable(ids, len(ids))
-        if keep >= end:
-            return 0
+        keep = self._reusable(ids, split, len(ids))
+        if keep == len(ids):
+            if not keep_logits or (self._last is not None and len(self.cached) == len(ids)):
+                return 0
+            keep = self._reusable(ids, split, len(ids) - 1)  # the last chunk again, for its logits
         self._use_threads()
         with torch.inference_mode():
             self._crop(keep)
-            self._grid = keep
-            for start in range(keep, end, ALIGN):
+            for end in chunk_ends(len(ids), split):
+                if end <= keep:
+                    continue
                 if should_stop():
                     break
-                self._advance(ids[start:start + ALIGN])
-                self._grid = start + ALIGN
-        return self._grid - keep
+                logits = self._advance(ids[len(self.cached):end])
+                if keep_logits and end == len(ids):
+                    self._last = logits
+        return len(self.cached) - keep
+
+    def warm(self, ids: Sequence[int], should_stop: Callable[[], bool] = lambda: False) -> int:
+        """Compute `ids` into the cache ahead of a prompt that starts with them (the player is still
+        typing), in the chunks a prompt split at `len(ids)` uses (see `chunk_ends`). Chunks already
+        cached are kept; `should_stop()` is checked before each chunk. Returns how many tokens were
+        computed."""
+        return self._compute_ahead(list(ids)[: self.window - 1], None, should_stop)
 
     def logits(self, ids: Sequence[int]):
         """Logits (fp32) at every position of `ids`, computed from scratch: shape (len, vocab)."""
@@ -324,8 +372,13 @@ class FastGenerator:
                  max_new_tokens: int = 64, min_new_tokens: int = 0, eos: int | None = None,
                  should_stop: Callable[[], bool] = lambda: False,
                  on_token: Callable[[int], None] | None = None,
-                 max_time: float | None = None, reuse_cache: bool = True) -> list[int]:
+                 max_time: float | None = None, reuse_cache: bool = True,
+                 split: int | None = None) -> list[int]:
         """New tokens after `prompt` (a non-empty token list); the prompt's end is kept if too long.
+
+        `split`: how many of the prompt's tokens were known before the player acted (what
+        `warm` computed); the prompt is computed in the chunks of `chunk_ends(len, split)`
+        whether or not they are cached, so the same prompt and split give the same story.
 
         `sampling` is a `game.sampling.Sampling` (None: greedy). Stops at `eos`
         (once `min_new_tokens` are out), at `max_new_tokens`, after `max_time`
@@ -339,7 +392,10 @@ class FastGenerator:
         if not prompt:
             raise ValueError("the prompt has no tokens")
         max_new_tokens = max(1, min(max_new_tokens, self.window - 1))
-        prompt = list(prompt)[-(self.window - max_new_tokens):]
+        kept = list(prompt)[-(self.window - max_new_tokens):]
+        if len(kept) < len(prompt):
+            split = None  # its start was cut off: the known start is gone
+        prompt = kept
         deadline = None if max_time is None else time.monotonic() + max_time
         sampler = None if sampling is None else \
             Sampler(sampling, seed, prompt, self.vocab, exact_draws=self.precision == "fp32")
@@ -347,7 +403,7 @@ class FastGenerator:
         self._use_threads()
         self._cores.begin()
         with torch.inference_mode():
-            logits = self._prefill(prompt, reuse_cache)
+            logits = self._prefill(prompt, reuse_cache, split)
             if len(prompt) - self.reused > TRIM_AFTER:
                 self._trim = True
             while True:
@@ -496,8 +552,11 @@ class _Gpt2:
 
     kind = "lean-gpt2"
 
-    def __init__(self, config, fetch, precision: str, device, window: int, tied: bool = True):
-        """`fetch(name, rows=None)` gives a weight by its GPT-2 name ("h.0.attn.c_attn.weight")."""
+    def __init__(self, config, fetch, precision: str, device, window: int, tied: bool = True,
+                 embedding_file: tuple[str, str] | None = None):
+        """`fetch(name, rows=None)` gives a weight by its GPT-2 name ("h.0.attn.c_attn.weight").
+        `embedding_file` (the safetensors file and the embedding's name in it): in int8 on the CPU,
+        the rows of the tokens met are read from there as needed (`RowFile`) rather than kept."""
         import torch
 
         act = formats.dtype_of(precision)
@@ -520,7 +579,9 @@ class _Gpt2:
             for i in range(config.n_layer)]
         self.ln_f = norm("ln_f")
         self.wpe = get("wpe.weight").to(act)
-        # int8: the embedding is int8 rows with a scale each, and the tied LM head is packed from them
+        # int8: the LM head is packed int8 rows; the embedding is read from the file as needed
+        # (exact, and no second 39 MB table), or, for a model already in memory, int8 rows with a
+        # scale each, from which the tied head is packed
         self.wte, self.wte_scales = self._table(fetch, "wte.weight", config.vocab_size, precision)
         head, scales = (self.wte, self.wte_scales) if tied else \
             self._table(fetch, "lm_head.weight", config.vocab_size, precision)
@@ -528,8 +589,15 @@ class _Gpt2:
             self.head = formats.int8_linear(head, scales)
         else:
             self.head = formats.linear(head, None, precision)  # shares the table when tied
-        # the key/value cache: bf16 unless the model runs in fp32 (or fp16); (layers, 1, heads, window, dim)
-        self.kv = torch.bfloat16 if precision == "int8" else act
+        self.rows = None
+        if precision == "int8" and embedding_file is not None and device.type == "cpu":
+            self.rows = RowFile(*embedding_file, (config.vocab_size, self.width))
+            self.wte = self.wte_scales = None
+        del head, scales
+        # the key/value cache, in the activations' dtype (fp32 in int8): torch's CPU attention over
+        # a bf16 cache was the slowest part of a token at long contexts (see docs/performance.md);
+        # (layers, 1, heads, window, dim)
+        self.kv = act
         self._shape = (len(self.layers), 1, self.heads, window, self.width // self.heads)
         self.keys, self.values = self.new_cache()
 
@@ -572,9 +640,12 @@ class _Gpt2:
             raise ValueError(f"{end} tokens do not fit the {self.keys.shape[3]}-token window")
         tokens = torch.tensor(ids, device=self.device)
         positions = torch.arange(start, end, device=self.device)
-        h = self.wte[tokens].to(self.act)
-        if self.wte_scales is not None:
-            h = h * self.wte_scales[tokens].unsqueeze(1)
+        if self.rows is not None:
+            h = self.rows.read(ids).to(self.act)
+        else:
+            h = self.wte[tokens].to(self.act)
+            if self.wte_scales is not None:
+                h = h * self.wte_scales[tokens].unsqueeze(1)
         h = h + self.wpe[positions]
         mask = None
         if n > 1 and start > 0:  # the new tokens see the whole cached prefix and their own past
@@ -585,15 +656,73 @@ class _Gpt2:
             q, k, v = qkv(x).view(1, n, 3, heads, -1).permute(2, 0, 3, 1, 4)  # each (1, heads, n, dim)
             self.keys[i, :, :, start:end] = k
             self.values[i, :, :, start:end] = v
-            att = F.scaled_dot_product_attention(q.to(self.kv), self.keys[i, :, :, :end],
-                                                 self.values[i, :, :, :end], attn_mask=mask, is_causal=causal)
-            h = h + proj(att[0].transpose(0, 1).reshape(n, width).to(self.act))
+            att = F.scaled_dot_product_attention(q, self.keys[i, :, :, :end], self.values[i, :, :, :end],
+                                                 attn_mask=mask, is_causal=causal)
+            h = h + proj(att[0].transpose(0, 1).reshape(n, width))
             x = F.layer_norm(h, (width,), ln2[0], ln2[1], self.eps)
             h = h + out(F.gelu(fc(x), approximate=self.gelu))
         if not all_logits:
             h = h[-1:]
         logits = self.head(F.layer_norm(h, (width,), self.ln_f[0], self.ln_f[1], self.eps)).float()
         return logits if all_logits else logits[0]
+
+
+class RowFile:
+    """Rows of one 2-D tensor of a safetensors file, read from the file when asked for.
+
+    For the int8 embedding: a prompt meets a few hundred of GPT-2's 50,257 tokens, so reading
+    their rows (3 KB each, in the checkpoint's own precision: exact) costs microseconds and saves
+    keeping the whole table (39 MB in int8). Reads go through a file descriptor held open
+    (`os.pread`), not a memory map: a file cut short while the game runs gives an error naming
+    it, never a SIGBUS; a file replaced (a new download) leaves the open one readable.
+    """
+
+    _DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+    def __init__(self, path: str, name: str, shape: tuple[int, int]):
+        import struct
+
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            size = struct.unpack("<Q", os.pread(self._fd, 8, 0))[0]
+            header = json.loads(os.pread(self._fd, size, 8))
+            entry = header[name]
+            dtype = self._DTYPES.get(entry["dtype"])
+            if dtype is None or tuple(entry["shape"]) != tuple(shape):
+                raise ValueError(f"{path}: '{name}' is {entry['dtype']} {entry['shape']}, "
+                                 f"not a {shape[0]} x {shape[1]} float table")
+            import torch
+
+            self.dtype = getattr(torch, dtype)
+            self.row_bytes = shape[1] * torch.empty(0, dtype=self.dtype).element_size()
+            self.width, self.rows = shape[1], shape[0]
+            self._start = 8 + size + entry["data_offsets"][0]
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def read(self, ids: Sequence[int]):
+        """The rows of `ids` as a (len(ids), width) tensor in the file's dtype."""
+        import torch
+
+        out = bytearray(len(ids) * self.row_bytes)
+        view = memoryview(out)
+        for i, token in enumerate(ids):
+            if not 0 <= token < self.rows:
+                raise IndexError(f"token {token} is outside the vocabulary of {self.rows}")
+            row = os.pread(self._fd, self.row_bytes, self._start + token * self.row_bytes)
+            if len(row) != self.row_bytes:
+                raise OSError(f"{self.path} was cut short while the game was running: "
+                              "restart the game (or download the model again)")
+            view[i * self.row_bytes:(i + 1) * self.row_bytes] = row
+        return torch.frombuffer(out, dtype=self.dtype).view(len(ids), self.width)
+
+    def __del__(self):
+        try:
+            os.close(self._fd)
+        except (OSError, AttributeError, TypeError):
+            pass
 
 
 class _Generic:

@@ -556,8 +556,9 @@ class ServerNarrator(Narrating):
                cancel: threading.Event | None = None,
                stop_strings: Sequence[str] = cleaning.DEFAULT_STOPS,
                timeout: float | None = None, min_new_tokens: int = 0,
-               messages: Sequence[dict] | None = None) -> "ServerStream":
-        """Start-on-iteration stream of raw text chunks from the server; see `ServerStream`."""
+               messages: Sequence[dict] | None = None, prefix: str | None = None) -> "ServerStream":
+        """Start-on-iteration stream of raw text chunks from the server; see `ServerStream`.
+        `prefix` (the prompt's known start) is not used: a server keeps its own cache."""
         return ServerStream(self, prompt, messages, sampling, seed, cancel, tuple(s for s in stop_strings if s),
                             self.timeout if timeout is None else timeout, min_new_tokens)
 

@@ -125,7 +125,7 @@ class Narrating:
                 on_chunk: Callable[[str], None] | None = None,
                 on_restart: Callable[[str], None] | None = None,
                 cancel: threading.Event | None = None, timeout: float | None = None,
-                messages: Sequence[dict] | None = None) -> Narration:
+                messages: Sequence[dict] | None = None, prefix: str | None = None) -> Narration:
         """Narrate one turn: stream, clean, and re-sample once if the reply is bad.
 
         `on_chunk(text)` gets raw chunks as they stream (stop strings excluded).
@@ -135,9 +135,11 @@ class Narrating:
         repetition penalty raised by 0.3 (capped) and seed+1; the second result
         is kept. Never raises for generation problems: see `Narration.error`.
         `messages` is the same prompt as chat messages (`BuiltPrompt.messages`), for a
-        narrator that talks to a chat API; the local model reads `prompt`.
+        narrator that talks to a chat API; the local model reads `prompt`. `prefix` is the
+        prompt's known start (`BuiltPrompt.prefix`, what `warm` computed while the player typed).
         """
-        first = self._attempt(prompt, sampling, seed, stop_strings, on_chunk, cancel, timeout, messages)
+        first = self._attempt(prompt, sampling, seed, stop_strings, on_chunk, cancel, timeout, messages,
+                              prefix)
         reason = None if first.error or first.cancelled else cleaning.judge(first.text, previous)
         if reason is None:
             return first
@@ -146,13 +148,15 @@ class Narrating:
             on_restart(reason)
         second = self._attempt(prompt, sampling.with_values(repetition_penalty=penalty),
                                None if seed is None else seed + 1, stop_strings, on_chunk, cancel, timeout,
-                               messages)
+                               messages, prefix)
         second.resampled, second.resample_reason = True, reason
         return second
 
     def _attempt(self, prompt, sampling, seed, stop_strings, on_chunk, cancel, timeout,
-                 messages=None) -> Narration:
+                 messages=None, prefix=None) -> Narration:
         extra = {} if messages is None else {"messages": messages}
+        if prefix:
+            extra["prefix"] = prefix
         run = self.stream(prompt, sampling, seed=seed, cancel=cancel, stop_strings=stop_strings,
                           timeout=timeout, **extra)
         error = None
@@ -239,9 +243,10 @@ class NarratorService(Narrating):
         on a background thread (returned; None when the Spirit is not ready).
 
         `ahead`, when given, is called on that thread once `prompt` is done and gives
-        prompts that may come instead (the turn that enters another scene); the first
-        `fastgen.SPARES` of them are computed into spare caches, which a generation
-        whose prompt starts the same way takes instead of computing it.
+        prompts that may come instead (the turn that enters another scene), each a
+        (prompt, its known start) pair (`BuiltPrompt.text`, `.prefix`) or a prompt alone;
+        the first `fastgen.SPARES` of them are computed whole into spare caches, and a
+        generation of that prompt takes its spare instead of computing it.
 
         While the player reads and types, the next turn's prompt is computed up to its
         new part, so that part is all Enter has to wait for. A generation or a newer
@@ -269,10 +274,12 @@ class NarratorService(Narrating):
                     log.debug("looking ahead failed", exc_info=True)
                     return
                 try:
-                    for slot, text in enumerate(others[:fastgen.SPARES]):
+                    for slot, other in enumerate(others[:fastgen.SPARES]):
                         if stop.is_set():
                             break
-                        self._fast.warm_spare(self._tokenizer(text).input_ids[:-1], slot, should_stop=stop.is_set)
+                        text, start = (other, None) if isinstance(other, str) else other
+                        ids = self._tokenizer(text).input_ids
+                        self._fast.warm_spare(ids, slot, self.split(ids, start), should_stop=stop.is_set)
                 except Exception:  # noqa: BLE001 - as above
                     self._fast.forget()
 
@@ -280,6 +287,13 @@ class NarratorService(Narrating):
         _WARMING.add(self)
         thread.start()
         return thread
+
+    def split(self, ids: list[int], prefix: str | None) -> int | None:
+        """Where the known start `prefix` ends in a prompt's tokens `ids` (see `fastgen.chunk_ends`):
+        the tokens `warm(prefix)` computed, as far as the prompt starts with them."""
+        if not prefix:
+            return None
+        return fastgen.common_prefix(ids, self._tokenizer(prefix).input_ids[:-1]) or None
 
     def stop_warming(self, timeout: float = 30.0) -> None:
         """Stop the warm-up in progress, if any, and wait for it (it ends after its current chunk)."""
@@ -452,14 +466,16 @@ class NarratorService(Narrating):
     def stream(self, prompt: str, sampling: Sampling, *, seed: int | None = None,
                cancel: threading.Event | None = None,
                stop_strings: Sequence[str] = cleaning.DEFAULT_STOPS,
-               timeout: float | None = None, min_new_tokens: int = 0) -> "NarrationStream":
+               timeout: float | None = None, min_new_tokens: int = 0,
+               prefix: str | None = None) -> "NarrationStream":
         """Start-on-iteration stream of raw text chunks; see `NarrationStream`.
 
         `min_new_tokens` keeps the model from ending (end-of-text) before that
-        many tokens; the benchmark uses it to time a fixed length.
+        many tokens; the benchmark uses it to time a fixed length. `prefix`: the
+        prompt's known start (what `warm` computed), if it has one.
         """
         return NarrationStream(self, prompt, sampling, seed, cancel, tuple(stop_strings),
-                               self.timeout if timeout is None else timeout, min_new_tokens)
+                               self.timeout if timeout is None else timeout, min_new_tokens, prefix)
 
 
 class NarrationStream:
@@ -477,8 +493,9 @@ class NarrationStream:
 
     def __init__(self, service: NarratorService, prompt: str, sampling: Sampling, seed: int | None,
                  cancel: threading.Event | None, stop_strings: tuple[str, ...], timeout: float,
-                 min_new_tokens: int = 0):
+                 min_new_tokens: int = 0, prefix: str | None = None):
         self._service, self._prompt, self._sampling, self._seed = service, prompt, sampling, seed
+        self._prefix = prefix
         self._cancel = cancel or threading.Event()
         self._stops = tuple(s for s in stop_strings if s)
         self._timeout = timeout
@@ -547,7 +564,9 @@ class NarrationStream:
         """Tokenize and start the fast path's decode loop on its own thread."""
         service, sampling = self._service, self._sampling
         ids = service.tokenizer(self._prompt).input_ids or [service._eos]  # empty: start from end-of-text
-        ids = ids[-max(1, service.window - sampling.max_new_tokens):]  # keep the prompt's end if too long
+        room = max(1, service.window - sampling.max_new_tokens)
+        split = service.split(ids, self._prefix) if len(ids) <= room else None
+        ids = ids[-room:]  # keep the prompt's end if too long
         halt, tokens, result = threading.Event(), queue.Queue(), {}
         times, cancel = self.token_times, self._cancel
 
@@ -561,7 +580,7 @@ class NarrationStream:
                 service._fast.generate(
                     ids, sampling, seed=self._seed, max_new_tokens=sampling.max_new_tokens,
                     min_new_tokens=self._min_new_tokens, eos=service._eos, on_token=on_token,
-                    should_stop=lambda: halt.is_set() or cancel.is_set(), max_time=self._timeout)
+                    should_stop=lambda: halt.is_set() or cancel.is_set(), max_time=self._timeout, split=split)
                 result["reused"] = service._fast.reused
                 result["timed_out"] = time.monotonic() - began >= self._timeout  # its wall-clock limit stopped it
             except BaseException as error:
