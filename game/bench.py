@@ -320,7 +320,7 @@ def _measure(model: str, precision: str, quick: bool, env: dict, out: TextIO, pe
         for name in names:
             ask(name, op="session_start")
         latency = {name: {"all": [], "same_scene": [], "new_scene": []} for name in names}
-        prompt_tokens, reused, warms = [], [], []
+        prompt_tokens, reused, warms, per_turn = [], [], [], []
         for turn in range(WARMUP_TURNS + turns):
             for name in rotated(turn):
                 got = ask(name, op="turn")
@@ -332,6 +332,10 @@ def _measure(model: str, precision: str, quick: bool, env: dict, out: TextIO, pe
                     prompt_tokens.append(got["prompt_tokens"])
                     reused.append(got["reused"])
                     warms.append(got["warm_ms"])
+                    per_turn.append({"turn": turn - WARMUP_TURNS + 1, "action": got.get("action"),
+                                     "enters_scene": got["moved"], "prompt_tokens": got["prompt_tokens"],
+                                     "reused_tokens": got["reused"], "latency_ms": round(got["latency_ms"], 1),
+                                     "warm_ms": None if got["warm_ms"] is None else round(got["warm_ms"], 1)})
             loads.append(os.getloadavg()[0])
         print(f"  session: {turns} turns timed", file=out)
         warms = [w for w in warms if w is not None]
@@ -350,6 +354,10 @@ def _measure(model: str, precision: str, quick: bool, env: dict, out: TextIO, pe
         print("  session again on the game side: without scene look-ahead, and with no time between turns",
               file=out)
         memory = {name: ask(name, op="memory") for name in names}
+        breakdown = None  # after the memory: the profiler's own memory must not count
+        if loaded["game"]["path"] == "lean-gpt2":
+            breakdown = sides["game"].ask(op="breakdown", tokens=max(SIZES))
+            loads.append(os.getloadavg()[0])
     finally:
         for w in sides.values():
             w.close()
@@ -375,6 +383,8 @@ def _measure(model: str, precision: str, quick: bool, env: dict, out: TextIO, pe
     game = report["game"]
     game["session"] = {"prompt_tokens": _stats(prompt_tokens, 0), "reused_prompt_tokens": _stats(reused, 0)}
     game["warm_ms"] = _stats(warms) if warms else None
+    game["turns"] = per_turn
+    game["token_breakdown"] = breakdown
     game["turn_latency_no_lookahead_ms"] = _latency(again["no_lookahead"])
     game["turn_latency_unwarmed_ms"] = _latency(again["unwarmed"])
     print("Timing cold starts (fresh processes)...", file=out)
@@ -538,6 +548,17 @@ def _print_report(r: dict, out: TextIO) -> None:
         print(f"After each turn the game computed the next prompt's known start (and the likely next "
               f"scenes') in the background in {cell(game['warm_ms'], ' ms')}, while the player reads and "
               "types; the turn latency above assumes the player takes longer than that.", file=out)
+    b = game.get("token_breakdown")
+    if b:
+        rate = b["weights_read_mb"] / b["matrix_products_ms"] if b["matrix_products_ms"] else 0
+        print(f"Where one of the game's tokens goes after a {b['context_tokens']}-token prompt "
+              f"({b['threads']} thread(s), torch's profiler): {b['token_ms']:g} ms = matrix products "
+              f"{b['matrix_products_ms']:g} ms ({b['weights_read_mb']:g} MB of weights, {rate:.1f} GB/s) "
+              f"+ attention {b['attention_ms']:g} ms + the rest {b['rest_ms']:g} ms.", file=out)
+        for name, peer in r["peers"].items():
+            if name.startswith("llama_cpp") and peer["decode_tps"].get(str(b["context_tokens"])):
+                print(f"  {name}'s whole token there: "
+                      f"{1000 / peer['decode_tps'][str(b['context_tokens'])]['median']:.2f} ms", file=out)
     print("\nThe game against each peer (above 1: the game is ahead):", file=out)
     for key, value in r["ratios"].items():
         print(f"  {key}: {value:g}x", file=out)
@@ -824,7 +845,7 @@ class _Side:
         self.engine.set_narration(self.lines[self.turns % len(self.lines)])
         warmed = self.warm(lookahead) if warm else None
         return {"latency_ms": (first - began) * 1000, "prompt_tokens": prepared.prompt.prompt_tokens,
-                "reused": reused, "moved": result.scene_entered, "warm_ms": warmed}
+                "reused": reused, "moved": result.scene_entered, "warm_ms": warmed, "action": action}
 
     def warm(self, lookahead: bool = True) -> float | None:
         """Milliseconds the next prompt's start took to compute in the background (None: not done)."""
@@ -928,6 +949,42 @@ class _Game(_Side):
         t = stream.token_times
         return {"ttft_ms": (t[0] - began) * 1000, "decode_tps": (len(t) - 1) / (t[-1] - t[0])}
 
+    def breakdown(self, tokens: int = 880, steps: int = 48) -> dict:
+        """Where one token's time goes after a `tokens`-token prompt (torch's profiler over
+        `steps` one-token steps): matrix products (the weights), attention (the cache), the rest."""
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+
+        fast = self.service.generator
+        ids = self.service.tokenizer(_prompt_of(self.service.tokenizer, tokens)).input_ids[:tokens]
+        fast.forget()
+        fast._use_threads()
+        with torch.inference_mode():
+            fast._prefill(ids, False)
+            for _ in range(4):  # settle
+                fast._advance([ids[-1]])
+            fast._crop(len(ids))
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                began = time.perf_counter()
+                for _ in range(steps):
+                    fast._advance([ids[-1]])
+                wall = (time.perf_counter() - began) * 1000 / steps
+        fast.forget()
+        parts = {"matrix_products": 0.0, "attention": 0.0}
+        for event in prof.key_averages():
+            name = event.key
+            if "linear" in name or name in ("aten::mm", "aten::addmm", "aten::bmm"):
+                parts["matrix_products"] += event.self_cpu_time_total / 1000 / steps
+            elif "attention" in name:
+                parts["attention"] += event.self_cpu_time_total / 1000 / steps
+        backend = fast.backend
+        weights = sum(p.numel() * p.element_size() for p in _weights_of(backend))
+        return {"context_tokens": len(ids), "token_ms": round(wall, 2),
+                "matrix_products_ms": round(parts["matrix_products"], 2),
+                "attention_ms": round(parts["attention"], 2),
+                "rest_ms": round(max(0.0, wall - sum(parts.values())), 2),
+                "weights_read_mb": round(weights / 1e6, 1), "threads": fast.threads}
+
     def warm(self, lookahead: bool = True) -> float | None:
         began = time.perf_counter()
         thread = self.turn_narrator.warm(self.engine, lookahead)
@@ -950,6 +1007,19 @@ class _Game(_Side):
         if narration.error or not seen:
             raise RuntimeError(narration.error or "the narrator wrote nothing")
         return seen[0], self.service.generator.reused
+
+
+def _weights_of(backend) -> list:
+    """The weight tensors one token reads in the lean GPT-2 path (int8: the unpacked values)."""
+    import torch
+
+    found = []
+    for layer in [block[i] for block in backend.layers for i in (1, 2, 4, 5)] + [backend.head]:  # qkv, proj, fc, out
+        if hasattr(layer, "packed"):
+            found.append(torch.ops.quantized.linear_unpack(layer.packed)[0].int_repr())
+        else:
+            found.append(layer.weight)
+    return found
 
 
 def open_llama(path: str, kind: str):
