@@ -379,9 +379,9 @@ class NarratorService(Narrating):
         A GPT-2 with one model.safetensors is read straight into the lean path
         while another thread loads the tokenizer (`Gpt2Tokenizer`, ~0.1 s, or
         transformers' AutoTokenizer when the folder's tokenizer is not plain
-        GPT-2); any other model is loaded by AutoModelForCausalLM and wrapped. How busy other programs keep
-        the cores while torch is imported decides how many threads convert the
-        weights (see `precision.CoreMeter`).
+        GPT-2); any other model is loaded by AutoModelForCausalLM and wrapped.
+        How busy other programs keep the cores while torch is imported decides
+        how many threads convert the weights (see `precision.CoreMeter`).
         """
         meter = formats.CoreMeter()
         meter.begin()
@@ -412,8 +412,10 @@ class NarratorService(Narrating):
 
         def load_tokenizer() -> None:
             try:
-                loaded["tokenizer"] = (Gpt2Tokenizer.from_folder(folder)
-                                       or _tokenizer_and_config(model, config=False)[0])
+                tokenizer = Gpt2Tokenizer.from_folder(folder)  # None: not plain GPT-2, transformers reads it
+                if tokenizer is None:
+                    tokenizer, _ = _tokenizer_and_config(model, config=False)
+                loaded["tokenizer"] = tokenizer
             except BaseException as error:
                 loaded["error"] = error
 
