@@ -53,7 +53,8 @@ def _stream(tokenizer, ids: list[int]) -> list[str]:
 def folders(tiny_model_dir, tmp_path_factory):
     """Tokenizer folders, each with transformers' tokenizer for it: the tiny model (vocab.json and
     merges.txt), what transformers' save_pretrained writes (tokenizer.json only), a copy shaped
-    like distilgpt2 on the hub, and one that asks for a prefix space."""
+    like distilgpt2 on the hub, one that asks for a prefix space, and one that asks for the
+    clean-up of spaces (which transformers 5 skips for a BPE tokenizer: " ," stays " ,")."""
     from transformers import AutoTokenizer
 
     root = tmp_path_factory.mktemp("tokenizers")
@@ -76,16 +77,19 @@ def folders(tiny_model_dir, tmp_path_factory):
     shutil.copytree(saved, prefix)
     config = json.loads((prefix / "tokenizer_config.json").read_text(encoding="utf-8"))
     (prefix / "tokenizer_config.json").write_text(json.dumps({**config, "add_prefix_space": True}))
+    clean = root / "clean-up"
+    shutil.copytree(saved, clean)
+    (clean / "tokenizer_config.json").write_text(json.dumps({**config, "clean_up_tokenization_spaces": True}))
     out = {}
     for name, folder in (("vocab files", tiny_model_dir), ("tokenizer.json", saved), ("hub-shaped", hub),
-                         ("prefix space", prefix)):
+                         ("prefix space", prefix), ("clean-up", clean)):
         ours = Gpt2Tokenizer.from_folder(folder)
         assert ours is not None, name
         out[name] = (ours, AutoTokenizer.from_pretrained(folder, local_files_only=True))
     return out
 
 
-@pytest.mark.parametrize("name", ["vocab files", "tokenizer.json", "hub-shaped", "prefix space"])
+@pytest.mark.parametrize("name", ["vocab files", "tokenizer.json", "hub-shaped", "prefix space", "clean-up"])
 def test_the_same_ids_and_text_as_transformers(folders, name):
     ours, theirs = folders[name]
     for text in TEXTS:
@@ -97,12 +101,14 @@ def test_the_same_ids_and_text_as_transformers(folders, name):
         (theirs.eos_token_id, theirs.pad_token_id, theirs.model_max_length) == (50256, None, 1024)
 
 
-def test_the_prefix_space_is_honoured(folders):
+def test_the_prefix_space_is_honoured_and_spaces_are_never_cleaned_up(folders):
     plain, prefixed = folders["tokenizer.json"][0], folders["prefix space"][0]
     assert plain.encode("Hello") != prefixed.encode("Hello") == plain.encode(" Hello")
+    ours, theirs = folders["clean-up"]
+    assert ours.decode(ours.encode("Wait , what ?")) == "Wait , what ?" == theirs.decode(theirs.encode("Wait , what ?"))
 
 
-@pytest.mark.parametrize("name", ["vocab files", "tokenizer.json", "hub-shaped"])
+@pytest.mark.parametrize("name", ["vocab files", "tokenizer.json", "hub-shaped", "clean-up"])
 def test_streamed_text_is_the_same_piece_by_piece(folders, name):
     """The narrator's incremental decoding (`_decoded`, special tokens skipped) shows the same
     pieces with either tokenizer: for the texts, with end-of-text ids among them, and for random
@@ -130,6 +136,8 @@ def test_what_it_does_not_understand_is_left_to_transformers(tiny_model_dir, tmp
                          ("bos first", {"add_bos_token": True}), ("eos last", {"add_eos_token": True}),
                          ("extra", {"extra_special_tokens": ["<|im_start|>"]}),
                          ("split", {"split_special_tokens": True}),
+                         ("forced clean-up", {"clean_up_tokenization_spaces": True,
+                          "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output": True}),
                          ("new token", {"pad_token": "<pad>"}),  # not in the vocabulary: appended
                          ("moved", {"added_tokens_decoder": {"7": {"content": "<|endoftext|>", "special": True}}})]:
         assert Gpt2Tokenizer.from_folder(variant(name, **config)) is None, name
