@@ -26,7 +26,7 @@ from game.world.rules import truthy
 from game.sampling import Sampling
 
 RETRY_SEED_STEP = 7919  # seed offset between samples of the same turn
-LOOKAHEAD_SCENES = 2  # scene-entering options whose prompts are computed while the player reads
+LOOKAHEAD = 3  # offered options whose whole prompts are computed while the player reads (see prompts_ahead)
 
 
 @dataclass
@@ -185,41 +185,49 @@ class TurnNarrator:
         """Have the service compute `upcoming(engine)` in the background, while the player
         reads and types: the next turn then only computes its own new part. With
         `lookahead`, the prompts of the offered options that enter another scene are
-        computed next, into spare caches (`scene_prompts`). Returns the service's
+        computed next, into spare caches (`prompts_ahead`). Returns the service's
         warm-up thread (None when there is nothing to do)."""
         if not getattr(self.service, "computes_ahead", True):  # a server keeps its own cache
             return None
         prefix = self.upcoming(engine)
         if not prefix:
             return None
-        return self.service.warm(prefix, self.scene_prompts(engine) if lookahead else None)
+        return self.service.warm(prefix, self.prompts_ahead(engine, expected=prefix) if lookahead else None)
 
-    def scene_prompts(self, engine: Engine, limit: int = LOOKAHEAD_SCENES) -> Callable[[], list[str]]:
-        """A function giving the exact prompts of up to `limit` offered options that would enter
-        another scene (exits first), to run on any thread: a turn that enters a scene rewrites
-        most of its prompt (the scene's text sits near the top), so these are worth computing
-        while the player reads. The game's state is copied now; the options are played on the
-        copies, never on `engine`."""
+    def prompts_ahead(self, engine: Engine, limit: int = LOOKAHEAD,
+                      expected: str | None = None) -> Callable[[], list[tuple[str, str]]]:
+        """A function giving the exact prompts, as (prompt, its known start), of up to `limit`
+        offered options whose prompts do not start with `expected` (the known start the
+        warm-up computes): those that enter another scene (the scene's text sits near the top)
+        and those after which older turns go differently or a lore entry wakes. Each would
+        otherwise be computed nearly whole after Enter, so they are worth computing while the
+        player reads; exits first. Runs on any thread: the game's state is copied now, and the
+        options are played on the copies, never on `engine`. Without `expected`, only the
+        scene-entering options count."""
         if not self.ready or engine.ended:
             return list
         state, history = engine.state.copy(), [dataclasses.replace(t) for t in engine.history]
         options = sorted(engine.options(), key=lambda o: not o.is_exit)
 
-        def prompts() -> list[str]:
-            found = []
+        def prompts() -> list[tuple[str, str]]:
+            entering, others = [], []
             for option in options:
-                if len(found) >= limit:
+                if len(entering) >= limit:
                     break
                 sandbox = Engine(engine.quest, engine.seed, state=state.copy(),
                                  history=[dataclasses.replace(t) for t in history])
                 result = sandbox.act(str(option.number))
-                if result.narrate and result.scene_entered:
-                    try:
-                        prompt = self.prepare(sandbox, result).prompt
-                        found.append((prompt.text, prompt.prefix))
-                    except ValueError:
-                        continue
-            return found
+                if not result.narrate or not (result.scene_entered or expected is not None):
+                    continue
+                try:
+                    prompt = self.prepare(sandbox, result).prompt
+                except ValueError:
+                    continue
+                if result.scene_entered:
+                    entering.append((prompt.text, prompt.prefix))
+                elif prompt.prefix != expected:
+                    others.append((prompt.text, prompt.prefix))
+            return (entering + others)[:limit]
         return prompts
 
     def run(self, prepared: PreparedTurn, on_chunk: Callable[[str], None] | None = None,

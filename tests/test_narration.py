@@ -132,8 +132,9 @@ def test_the_next_prompt_starts_with_what_was_known_before_the_player_acted(gpt2
 
 
 def test_the_prompts_of_scene_entering_options_are_known_exactly_before_the_player_picks(gpt2_tokenizer):
-    """`scene_prompts` (computed ahead while the player reads) gives the very prompt of each offered
-    option that enters another scene, played on copies: the real game is not touched."""
+    """`prompts_ahead` (computed ahead while the player reads) gives the very prompt of each offered
+    option that enters another scene, played on copies: the real game is not touched; given the
+    expected start, also the options whose prompts do not start with it."""
     quest = load_quest(QUEST)
     engine = Engine(quest, seed=2)
     service = CountingService(gpt2_tokenizer)
@@ -142,17 +143,23 @@ def test_the_prompts_of_scene_entering_options_are_known_exactly_before_the_play
     checked = 0
     for i in range(12):
         state, turns = engine.state.copy(), len(engine.history)
-        ahead = narrator.scene_prompts(engine, limit=10)()
+        ahead = narrator.prompts_ahead(engine, limit=10)()
+        expected = narrator.upcoming(engine)
+        uncovered = narrator.prompts_ahead(engine, limit=10, expected=expected)()
         assert engine.state == state and len(engine.history) == turns  # only copies were played
-        moving = []
+        moving, elsewhere = [], []
         for option in sorted(engine.options(), key=lambda o: not o.is_exit):
             trial = Engine(quest, engine.seed, state=engine.state.copy(),
                            history=[type(t)(**vars(t)) for t in engine.history])
             result = trial.act(str(option.number))
-            if result.scene_entered and result.narrate:
+            if result.narrate:
                 prompt = narrator.prepare(trial, result).prompt
-                moving.append((prompt.text, prompt.prefix))  # the prompt and its known start
+                if result.scene_entered:
+                    moving.append((prompt.text, prompt.prefix))  # the prompt and its known start
+                elif prompt.prefix != expected:
+                    elsewhere.append((prompt.text, prompt.prefix))
         assert ahead == moving
+        assert uncovered == moving + elsewhere
         checked += len(ahead)
         option = next((o for o in engine.options() if o.is_exit), None)
         result = engine.act(str(option.number) if option and i % 3 == 2 else "look")
@@ -161,7 +168,7 @@ def test_the_prompts_of_scene_entering_options_are_known_exactly_before_the_play
         narrator.prepare(engine, result)
         engine.set_narration(f"The wind answers, number {i}. " * 4)
     assert checked >= 3
-    assert narrator.scene_prompts(engine, limit=1)() == narrator.scene_prompts(engine, limit=10)()[:1]
+    assert narrator.prompts_ahead(engine, limit=1)() == narrator.prompts_ahead(engine, limit=10)()[:1]
 
 
 # -- what the Spirit is told about the world model ---------------------------------------

@@ -52,7 +52,7 @@ _GELU = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
 TABLE_ROWS = 8192  # the embedding table is converted this many rows at a time
 TRIM_AFTER = 64  # after computing more prompt tokens than this, freed memory goes back to the system
 ALIGN = 128  # prompts are computed in chunks of this many tokens, at fixed positions (see _prefill)
-SPARES = 2  # key/value caches kept besides the main one, for prompts computed ahead (see warm_spare)
+SPARES = 3  # key/value caches kept besides the main one, for prompts computed ahead (see warm_spare)
 
 
 def lean_checkpoint(folder) -> bool:
