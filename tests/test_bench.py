@@ -68,6 +68,16 @@ def test_quick_run_with_peers_writes_the_json_the_issue_asks_for(quick_run, tiny
     assert game["torch_imported_before_paint"] in (True, False)
     assert game["session"]["prompt_tokens"]["median"] > 300  # the window is filling up
     assert report["precision"] == "fp32"  # auto keeps a model this small in fp32
+    turns = game["turns"]  # every timed turn, with what it computed
+    assert len(turns) == 4 and [t["turn"] for t in turns] == [1, 2, 3, 4]
+    assert all(0 <= t["reused_tokens"] <= t["prompt_tokens"] and t["latency_ms"] > 0 and t["action"]
+               for t in turns)
+    assert sum(t["enters_scene"] for t in turns) == game["turn_latency_ms"]["scene_entry_n"]
+    assert any(t["enters_scene"] and t["reused_tokens"] == t["prompt_tokens"] for t in turns)  # looked ahead
+    b = game["token_breakdown"]  # where a token's time goes, measured
+    assert b["context_tokens"] == 880 and b["token_ms"] > 0 and b["weights_read_mb"] > 1
+    assert 0 < b["matrix_products_ms"] and 0 < b["attention_ms"]
+    assert b["matrix_products_ms"] + b["attention_ms"] + b["rest_ms"] >= b["token_ms"] * 0.99
     for name in peers:
         assert report["ratios"][f"decode_880_vs_{name}"] == round(
             game["decode_tps"]["880"]["median"] / peers[name]["decode_tps"]["880"]["median"], 2)
@@ -84,7 +94,8 @@ def test_quick_run_prints_a_readable_table(quick_run):
     for row in ("first token, 880-token prompt", "decode tokens/s, 512-token prompt",
                 "turn latency, Enter -> first token (4 turns)", "turns entering a scene",
                 "game without scene look-ahead", "launch -> TUI painted",
-                "launch -> narrator ready", "peak RSS", "pipeline", "Targets:", "decode_880_vs_pipeline"):
+                "launch -> narrator ready", "peak RSS", "pipeline", "Targets:", "decode_880_vs_pipeline",
+                "Where one of the game's tokens goes after a 880-token prompt"):
         assert row in text
     assert "Traceback" not in text
 
