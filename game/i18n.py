@@ -2,9 +2,13 @@
 
 Every visible string the game itself writes goes through `_()` here, so that a
 Russian quest gets a Russian game. The catalogues are standard gettext `.po` files,
-`game/locale/<lang>/LC_MESSAGES/storyteller.po`; at first use each is compiled in
-memory (Babel's `read_po`/`write_mo`) and read by Python's `gettext`, so a clean
-checkout needs no build step and no compiled file is kept in the repository.
+`game/locale/<lang>/LC_MESSAGES/storyteller.po`; at first use each is compiled
+(Babel's `read_po`/`write_mo`) and read by Python's `gettext`, so a clean checkout
+needs no build step and no compiled file is kept in the repository. Compiling takes
+Babel's import and parser (tens of milliseconds at every launch in Russian), so the
+compiled `.mo` is kept in the data folder's `cache/`, named by the `.po`'s size and
+checksum: an edited catalogue gets a new one, and a cache that cannot be read or
+written is compiled in memory again, as before.
 
 The interface language is looked up at call time (`set_language`), so the same
 string can be English on the title screen and Russian in a Russian quest. Strings
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import gettext
 import io
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,21 +65,47 @@ def catalogue_path(lang: str) -> Path:
     return LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
+def compiled_path(lang: str, po: bytes) -> Path:
+    """Where the compiled catalogue of this `.po` text is cached (named by its size and checksum)."""
+    from game import locations
+
+    return locations.data_dir() / "cache" / f"{DOMAIN}-{lang}-{len(po)}-{zlib.crc32(po):08x}.mo"
+
+
+def compile_po(po: bytes, lang: str) -> bytes:
+    """A `.po` catalogue's text compiled to `.mo` bytes (Babel; fuzzy entries left out)."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    catalog = read_po(io.BytesIO(po), locale=lang, domain=DOMAIN)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog, use_fuzzy=False)
+    return buffer.getvalue()
+
+
 @lru_cache(maxsize=None)
 def translations(lang: str) -> gettext.NullTranslations:
     """The compiled catalogue of `lang` (English, or a missing file: no translation)."""
     path = catalogue_path(lang)
     if lang == "en" or not path.is_file():
         return gettext.NullTranslations()
-    from babel.messages.mofile import write_mo
-    from babel.messages.pofile import read_po
+    po = path.read_bytes()
+    cached = compiled_path(lang, po)
+    try:
+        return gettext.GNUTranslations(io.BytesIO(cached.read_bytes()))
+    except Exception:  # not there yet, or unreadable or damaged: compile it again
+        pass
+    mo = compile_po(po, lang)
+    try:
+        from game.atomic import write_atomic
 
-    with path.open("rb") as f:
-        catalog = read_po(f, locale=lang, domain=DOMAIN)
-    buffer = io.BytesIO()
-    write_mo(buffer, catalog, use_fuzzy=False)
-    buffer.seek(0)
-    return gettext.GNUTranslations(buffer)
+        write_atomic(cached, mo)
+        for old in cached.parent.glob(f"{DOMAIN}-{lang}-*.mo"):  # those of earlier catalogues
+            if old != cached:
+                old.unlink(missing_ok=True)
+    except OSError:  # a read-only data folder: compiled in memory at each launch
+        pass
+    return gettext.GNUTranslations(io.BytesIO(mo))
 
 
 def _(message: str) -> str:

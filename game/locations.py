@@ -3,7 +3,8 @@
 User folders come from platformdirs (app name "storyteller"):
 
 * config folder: ``settings.yaml`` and ``personalities/`` (the player's own voices);
-* data folder: ``saves/`` and ``quests/`` (the player's own quests).
+* data folder: ``saves/`` and ``quests/`` (the player's own quests); ``cache/`` holds
+  the compiled translations (`game.i18n`), made again whenever they are missing.
 
 A game served to a browser (`storyteller serve`) plays for one named player:
 `use_player_folder` then moves that player's saves, settings file and

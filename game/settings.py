@@ -163,8 +163,8 @@ def _server(value):
     Each key is checked like `game.narrator.remote.ServerConfig` checks it; no url means the
     local model narrates. The API key itself is never a setting, only the name of the
     environment variable that holds it."""
-    if value is None:
-        return MappingProxyType({})
+    if value is None or (isinstance(value, Mapping) and not value):  # the usual case: no server,
+        return MappingProxyType({})  # so no import of the server narrator (and ssl) at launch
     if not isinstance(value, Mapping):
         raise ValueError("server must be a mapping of server settings, like 'url: http://127.0.0.1:8080/v1', "
                          "or null to narrate on this computer")

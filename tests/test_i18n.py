@@ -6,8 +6,11 @@ visible string of the game has a Russian translation."""
 from __future__ import annotations
 
 import ast
+import os
 import re
 import string
+import subprocess
+import sys
 
 import pytest
 
@@ -82,6 +85,65 @@ def test_strings_are_looked_up_when_shown_and_plurals_follow_the_language():
     assert current_language() == "en" and _("Help") == "Help"
     assert isinstance(translations("ru").gettext("Help"), str)
 
+
+
+RUSSIAN_WORDS = """\
+import sys
+from game.i18n import _, ngettext, set_language
+set_language("ru")
+print(_("Quit"), ngettext("{n} turn", "{n} turns", 5).format(n=5), "babel" in sys.modules)
+"""
+
+
+def test_a_compiled_catalogue_is_kept_so_later_launches_need_no_babel(tmp_path):
+    env = dict(os.environ, STORYTELLER_DATA_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+
+    def launch() -> list[str]:
+        return subprocess.run([sys.executable, "-c", RUSSIAN_WORDS], env=env, cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.split()
+
+    assert launch() == ["Выход", "5", "ходов", "True"]  # a fresh checkout: compiled with Babel
+    cached = list((tmp_path / "cache").glob("storyteller-ru-*.mo"))
+    assert len(cached) == 1
+    assert launch() == ["Выход", "5", "ходов", "False"]  # then read as it is
+    cached[0].write_bytes(b"\x00" * 10)  # damaged: compiled again, and the cache mended
+    assert launch() == ["Выход", "5", "ходов", "True"]
+    assert launch() == ["Выход", "5", "ходов", "False"]
+
+
+@pytest.fixture
+def own_catalogue(tmp_path, monkeypatch):
+    """A copy of the game's catalogues that a test may edit; compiled afresh, before and after."""
+    import shutil
+
+    import game.i18n
+
+    shutil.copytree(catalogue_path("ru").parents[2], tmp_path / "locale")
+    monkeypatch.setattr(game.i18n, "LOCALE_DIR", tmp_path / "locale")
+    translations.cache_clear()
+    yield tmp_path / "locale" / "ru" / "LC_MESSAGES" / "storyteller.po"
+    translations.cache_clear()
+
+
+def test_an_edited_catalogue_is_compiled_again(own_catalogue, tmp_path, monkeypatch):
+    monkeypatch.setenv("STORYTELLER_DATA_DIR", str(tmp_path / "data"))
+    assert translations("ru").gettext("Quit") == "Выход"
+    first = list((tmp_path / "data" / "cache").iterdir())
+    text = own_catalogue.read_text(encoding="utf-8")
+    own_catalogue.write_text(text.replace('msgstr "Выход"', 'msgstr "Выйти"'), encoding="utf-8")
+    translations.cache_clear()  # as a new launch would
+    assert translations("ru").gettext("Quit") == "Выйти"
+    now = list((tmp_path / "data" / "cache").iterdir())
+    assert len(first) == len(now) == 1 and first != now  # the old one is gone
+
+
+def test_without_a_writable_data_folder_the_catalogue_is_compiled_in_memory(own_catalogue, tmp_path,
+                                                                               monkeypatch):
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("a file where the data folder should be")
+    monkeypatch.setenv("STORYTELLER_DATA_DIR", str(not_a_folder))
+    assert translations("ru").gettext("Quit") == "Выход"
+    assert translations("ru").ngettext("{n} turn", "{n} turns", 21) == "{n} ход"
 
 def test_the_language_follows_the_quest_unless_the_setting_names_one():
     assert language_for("ru") == "ru" and language_for("ru-RU") == "ru"

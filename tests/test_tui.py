@@ -364,6 +364,26 @@ async def test_title_shows_summary_of_highlighted_quest(personalities):
         assert "A summary with [red]markup[/red] in it." in screen_text(app)
 
 
+
+async def test_the_title_reads_the_quests_once_when_shown_and_again_on_coming_back(personalities, monkeypatch):
+    """Reading every quest file is the title's costly part before the first paint: done once
+    (not on mount and again on the first resume), and again when the player comes back."""
+    from game.tui.screens import title
+    from game.tui.screens.settings import SettingsScreen
+
+    reads = []
+    real = title.all_quests
+    monkeypatch.setattr(title, "all_quests", lambda: reads.append(1) or real())
+    app = build(personalities, quest=None)
+    async with running(app, TitleScreen) as pilot:
+        await pilot.pause()
+        assert len(reads) == 1
+        assert "Quest 1.6 — The Call of the Storyteller  by Storyteller team  [en, bundled]" in menu_labels(app)
+        await opens(pilot, "f3", SettingsScreen)
+        await pilot.press("escape")
+        await showing(pilot, TitleScreen)
+        await wait_until(pilot, lambda: len(reads) == 2, what="the quests read again")
+
 async def test_a_quest_that_fails_validation_is_a_notification(personalities):
     broken = write_user_quest("broken.yaml", BROKEN_QUEST)
     app = build(personalities, quest=None)

@@ -58,14 +58,14 @@ class TitleScreen(Screen):
 
     def on_mount(self) -> None:
         self.entries = {}
+        self.autosave_info = ""
         if self.waiting_for_player:
             self.query_one("#quests").display = False
             self.query_one("#player-name", Input).focus()
-        else:
-            self.refresh_entries()
-        self.refresh_status()
+        # the quests are read in on_screen_resume, which Textual sends once the screen is
+        # first shown, just after this, and again each time the player comes back to it
 
-    def on_screen_resume(self) -> None:  # back from a game or the settings: the language may differ
+    def on_screen_resume(self) -> None:  # shown, or back from a game or the settings (the language may differ)
         self.query_one("#tagline", Static).update(Text(_(TAGLINE), style="italic"))
         self.refresh_entries()
         self.refresh_status()
