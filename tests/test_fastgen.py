@@ -361,9 +361,36 @@ def test_streamed_text_is_the_decoded_whole_even_when_tokens_split_characters(gp
     q: queue.Queue = queue.Queue()
     for token in tokens + [None]:
         q.put(token)
-    pieces = list(_decoded(q, gpt2_tokenizer, timeout=5))
+    pieces = list(_decoded(q, gpt2_tokenizer, timeout=5, pace=0))  # token by token
     assert "".join(pieces) == gpt2_tokenizer.decode(tokens) == text
     assert all("\ufffd" not in piece for piece in pieces)
+    assert len(pieces) > len(text.split())
+
+
+def test_after_the_first_piece_tokens_that_came_together_are_handed_on_together(gpt2_tokenizer):
+    """The reader takes what arrived at most every `pace` seconds, so it does not wake for every
+    token (it competed with the decode loop for the cores); the first piece comes at once."""
+    import threading
+    import time
+
+    tokens = gpt2_tokenizer("Once upon a time there lived a king whose daughters were all beautiful.").input_ids
+    q: queue.Queue = queue.Queue()
+
+    def produce():
+        for token in tokens:
+            q.put(token)
+            time.sleep(0.002)
+        q.put(None)
+
+    threading.Thread(target=produce, daemon=True).start()
+    began = time.perf_counter()
+    pieces, times = [], []
+    for piece in _decoded(q, gpt2_tokenizer, timeout=5, pace=0.05):
+        pieces.append(piece)
+        times.append(time.perf_counter() - began)
+    assert "".join(pieces) == gpt2_tokenizer.decode(tokens)
+    assert pieces[0] == gpt2_tokenizer.decode(tokens[:1]) and times[0] < 0.05  # the first at once
+    assert 2 <= len(pieces) < len(tokens) // 2  # then a few pieces, not one per token
 
 
 @pytest.fixture(scope="module")

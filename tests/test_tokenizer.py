@@ -46,7 +46,7 @@ def _stream(tokenizer, ids: list[int]) -> list[str]:
     tokens: queue.Queue = queue.Queue()
     for token in ids + [None]:
         tokens.put(token)
-    return list(_decoded(tokens, tokenizer, 1.0))
+    return list(_decoded(tokens, tokenizer, 1.0, pace=0))  # token by token
 
 
 @pytest.fixture(scope="module")
