@@ -28,6 +28,7 @@ measurements and the trade-offs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -219,6 +220,33 @@ def quantize_rows(weight):
 def int8_linear(values, scales, bias=None):
     """An `Int8Linear` from int8 weight rows and their scales (see `quantize_rows`)."""
     return _int8_class()(values, scales, bias)
+
+
+def int8_unpacked(layer):
+    """(int8 weight, fp32 scales, bias or None) an `Int8Linear` was packed from: `int8_linear`'s
+    inverse. The weight is a quantized tensor: `.int_repr()` (of it, or of a slice of rows) gives
+    the very int8 rows `quantize_rows` made."""
+    import torch
+
+    weight, bias = torch.ops.quantized.linear_unpack(layer.packed)
+    return weight, weight.q_per_channel_scales().float(), bias
+
+
+@contextlib.contextmanager
+def packing():
+    """Pack int8 layers on several threads at once: the int8 engine is set for the whole block
+    (each `Int8Linear` sets and restores it around its packing, which threads would race on)."""
+    import torch
+
+    engine, before = int8_engine(), torch.backends.quantized.engine
+    if engine is None:
+        yield
+        return
+    torch.backends.quantized.engine = engine
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = before
 
 
 @functools.cache
