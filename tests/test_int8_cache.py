@@ -190,3 +190,17 @@ def test_a_launch_that_exits_at_once_still_leaves_a_whole_cache(model, isolated_
     assert done.returncode == 0, done.stderr
     assert int8_cache.open_cache(model / "model.safetensors", layout(model)) is not None
     assert [p.name for p in cache_of(model).parent.iterdir()] == [cache_of(model).name]  # no temporary
+
+
+def test_a_model_file_changed_before_its_cache_is_written_gets_none(model):
+    """The identity is taken before the weights are read: a model replaced meanwhile gets no cache
+    (its cache would hold the old weights under the new file's name)."""
+    import torch
+
+    path = model / "model.safetensors"
+    before = int8_cache.identity(path)
+    os.utime(path, ns=(1, 1))  # changed after its weights were read
+    with pytest.raises(ValueError, match="changed"):
+        int8_cache.write(path, {"x": ("F32", (3,))}, lambda: [("x", [torch.zeros(3)])], before)
+    assert not cache_of(model).exists()
+    assert [p.name for p in cache_of(model).parent.iterdir()] == []  # no temporary left either

@@ -51,6 +51,7 @@ from game.narrator import int8_cache, precision as formats
 
 _GELU = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
 TABLE_ROWS = 8192  # the embedding table is converted this many rows at a time
+HEAD_ROWS = 1024  # rows quantized again at a time for the int8 cache (little memory)
 TRIM_AFTER = 64  # after computing more prompt tokens than this, freed memory goes back to the system
 ALIGN = 128  # prompts are computed in chunks of this many tokens, at fixed positions (see _prefill)
 SPARES = 2  # key/value caches kept besides the main one, for prompts computed ahead (see warm_spare)
@@ -211,8 +212,14 @@ class FastGenerator:
 
         window = window or config.n_positions
         kept = chosen == "int8" and torch.device(device).type == "cpu"  # the int8 conversion is cached
-        layout = _int8_layout(config) if kept else None
-        cached = int8_cache.open_cache(path, layout) if kept else None
+        layout, cached, ident = _int8_layout(config), None, None
+        if kept:
+            try:
+                ident = int8_cache.identity(path)  # before any weight is read
+            except (OSError, ValueError):
+                kept = False  # loading says what is wrong with the file
+            else:
+                cached = int8_cache.open_cache(path, layout, ident)
 
         def build(cached):
             return _Gpt2(config, fetch, chosen, torch.device(device), window,
@@ -227,7 +234,7 @@ class FastGenerator:
                 cached = None
                 backend = build(None)
         if kept and cached is None:  # after the load, off its clock
-            int8_cache.write_later(path, layout, backend.int8_parts)
+            int8_cache.write_later(path, layout, functools.partial(backend.int8_parts, fetch), ident)
         return cls(backend, chosen, window, config.vocab_size, note, threads, meter)
 
     @property
@@ -668,6 +675,7 @@ class _Gpt2:
             for i in range(config.n_layer)]
         self.ln_f = norm("ln_f")
         self.wpe = get("wpe.weight").to(act)
+        self.head_name = "wte.weight" if tied else "lm_head.weight"  # the rows the LM head is made of
         self.rows = None
         if precision == "int8" and embedding_file is not None and device.type == "cpu":
             self.rows = RowFile(*embedding_file, (config.vocab_size, self.width))
@@ -689,27 +697,39 @@ class _Gpt2:
         return (torch.zeros(self._shape, dtype=self.kv, device=self.device),
                 torch.zeros(self._shape, dtype=self.kv, device=self.device))
 
-    def int8_parts(self):
-        """(name, chunks) of every tensor in `_int8_layout`, from the packed int8 layers (for
-        `int8_cache.write`): the int8 rows in slices of `TABLE_ROWS` (no whole copy at once)."""
-        def packed(name, layer):
-            weight, scales, bias = formats.int8_unpacked(layer)
-            rows = weight.shape[0]
-            yield name + ".values", (weight[a:a + TABLE_ROWS].int_repr() for a in range(0, rows, TABLE_ROWS))
-            yield name + ".scales", [scales]
-            if bias is not None:
-                yield name + ".bias", [bias.float()]
+    def int8_parts(self, fetch):
+        """(name, chunks) of every tensor in `_int8_layout` (for `int8_cache.write`): the int8 rows
+        quantized again from `fetch` as `__init__` did, `HEAD_ROWS` rows at a time (the same numbers:
+        each row is quantized on its own; unpacking the packed layers instead would hold tens of MB
+        more at once), the rest as the pass uses them."""
+        def quantized(name, source, transposed):
+            scales: list = []
+
+            def values():
+                matrix = fetch(source) if transposed else None  # a block's layer: at most a few MB
+                rows = matrix.shape[1] if transposed else self.head.out_features
+                for start in range(0, rows, HEAD_ROWS):
+                    end = min(rows, start + HEAD_ROWS)
+                    part = matrix[:, start:end].t() if transposed else fetch(source, (start, end))
+                    chunk, part_scales = formats.quantize_rows(part)
+                    scales.append(part_scales)
+                    yield chunk
+
+            yield name + ".values", values()
+            yield name + ".scales", scales  # filled as the values are written
 
         for i, (ln1, qkv, proj, ln2, fc, out) in enumerate(self.layers):
             for part, (weight, bias) in (("ln_1", ln1), ("ln_2", ln2)):
                 yield f"h.{i}.{part}.weight", [weight]
                 yield f"h.{i}.{part}.bias", [bias]
             for name, layer in zip(_DENSE, (qkv, proj, fc, out)):
-                yield from packed(f"h.{i}.{name}", layer)
+                yield from quantized(f"h.{i}.{name}", f"h.{i}.{name}.weight", True)
+                yield f"h.{i}.{name}.bias", [fetch(f"h.{i}.{name}.bias").float()]
         yield "ln_f.weight", [self.ln_f[0]]
         yield "ln_f.bias", [self.ln_f[1]]
         yield "wpe.weight", [self.wpe]
-        yield from packed("head", self.head)
+        yield from quantized("head", self.head_name, False)
+        _give_back_freed_memory()  # the temporaries' memory (only reached once all was written)
 
     def _table(self, fetch, name: str, vocab: int, precision: str):
         """A (vocab, width) matrix read in slices of rows: (int8 rows, their scales) in int8,

@@ -109,8 +109,9 @@ class Reader:
         return tensor
 
 
-def open_cache(model_file: str | os.PathLike, layout: Layout) -> Reader | None:
-    """The cache of `model_file` when it exists and is sound for it and `layout`, else None.
+def open_cache(model_file: str | os.PathLike, layout: Layout, ident: dict[str, str] | None = None) -> Reader | None:
+    """The cache of `model_file` when it exists and is sound for it (`ident`: its `identity`,
+    taken before its weights were read) and `layout`, else None.
 
     Never raises: a missing, damaged, truncated, stale or foreign file is simply not used.
     """
@@ -118,7 +119,7 @@ def open_cache(model_file: str | os.PathLike, layout: Layout) -> Reader | None:
     try:
         from safetensors import safe_open
 
-        ident = identity(model_file)
+        ident = ident or identity(model_file)
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
             if not _same(meta, ident) or set(f.keys()) != set(layout):
@@ -145,13 +146,15 @@ def _crc(tensor) -> str:
 
 
 def write(model_file: str | os.PathLike, layout: Layout,
-          parts: Callable[[], Iterable[tuple[str, Iterator]]]) -> Path:
+          parts: Callable[[], Iterable[tuple[str, Iterator]]], ident: dict[str, str] | None = None) -> Path:
     """Write the cache of `model_file`: `parts()` gives (name, chunks) for every tensor of `layout`
     in any order, chunks being contiguous tensors whose data, one after another, is the tensor's.
-    The file replaces the old one atomically; returns its path. Raises OSError, ValueError."""
+    `ident`: the model file's `identity` from before its weights were read (default: now); a
+    model file that is no longer that when the data is written gets no cache. The file replaces
+    the old one atomically; returns its path. Raises OSError, ValueError."""
     import torch
 
-    ident = identity(model_file)  # before reading the weights: a model changed meanwhile is caught
+    ident = ident or identity(model_file)
     path = cache_file(model_file)
     from game import atomic
 
@@ -197,6 +200,8 @@ def write(model_file: str | os.PathLike, layout: Layout,
         last = header()
         if len(last) != len(first):
             raise ValueError("the cache's header changed length")
+        if identity(model_file) != ident:
+            raise ValueError(f"{model_file} changed while its cache was written")
         fh.seek(0)
         fh.write(last)
     _remove_orphans(path)
@@ -222,13 +227,14 @@ def _remove_orphans(keep: Path) -> None:
 
 
 def write_later(model_file: str | os.PathLike, layout: Layout,
-                parts: Callable[[], Iterable[tuple[str, Iterator]]]) -> threading.Thread:
+                parts: Callable[[], Iterable[tuple[str, Iterator]]],
+                ident: dict[str, str] | None = None) -> threading.Thread:
     """`write` on a background thread (returned); a process exiting waits for it (see module doc).
     A cache that cannot be written (a full disk, a read-only folder) only costs the next launch
     its conversion."""
     def run() -> None:
         try:
-            write(model_file, layout, parts)
+            write(model_file, layout, parts, ident)
         except Exception:  # noqa: BLE001 - see above
             log.debug("writing the int8 cache of %s failed", model_file, exc_info=True)
         finally:

@@ -13,8 +13,8 @@ imports no torch.
     int8  dynamic int8: weights are 8-bit with one scale per output row (the
           embedding too), each layer's input is quantized on the fly (one
           scale per call); a quarter of the memory traffic and VNNI kernels.
-          Layer norms, attention and activations stay fp32, the key/value cache
-          is bf16.
+          Layer norms, attention, activations and the key/value cache stay
+          fp32. The conversion of a model file is cached (`int8_cache`).
 
 `auto` keeps fp32 for a small model (under `SMALL_MODEL` parameters: its speed is
 not set by its weights, and fp32 is exact), picks int8 on a CPU with fast int8
@@ -220,16 +220,6 @@ def quantize_rows(weight):
 def int8_linear(values, scales, bias=None):
     """An `Int8Linear` from int8 weight rows and their scales (see `quantize_rows`)."""
     return _int8_class()(values, scales, bias)
-
-
-def int8_unpacked(layer):
-    """(int8 weight, fp32 scales, bias or None) an `Int8Linear` was packed from: `int8_linear`'s
-    inverse. The weight is a quantized tensor: `.int_repr()` (of it, or of a slice of rows) gives
-    the very int8 rows `quantize_rows` made."""
-    import torch
-
-    weight, bias = torch.ops.quantized.linear_unpack(layer.packed)
-    return weight, weight.q_per_channel_scales().float(), bias
 
 
 @contextlib.contextmanager
