@@ -718,11 +718,11 @@ class _Gpt2:
             yield name + ".values", values()
             yield name + ".scales", scales  # filled as the values are written
 
-        for i, (ln1, qkv, proj, ln2, fc, out) in enumerate(self.layers):
+        for i, (ln1, _, _, ln2, _, _) in enumerate(self.layers):
             for part, (weight, bias) in (("ln_1", ln1), ("ln_2", ln2)):
                 yield f"h.{i}.{part}.weight", [weight]
                 yield f"h.{i}.{part}.bias", [bias]
-            for name, layer in zip(_DENSE, (qkv, proj, fc, out)):
+            for name in _DENSE:
                 yield from quantized(f"h.{i}.{name}", f"h.{i}.{name}.weight", True)
                 yield f"h.{i}.{name}.bias", [fetch(f"h.{i}.{name}.bias").float()]
         yield "ln_f.weight", [self.ln_f[0]]
