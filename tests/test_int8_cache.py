@@ -204,3 +204,15 @@ def test_a_model_file_changed_before_its_cache_is_written_gets_none(model):
         int8_cache.write(path, {"x": ("F32", (3,))}, lambda: [("x", [torch.zeros(3)])], before)
     assert not cache_of(model).exists()
     assert [p.name for p in cache_of(model).parent.iterdir()] == []  # no temporary left either
+
+
+def test_a_cache_folder_that_cannot_be_written_only_costs_the_conversion(model, ids, conversions):
+    import torch
+
+    cache_of(model).parent.parent.mkdir(parents=True, exist_ok=True)
+    cache_of(model).parent.write_text("not a folder")  # where the folder should be
+    first = load(model)
+    conversions.clear()
+    second = load(model)  # no cache could be written: converted again, the same numbers
+    assert conversions and torch.equal(first.logits(ids), second.logits(ids))
+    assert cache_of(model).parent.read_text() == "not a folder"
