@@ -216,3 +216,19 @@ def test_a_cache_folder_that_cannot_be_written_only_costs_the_conversion(model, 
     second = load(model)  # no cache could be written: converted again, the same numbers
     assert conversions and torch.equal(first.logits(ids), second.logits(ids))
     assert cache_of(model).parent.read_text() == "not a folder"
+
+
+def test_a_model_file_cut_short_before_its_cache_is_written_fails_the_write_not_the_game(model, ids,
+                                                                                      monkeypatch):
+    """The cache is written from the model file read through file descriptors, not a memory map:
+    a file truncated in place meanwhile is an error of the write (SIGBUS would kill the game)."""
+    later = []
+    monkeypatch.setattr(int8_cache, "write_later", lambda *args: later.append(args))
+    gen = load(model)
+    with open(model / "model.safetensors", "r+b") as f:
+        f.truncate(200_000)  # in place: the weights' data is cut, the header stays
+    with pytest.raises(OSError, match="cut short"):
+        int8_cache.write(*later[0])
+    assert not cache_of(model).exists()
+    with pytest.raises(OSError, match="cut short"):  # the game says so, as without a cache
+        gen.generate(ids[:5], None, max_new_tokens=1)

@@ -203,12 +203,14 @@ class FastGenerator:
             names = set(f.keys())
         prefix = "transformer." if "transformer.wte.weight" in names else ""
 
-        def fetch(name: str, rows: tuple[int, int] | None = None):
+        def key(name: str) -> str:
             if name == "lm_head.weight" and name not in names:
                 name = "wte.weight"  # tied to the embedding
-            key = name if name.startswith("lm_head") else prefix + name
+            return name if name.startswith("lm_head") else prefix + name
+
+        def fetch(name: str, rows: tuple[int, int] | None = None):
             with safe_open(path, "pt") as f:  # opened per tensor: its pages are let go at once
-                return f.get_tensor(key) if rows is None else f.get_slice(key)[rows[0]:rows[1]]
+                return f.get_tensor(key(name)) if rows is None else f.get_slice(key(name))[rows[0]:rows[1]]
 
         window = window or config.n_positions
         kept = chosen == "int8" and torch.device(device).type == "cpu"  # the int8 conversion is cached
@@ -234,7 +236,10 @@ class FastGenerator:
                 cached = None
                 backend = build(None)
         if kept and cached is None:  # after the load, off its clock
-            int8_cache.write_later(path, layout, functools.partial(backend.int8_parts, fetch), ident)
+            # read again through `RowFile`, not a memory map: a model file cut short meanwhile
+            # fails the write, never the process (SIGBUS)
+            int8_cache.write_later(path, layout, functools.partial(
+                backend.int8_parts, lambda name: RowFile(path, key(name))), ident)
         return cls(backend, chosen, window, config.vocab_size, note, threads, meter)
 
     @property
@@ -643,13 +648,25 @@ class _Gpt2:
         def get(name):
             return cached.get(name) if cached is not None else fetch(name).to(device)
 
+        def kept(name):
+            """A tensor used as it is. In int8 a copy: safetensors gives views of the file's memory
+            map, and a file cut short in place while the game runs would kill it (SIGBUS) when
+            touched (fp32 keeps the views: the model is not copied at all)."""
+            tensor = get(name).to(act)
+            return tensor.clone() if precision == "int8" else tensor
+
         def norm(name):
-            return get(name + ".weight").to(act), get(name + ".bias").to(act)
+            return kept(name + ".weight"), kept(name + ".bias")
 
         def dense(name):  # GPT-2's Conv1D stores (in, out): a Linear wants the transpose
             if cached is not None:
-                return formats.int8_linear(cached.get(name + ".values"), cached.get(name + ".scales"),
-                                           cached.get(name + ".bias"))
+                # the rows read from the cache are let go (int8_weight copies them) before packing
+                return formats.int8_linear(formats.int8_weight(cached.get(name + ".values"),
+                                                               cached.get(name + ".scales")),
+                                           None, kept(name + ".bias"))
+            if precision == "int8" and embedding_file is not None:  # kept for `int8_parts`
+                bias = self.biases[name] = kept(name + ".bias")
+                return formats.linear(get(name + ".weight").t(), bias, precision)
             return formats.linear(get(name + ".weight").t(), get(name + ".bias"), precision)
 
         def head():
@@ -657,7 +674,8 @@ class _Gpt2:
             # (exact, and no second 39 MB table), or, for a model already in memory, int8 rows with
             # a scale each, from which the tied head is packed
             if cached is not None:
-                return None, None, formats.int8_linear(cached.get("head.values"), cached.get("head.scales"))
+                weight = formats.int8_weight(cached.get("head.values"), cached.get("head.scales"))
+                return None, None, formats.int8_linear(weight)
             wte, scales = self._table(fetch, "wte.weight", config.vocab_size, precision)
             rows, row_scales = (wte, scales) if tied else \
                 self._table(fetch, "lm_head.weight", config.vocab_size, precision)
@@ -665,6 +683,7 @@ class _Gpt2:
                 return wte, scales, formats.int8_linear(rows, row_scales)
             return wte, scales, formats.linear(rows, None, precision)  # shares the table when tied
 
+        self.biases: dict = {}  # int8: the layers' biases, until the int8 cache is written
         # the biggest first: with two workers, the head on one and the layers on the other
         jobs = [head] + [functools.partial(dense, f"h.{i}.{name}") for i in range(config.n_layer)
                          for name in _DENSE]
@@ -674,7 +693,7 @@ class _Gpt2:
             (norm(f"h.{i}.ln_1"), *denses[4 * i:4 * i + 2], norm(f"h.{i}.ln_2"), *denses[4 * i + 2:4 * i + 4])
             for i in range(config.n_layer)]
         self.ln_f = norm("ln_f")
-        self.wpe = get("wpe.weight").to(act)
+        self.wpe = kept("wpe.weight")
         self.head_name = "wte.weight" if tied else "lm_head.weight"  # the rows the LM head is made of
         self.rows = None
         if precision == "int8" and embedding_file is not None and device.type == "cpu":
@@ -697,20 +716,22 @@ class _Gpt2:
         return (torch.zeros(self._shape, dtype=self.kv, device=self.device),
                 torch.zeros(self._shape, dtype=self.kv, device=self.device))
 
-    def int8_parts(self, fetch):
+    def int8_parts(self, rows_of):
         """(name, chunks) of every tensor in `_int8_layout` (for `int8_cache.write`): the int8 rows
-        quantized again from `fetch` as `__init__` did, `HEAD_ROWS` rows at a time (the same numbers:
-        each row is quantized on its own; unpacking the packed layers instead would hold tens of MB
-        more at once), the rest as the pass uses them."""
+        quantized again, as `__init__` did, from the model file (`rows_of(name)`: a `RowFile` of
+        that weight), `HEAD_ROWS` rows at a time (the same numbers: each row is quantized on its
+        own; unpacking the packed layers instead would hold tens of MB more at once); the rest
+        as the pass uses them. The biases kept for this are let go at the end."""
         def quantized(name, source, transposed):
             scales: list = []
 
             def values():
-                matrix = fetch(source) if transposed else None  # a block's layer: at most a few MB
-                rows = matrix.shape[1] if transposed else self.head.out_features
+                table = rows_of(source)
+                matrix = table.span(0, table.rows) if transposed else None  # a block's: a few MB
+                rows = matrix.shape[1] if transposed else table.rows
                 for start in range(0, rows, HEAD_ROWS):
                     end = min(rows, start + HEAD_ROWS)
-                    part = matrix[:, start:end].t() if transposed else fetch(source, (start, end))
+                    part = matrix[:, start:end].t() if transposed else table.span(start, end)
                     chunk, part_scales = formats.quantize_rows(part)
                     scales.append(part_scales)
                     yield chunk
@@ -724,11 +745,12 @@ class _Gpt2:
                 yield f"h.{i}.{part}.bias", [bias]
             for name in _DENSE:
                 yield from quantized(f"h.{i}.{name}", f"h.{i}.{name}.weight", True)
-                yield f"h.{i}.{name}.bias", [fetch(f"h.{i}.{name}.bias").float()]
+                yield f"h.{i}.{name}.bias", [self.biases[f"h.{i}.{name}"]]
         yield "ln_f.weight", [self.ln_f[0]]
         yield "ln_f.bias", [self.ln_f[1]]
         yield "wpe.weight", [self.wpe]
         yield from quantized("head", self.head_name, False)
+        self.biases = {}
         _give_back_freed_memory()  # the temporaries' memory (only reached once all was written)
 
     def _table(self, fetch, name: str, vocab: int, precision: str):
@@ -801,7 +823,8 @@ class RowFile:
 
     _DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
-    def __init__(self, path: str, name: str, shape: tuple[int, int]):
+    def __init__(self, path: str, name: str, shape: tuple[int, int] | None = None):
+        """`shape`: what the tensor must be (None: any 2-D float tensor)."""
         import struct
 
         self.path = path
@@ -811,7 +834,9 @@ class RowFile:
             header = json.loads(os.pread(self._fd, size, 8))
             entry = header[name]
             dtype = self._DTYPES.get(entry["dtype"])
-            if dtype is None or tuple(entry["shape"]) != tuple(shape):
+            if shape is None and len(entry["shape"]) == 2:
+                shape = tuple(entry["shape"])
+            if dtype is None or tuple(entry["shape"]) != tuple(shape or ()):
                 raise ValueError(f"{path}: '{name}' is {entry['dtype']} {entry['shape']}, "
                                  f"not a {shape[0]} x {shape[1]} float table")
             import torch
@@ -823,6 +848,18 @@ class RowFile:
         except BaseException:
             os.close(self._fd)
             raise
+
+    def span(self, start: int, end: int):
+        """Rows `start` to `end` (not included) as a (end - start, width) tensor, read at once."""
+        import torch
+
+        if not 0 <= start <= end <= self.rows:
+            raise IndexError(f"rows {start} to {end} are outside the {self.rows} rows")
+        out = bytearray((end - start) * self.row_bytes)
+        if os.preadv(self._fd, [out], self._start + start * self.row_bytes) != len(out):
+            raise OSError(f"{self.path} was cut short while the game was running: "
+                          "restart the game (or download the model again)")
+        return torch.frombuffer(out, dtype=self.dtype).view(end - start, self.width)
 
     def read(self, ids: Sequence[int]):
         """The rows of `ids` as a (len(ids), width) tensor in the file's dtype."""

@@ -198,7 +198,7 @@ def linear(weight, bias, precision: str):
     from torch import nn
 
     if precision == "int8":
-        return int8_linear(*quantize_rows(weight), bias)
+        return int8_linear(int8_weight(*quantize_rows(weight)), None, bias)  # the int8 rows let go before packing
     dtype = dtype_of(precision)
     layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
     layer.weight = nn.Parameter(weight.detach().to(dtype), requires_grad=False)
@@ -217,9 +217,21 @@ def quantize_rows(weight):
     return values, scales
 
 
-def int8_linear(values, scales, bias=None):
-    """An `Int8Linear` from int8 weight rows and their scales (see `quantize_rows`)."""
-    return _int8_class()(values, scales, bias)
+def int8_weight(values, scales):
+    """The quantized weight an `Int8Linear` packs: int8 rows `values` (copied: they may be let go
+    once this returns) with one scale each (see `quantize_rows`)."""
+    import torch
+
+    with warnings.catch_warnings():  # torch marks quantized tensors as deprecated
+        warnings.simplefilter("ignore")
+        return torch._make_per_channel_quantized_tensor(
+            values, scales.double(), torch.zeros(len(scales), dtype=torch.long), 0)
+
+
+def int8_linear(values, scales=None, bias=None):
+    """An `Int8Linear` from int8 weight rows and their scales (see `quantize_rows`), or from an
+    `int8_weight` (`scales` None: pass that to keep only one copy of the rows while packing)."""
+    return _int8_class()(values if scales is None else int8_weight(values, scales), bias)
 
 
 @contextlib.contextmanager
@@ -250,15 +262,14 @@ def _int8_class():
         and runs torch's int8 kernel for this CPU's engine (`int8_engine()`).
         """
 
-        def __init__(self, values, scales, bias=None):
+        def __init__(self, weight, bias=None):
+            """`weight`: an `int8_weight`."""
             import torch
 
             super().__init__()
             engine, before = int8_engine(), torch.backends.quantized.engine
             with warnings.catch_warnings():  # torch marks quantized tensors as deprecated
                 warnings.simplefilter("ignore")
-                weight = torch._make_per_channel_quantized_tensor(
-                    values, scales.double(), torch.zeros(len(scales), dtype=torch.long), 0)
                 try:
                     torch.backends.quantized.engine = engine
                     self.packed = torch.ops.quantized.linear_prepack(
@@ -267,7 +278,7 @@ def _int8_class():
                     torch.backends.quantized.engine = before
             # a 7-bit input range avoids overflow in int8 kernels without VNNI/AMX
             self.reduce_range = not cpu_flags() & set(INT8_FLAGS)
-            self.out_features, self.in_features = values.shape
+            self.out_features, self.in_features = weight.shape
 
         def forward(self, x):
             import torch
