@@ -51,7 +51,7 @@ from game.narrator import int8_cache, precision as formats
 
 _GELU = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
 TABLE_ROWS = 8192  # the embedding table is converted this many rows at a time
-HEAD_ROWS = 1024  # rows quantized again at a time for the int8 cache (little memory)
+HEAD_ROWS = 256  # rows quantized again at a time for the int8 cache (little memory)
 TRIM_AFTER = 64  # after computing more prompt tokens than this, freed memory goes back to the system
 ALIGN = 128  # prompts are computed in chunks of this many tokens, at fixed positions (see _prefill)
 SPARES = 2  # key/value caches kept besides the main one, for prompts computed ahead (see warm_spare)
@@ -722,22 +722,23 @@ class _Gpt2:
         that weight), `HEAD_ROWS` rows at a time (the same numbers: each row is quantized on its
         own; unpacking the packed layers instead would hold tens of MB more at once); the rest
         as the pass uses them. The biases kept for this are let go at the end."""
+        import torch
+
         def quantized(name, source, transposed):
-            scales: list = []
+            table = rows_of(source)
+            rows = table.width if transposed else table.rows  # a block's layer is stored (in, out)
+            scales = torch.empty(rows)  # one tensor: small ones kept one by one fragment the heap
 
             def values():
-                table = rows_of(source)
                 matrix = table.span(0, table.rows) if transposed else None  # a block's: a few MB
-                rows = matrix.shape[1] if transposed else table.rows
                 for start in range(0, rows, HEAD_ROWS):
                     end = min(rows, start + HEAD_ROWS)
                     part = matrix[:, start:end].t() if transposed else table.span(start, end)
-                    chunk, part_scales = formats.quantize_rows(part)
-                    scales.append(part_scales)
+                    chunk, scales[start:end] = formats.quantize_rows(part)
                     yield chunk
 
             yield name + ".values", values()
-            yield name + ".scales", scales  # filled as the values are written
+            yield name + ".scales", [scales]  # filled as the values are written
 
         for i, (ln1, _, _, ln2, _, _) in enumerate(self.layers):
             for part, (weight, bias) in (("ln_1", ln1), ("ln_2", ln2)):
@@ -855,8 +856,12 @@ class RowFile:
 
         if not 0 <= start <= end <= self.rows:
             raise IndexError(f"rows {start} to {end} are outside the {self.rows} rows")
-        out = bytearray((end - start) * self.row_bytes)
-        if os.preadv(self._fd, [out], self._start + start * self.row_bytes) != len(out):
+        import mmap
+
+        size = (end - start) * self.row_bytes
+        # an anonymous mapping, not the heap: given back whole when freed (no fragmented heap)
+        out = mmap.mmap(-1, size) if size else bytearray()
+        if os.preadv(self._fd, [out], self._start + start * self.row_bytes) != size:
             raise OSError(f"{self.path} was cut short while the game was running: "
                           "restart the game (or download the model again)")
         return torch.frombuffer(out, dtype=self.dtype).view(end - start, self.width)
