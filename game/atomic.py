@@ -1,8 +1,9 @@
 """Atomic file writes: the one way this game replaces a file people care about.
 
 Write to a temporary file in the same folder (all at once with `write_atomic`,
-piece by piece with `replacing`), flush and fsync it, then rename it over the target (atomic on POSIX and Windows), then fsync the folder. A crash,
-a full disk or a read-only folder at any point leaves the previous file intact.
+piece by piece with `replacing`), flush and fsync it, then rename it over the
+target (atomic on POSIX and Windows), then fsync the folder. A crash, a full disk
+or a read-only folder at any point leaves the previous file intact.
 `locked` serialises replacing one file across processes (two games of the same
 quest autosaving at once), and `remove_stale_temps` clears the temporary files
 a killed process left behind.

@@ -60,7 +60,8 @@ def test_a_cached_load_gives_the_fresh_conversions_very_numbers(model, ids, conv
     cached = load(model, threads=2)  # two layers packed at once
     assert conversions == []  # nothing quantized: read from the cache and packed
     assert torch.equal(fresh.logits(ids), cached.logits(ids))
-    assert fresh.generate(ids[:50], None, max_new_tokens=8) == cached.generate(ids[:50], None, max_new_tokens=8)
+    assert fresh.generate(ids[:50], None, max_new_tokens=8) == \
+        cached.generate(ids[:50], None, max_new_tokens=8)
     # the stored int8 rows and scales are exactly a fresh conversion of the model file's weights
     with safe_open(str(model / "model.safetensors"), "pt") as f, \
             safe_open(str(cache_of(model)), "pt") as c:

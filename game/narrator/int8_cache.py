@@ -109,7 +109,8 @@ class Reader:
         return tensor
 
 
-def open_cache(model_file: str | os.PathLike, layout: Layout, ident: dict[str, str] | None = None) -> Reader | None:
+def open_cache(model_file: str | os.PathLike, layout: Layout,
+               ident: dict[str, str] | None = None) -> Reader | None:
     """The cache of `model_file` when it exists and is sound for it (`ident`: its `identity`,
     taken before its weights were read) and `layout`, else None.
 

@@ -198,7 +198,7 @@ def linear(weight, bias, precision: str):
     from torch import nn
 
     if precision == "int8":
-        return int8_linear(int8_weight(*quantize_rows(weight)), None, bias)  # the int8 rows let go before packing
+        return int8_linear(int8_weight(*quantize_rows(weight)), None, bias)  # rows let go before packing
     dtype = dtype_of(precision)
     layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
     layer.weight = nn.Parameter(weight.detach().to(dtype), requires_grad=False)
