@@ -1,8 +1,9 @@
 """Atomic file writes: the one way this game replaces a file people care about.
 
-Write to a temporary file in the same folder, flush and fsync it, then rename it
-over the target (atomic on POSIX and Windows), then fsync the folder. A crash,
-a full disk or a read-only folder at any point leaves the previous file intact.
+Write to a temporary file in the same folder (all at once with `write_atomic`,
+piece by piece with `replacing`), flush and fsync it, then rename it over the
+target (atomic on POSIX and Windows), then fsync the folder. A crash, a full disk
+or a read-only folder at any point leaves the previous file intact.
 `locked` serialises replacing one file across processes (two games of the same
 quest autosaving at once), and `remove_stale_temps` clears the temporary files
 a killed process left behind.
@@ -25,14 +26,23 @@ except ImportError:  # pragma: no cover (Windows)
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     """Replace `path` with `data` atomically; the old file survives any failure."""
-    path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
+    with replacing(path) as fh:
+        fh.write(data)
+
+
+@contextmanager
+def replacing(path: str | os.PathLike):
+    """A binary file (seekable) for `path`'s new content, written piece by piece: leaving the block
+    replaces `path` with it atomically (flushed and fsynced first); an error in the block or while
+    replacing leaves the old file as it was and removes the temporary one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        with os.fdopen(fd, "w+b") as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

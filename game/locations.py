@@ -3,8 +3,9 @@
 User folders come from platformdirs (app name "storyteller"):
 
 * config folder: ``settings.yaml`` and ``personalities/`` (the player's own voices);
-* data folder: ``saves/`` and ``quests/`` (the player's own quests); ``cache/`` holds
-  the compiled translations (`game.i18n`), made again whenever they are missing.
+* data folder: ``saves/``, ``quests/`` (the player's own quests), ``cache/`` (the
+  compiled translations, `game.i18n`) and ``narrator-cache/`` (the narrator's int8
+  conversion of its model); both caches are made again whenever missing or stale.
 
 A game served to a browser (`storyteller serve`) plays for one named player:
 `use_player_folder` then moves that player's saves, settings file and
@@ -95,6 +96,11 @@ def saves_dir() -> Path:
 def transcripts_dir() -> Path:
     """Where exported Markdown transcripts go."""
     return (_player_folder or data_dir()) / "transcripts"
+
+
+def narrator_cache_dir() -> Path:
+    """Where the narrator keeps its int8 conversion of a model (`game.narrator.int8_cache`)."""
+    return data_dir() / "narrator-cache"
 
 
 def players_dir() -> Path:

@@ -39,6 +39,7 @@ thread. One generation at a time (the service holds a lock).
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import os
@@ -46,10 +47,11 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from game.narrator import precision as formats
+from game.narrator import int8_cache, precision as formats
 
 _GELU = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
 TABLE_ROWS = 8192  # the embedding table is converted this many rows at a time
+HEAD_ROWS = 256  # rows quantized again at a time for the int8 cache (little memory)
 TRIM_AFTER = 64  # after computing more prompt tokens than this, freed memory goes back to the system
 ALIGN = 128  # prompts are computed in chunks of this many tokens, at fixed positions (see _prefill)
 SPARES = 3  # key/value caches kept besides the main one, for prompts computed ahead (see warm_spare)
@@ -183,7 +185,12 @@ class FastGenerator:
         Reads one tensor at a time (the big embedding table in slices of rows)
         and converts it at once, so memory holds little more than the result;
         transformers' model classes are never imported. `config` is the
-        folder's config (`checkpoint_config`); `threads` and `meter` as in `from_model`.
+        folder's config (`checkpoint_config`); `threads` and `meter` as in `from_model`,
+        and as many layers are converted and packed at once as there are threads.
+
+        In int8 on the CPU the conversion is cached (`int8_cache`): a launch that finds a
+        sound cache of this model file only packs its int8 rows; one that does not converts
+        them and writes the cache on a background thread once the model is ready.
         """
         import torch
         from safetensors import safe_open
@@ -196,18 +203,43 @@ class FastGenerator:
             names = set(f.keys())
         prefix = "transformer." if "transformer.wte.weight" in names else ""
 
-        def fetch(name: str, rows: tuple[int, int] | None = None):
+        def key(name: str) -> str:
             if name == "lm_head.weight" and name not in names:
                 name = "wte.weight"  # tied to the embedding
-            key = name if name.startswith("lm_head") else prefix + name
+            return name if name.startswith("lm_head") else prefix + name
+
+        def fetch(name: str, rows: tuple[int, int] | None = None):
             with safe_open(path, "pt") as f:  # opened per tensor: its pages are let go at once
-                return f.get_tensor(key) if rows is None else f.get_slice(key)[rows[0]:rows[1]]
+                return f.get_tensor(key(name)) if rows is None else f.get_slice(key(name))[rows[0]:rows[1]]
 
         window = window or config.n_positions
+        kept = chosen == "int8" and torch.device(device).type == "cpu"  # the int8 conversion is cached
+        layout, cached, ident = _int8_layout(config), None, None
+        if kept:
+            try:
+                ident = int8_cache.identity(path)  # before any weight is read
+            except (OSError, ValueError):
+                kept = False  # loading says what is wrong with the file
+            else:
+                cached = int8_cache.open_cache(path, layout, ident)
+
+        def build(cached):
+            return _Gpt2(config, fetch, chosen, torch.device(device), window,
+                         tied=config.tie_word_embeddings or "lm_head.weight" not in names,
+                         embedding_file=(path, prefix + "wte.weight"), cached=cached,
+                         workers=threads or meter.free)
+
         with torch.inference_mode(), _loading_memory():
-            backend = _Gpt2(config, fetch, chosen, torch.device(device), window,
-                            tied=config.tie_word_embeddings or "lm_head.weight" not in names,
-                            embedding_file=(path, prefix + "wte.weight"))
+            try:
+                backend = build(cached)
+            except int8_cache.Damaged:  # its data is not what was written: convert afresh
+                cached = None
+                backend = build(None)
+        if kept and cached is None:  # after the load, off its clock
+            # read again through `RowFile`, not a memory map: a model file cut short meanwhile
+            # fails the write, never the process (SIGBUS)
+            int8_cache.write_later(path, layout, functools.partial(
+                backend.int8_parts, lambda name: RowFile(path, key(name))), ident)
         return cls(backend, chosen, window, config.vocab_size, note, threads, meter)
 
     @property
@@ -552,16 +584,65 @@ def _lean_ok(config, architecture: str) -> bool:
             and not config.add_cross_attention)
 
 
+_DENSE = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # a block's layers, in order
+
+
+def _int8_layout(config) -> dict:
+    """Every tensor of a GPT-2's int8 conversion as `_Gpt2` uses it: {name: (dtype, shape)} in
+    safetensors' dtype names (what `int8_cache` stores and checks)."""
+    width, vocab = config.n_embd, config.vocab_size
+    inner = getattr(config, "n_inner", None) or 4 * width
+    layout = {}
+    for i in range(config.n_layer):
+        for part in ("ln_1", "ln_2"):
+            layout[f"h.{i}.{part}.weight"] = layout[f"h.{i}.{part}.bias"] = ("F32", (width,))
+        for name, rows, cols in zip(_DENSE, (3 * width, width, inner, width), (width, width, width, inner)):
+            layout[f"h.{i}.{name}.values"] = ("I8", (rows, cols))
+            layout[f"h.{i}.{name}.scales"] = layout[f"h.{i}.{name}.bias"] = ("F32", (rows,))
+    layout["ln_f.weight"] = layout["ln_f.bias"] = ("F32", (width,))
+    layout["wpe.weight"] = ("F32", (config.n_positions, width))
+    layout["head.values"], layout["head.scales"] = ("I8", (vocab, width)), ("F32", (vocab,))
+    return layout
+
+
+def _in_parallel(jobs: list[Callable], workers: int, packing: bool = False) -> list:
+    """The results of `jobs` (functions of no argument), run on up to `workers` threads at once
+    (torch releases the GIL in its kernels), each in inference mode; torch's own threads are
+    shared out between them meanwhile. `packing`: int8 layers are packed (`precision.packing`)."""
+    import torch
+
+    if workers <= 1 or len(jobs) <= 1:
+        return [job() for job in jobs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(job):
+        with torch.inference_mode():
+            return job()
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, before // workers))
+    try:
+        with formats.packing() if packing else contextlib.nullcontext(), \
+                ThreadPoolExecutor(workers, thread_name_prefix="storyteller-convert") as pool:
+            futures = [pool.submit(run, job) for job in jobs]
+            return [future.result() for future in futures]  # the pool waits for all, even on an error
+    finally:
+        torch.set_num_threads(before)
+
+
 class _Gpt2:
     """GPT-2's forward pass over converted weights, with a preallocated key/value cache."""
 
     kind = "lean-gpt2"
 
     def __init__(self, config, fetch, precision: str, device, window: int, tied: bool = True,
-                 embedding_file: tuple[str, str] | None = None):
+                 embedding_file: tuple[str, str] | None = None, cached=None, workers: int = 1):
         """`fetch(name, rows=None)` gives a weight by its GPT-2 name ("h.0.attn.c_attn.weight").
         `embedding_file` (the safetensors file and the embedding's name in it): in int8 on the CPU,
-        the rows of the tokens met are read from there as needed (`RowFile`) rather than kept."""
+        the rows of the tokens met are read from there as needed (`RowFile`) rather than kept.
+        `cached`: an `int8_cache.Reader` of this model's int8 conversion (in `_int8_layout`), whose
+        tensors are used as they are and only packed (raises `int8_cache.Damaged` when one is not
+        what was written). `workers`: how many layers are converted and packed at once (threads)."""
         import torch
 
         act = formats.dtype_of(precision)
@@ -570,35 +651,61 @@ class _Gpt2:
         self.gelu = _GELU[config.activation_function]
 
         def get(name):
-            return fetch(name).to(device)
+            return cached.get(name) if cached is not None else fetch(name).to(device)
+
+        def kept(name):
+            """A tensor used as it is. In int8 a copy: safetensors gives views of the file's memory
+            map, and a file cut short in place while the game runs would kill it (SIGBUS) when
+            touched (fp32 keeps the views: the model is not copied at all)."""
+            tensor = get(name).to(act)
+            return tensor.clone() if precision == "int8" else tensor
 
         def norm(name):
-            return get(name + ".weight").to(act), get(name + ".bias").to(act)
+            return kept(name + ".weight"), kept(name + ".bias")
 
         def dense(name):  # GPT-2's Conv1D stores (in, out): a Linear wants the transpose
+            if cached is not None:
+                # the rows read from the cache are let go (int8_weight copies them) before packing
+                return formats.int8_linear(formats.int8_weight(cached.get(name + ".values"),
+                                                               cached.get(name + ".scales")),
+                                           None, kept(name + ".bias"))
+            if precision == "int8" and embedding_file is not None:  # kept for `int8_parts`
+                bias = self.biases[name] = kept(name + ".bias")
+                return formats.linear(get(name + ".weight").t(), bias, precision)
             return formats.linear(get(name + ".weight").t(), get(name + ".bias"), precision)
 
+        def head():
+            # int8: the LM head is packed int8 rows; the embedding is read from the file as needed
+            # (exact, and no second 39 MB table), or, for a model already in memory, int8 rows with
+            # a scale each, from which the tied head is packed
+            if cached is not None:
+                weight = formats.int8_weight(cached.get("head.values"), cached.get("head.scales"))
+                return None, None, formats.int8_linear(weight)
+            wte, scales = self._table(fetch, "wte.weight", config.vocab_size, precision)
+            rows, row_scales = (wte, scales) if tied else \
+                self._table(fetch, "lm_head.weight", config.vocab_size, precision)
+            if precision == "int8":
+                return wte, scales, formats.int8_linear(rows, row_scales)
+            return wte, scales, formats.linear(rows, None, precision)  # shares the table when tied
+
+        self.biases: dict = {}  # int8: the layers' biases, until the int8 cache is written
+        # the biggest first: with two workers, the head on one and the layers on the other
+        jobs = [head] + [functools.partial(dense, f"h.{i}.{name}") for i in range(config.n_layer)
+                         for name in _DENSE]
+        done = _in_parallel(jobs, workers, packing=precision == "int8")
+        (self.wte, self.wte_scales, self.head), denses = done[0], done[1:]
         self.layers = [
-            (norm(f"h.{i}.ln_1"), dense(f"h.{i}.attn.c_attn"), dense(f"h.{i}.attn.c_proj"),
-             norm(f"h.{i}.ln_2"), dense(f"h.{i}.mlp.c_fc"), dense(f"h.{i}.mlp.c_proj"))
+            (norm(f"h.{i}.ln_1"), *denses[4 * i:4 * i + 2], norm(f"h.{i}.ln_2"), *denses[4 * i + 2:4 * i + 4])
             for i in range(config.n_layer)]
         self.ln_f = norm("ln_f")
-        self.wpe = get("wpe.weight").to(act)
-        # int8: the LM head is packed int8 rows; the embedding is read from the file as needed
-        # (exact, and no second 39 MB table), or, for a model already in memory, int8 rows with a
-        # scale each, from which the tied head is packed
-        self.wte, self.wte_scales = self._table(fetch, "wte.weight", config.vocab_size, precision)
-        head, scales = (self.wte, self.wte_scales) if tied else \
-            self._table(fetch, "lm_head.weight", config.vocab_size, precision)
-        if precision == "int8":
-            self.head = formats.int8_linear(head, scales)
-        else:
-            self.head = formats.linear(head, None, precision)  # shares the table when tied
+        self.wpe = kept("wpe.weight")
+        self.head_name = "wte.weight" if tied else "lm_head.weight"  # the rows the LM head is made of
         self.rows = None
         if precision == "int8" and embedding_file is not None and device.type == "cpu":
             self.rows = RowFile(*embedding_file, (config.vocab_size, self.width))
             self.wte = self.wte_scales = None
-        del head, scales
+        elif self.wte is None:
+            raise ValueError("a cached int8 conversion needs the embedding's file")
         # the key/value cache, in the activations' dtype (fp32 in int8): torch's CPU attention over
         # a bf16 cache was the slowest part of a token at long contexts (see docs/performance.md);
         # (layers, 1, heads, window, dim)
@@ -616,6 +723,44 @@ class _Gpt2:
 
         return (torch.empty(self._shape, dtype=self.kv, device=self.device),
                 torch.empty(self._shape, dtype=self.kv, device=self.device))
+
+    def int8_parts(self, rows_of):
+        """(name, chunks) of every tensor in `_int8_layout` (for `int8_cache.write`): the int8 rows
+        quantized again, as `__init__` did, from the model file (`rows_of(name)`: a `RowFile` of
+        that weight), `HEAD_ROWS` rows at a time (the same numbers: each row is quantized on its
+        own; unpacking the packed layers instead would hold tens of MB more at once); the rest
+        as the pass uses them. The biases kept for this are let go at the end."""
+        import torch
+
+        def quantized(name, source, transposed):
+            table = rows_of(source)
+            rows = table.width if transposed else table.rows  # a block's layer is stored (in, out)
+            scales = torch.empty(rows)  # one tensor: small ones kept one by one fragment the heap
+
+            def values():
+                matrix = table.span(0, table.rows) if transposed else None  # a block's: a few MB
+                for start in range(0, rows, HEAD_ROWS):
+                    end = min(rows, start + HEAD_ROWS)
+                    part = matrix[:, start:end].t() if transposed else table.span(start, end)
+                    chunk, scales[start:end] = formats.quantize_rows(part)
+                    yield chunk
+
+            yield name + ".values", values()
+            yield name + ".scales", [scales]  # filled as the values are written
+
+        for i, (ln1, _, _, ln2, _, _) in enumerate(self.layers):
+            for part, (weight, bias) in (("ln_1", ln1), ("ln_2", ln2)):
+                yield f"h.{i}.{part}.weight", [weight]
+                yield f"h.{i}.{part}.bias", [bias]
+            for name in _DENSE:
+                yield from quantized(f"h.{i}.{name}", f"h.{i}.{name}.weight", True)
+                yield f"h.{i}.{name}.bias", [self.biases[f"h.{i}.{name}"]]
+        yield "ln_f.weight", [self.ln_f[0]]
+        yield "ln_f.bias", [self.ln_f[1]]
+        yield "wpe.weight", [self.wpe]
+        yield from quantized("head", self.head_name, False)
+        self.biases = {}
+        _give_back_freed_memory()  # the temporaries' memory (only reached once all was written)
 
     def _table(self, fetch, name: str, vocab: int, precision: str):
         """A (vocab, width) matrix read in slices of rows: (int8 rows, their scales) in int8,
@@ -687,7 +832,8 @@ class RowFile:
 
     _DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
-    def __init__(self, path: str, name: str, shape: tuple[int, int]):
+    def __init__(self, path: str, name: str, shape: tuple[int, int] | None = None):
+        """`shape`: what the tensor must be (None: any 2-D float tensor)."""
         import struct
 
         self.path = path
@@ -697,7 +843,9 @@ class RowFile:
             header = json.loads(os.pread(self._fd, size, 8))
             entry = header[name]
             dtype = self._DTYPES.get(entry["dtype"])
-            if dtype is None or tuple(entry["shape"]) != tuple(shape):
+            if shape is None and len(entry["shape"]) == 2:
+                shape = tuple(entry["shape"])
+            if dtype is None or tuple(entry["shape"]) != tuple(shape or ()):
                 raise ValueError(f"{path}: '{name}' is {entry['dtype']} {entry['shape']}, "
                                  f"not a {shape[0]} x {shape[1]} float table")
             import torch
@@ -709,6 +857,22 @@ class RowFile:
         except BaseException:
             os.close(self._fd)
             raise
+
+    def span(self, start: int, end: int):
+        """Rows `start` to `end` (not included) as a (end - start, width) tensor, read at once."""
+        import torch
+
+        if not 0 <= start <= end <= self.rows:
+            raise IndexError(f"rows {start} to {end} are outside the {self.rows} rows")
+        import mmap
+
+        size = (end - start) * self.row_bytes
+        # an anonymous mapping, not the heap: given back whole when freed (no fragmented heap)
+        out = mmap.mmap(-1, size) if size else bytearray()
+        if os.preadv(self._fd, [out], self._start + start * self.row_bytes) != size:
+            raise OSError(f"{self.path} was cut short while the game was running: "
+                          "restart the game (or download the model again)")
+        return torch.frombuffer(out, dtype=self.dtype).view(end - start, self.width)
 
     def read(self, ids: Sequence[int]):
         """The rows of `ids` as a (len(ids), width) tensor in the file's dtype."""

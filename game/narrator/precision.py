@@ -13,8 +13,8 @@ imports no torch.
     int8  dynamic int8: weights are 8-bit with one scale per output row (the
           embedding too), each layer's input is quantized on the fly (one
           scale per call); a quarter of the memory traffic and VNNI kernels.
-          Layer norms, attention and activations stay fp32, the key/value cache
-          is bf16.
+          Layer norms, attention, activations and the key/value cache stay
+          fp32. The conversion of a model file is cached (`int8_cache`).
 
 `auto` keeps fp32 for a small model (under `SMALL_MODEL` parameters: its speed is
 not set by its weights, and fp32 is exact), picks int8 on a CPU with fast int8
@@ -28,6 +28,7 @@ measurements and the trade-offs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -197,7 +198,7 @@ def linear(weight, bias, precision: str):
     from torch import nn
 
     if precision == "int8":
-        return int8_linear(*quantize_rows(weight), bias)
+        return int8_linear(int8_weight(*quantize_rows(weight)), None, bias)  # rows let go before packing
     dtype = dtype_of(precision)
     layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
     layer.weight = nn.Parameter(weight.detach().to(dtype), requires_grad=False)
@@ -216,9 +217,38 @@ def quantize_rows(weight):
     return values, scales
 
 
-def int8_linear(values, scales, bias=None):
-    """An `Int8Linear` from int8 weight rows and their scales (see `quantize_rows`)."""
-    return _int8_class()(values, scales, bias)
+def int8_weight(values, scales):
+    """The quantized weight an `Int8Linear` packs: int8 rows `values` (copied: they may be let go
+    once this returns) with one scale each (see `quantize_rows`)."""
+    import torch
+
+    with warnings.catch_warnings():  # torch marks quantized tensors as deprecated
+        warnings.simplefilter("ignore")
+        return torch._make_per_channel_quantized_tensor(
+            values, scales.double(), torch.zeros(len(scales), dtype=torch.long), 0)
+
+
+def int8_linear(values, scales=None, bias=None):
+    """An `Int8Linear` from int8 weight rows and their scales (see `quantize_rows`), or from an
+    `int8_weight` (`scales` None: pass that to keep only one copy of the rows while packing)."""
+    return _int8_class()(values if scales is None else int8_weight(values, scales), bias)
+
+
+@contextlib.contextmanager
+def packing():
+    """Pack int8 layers on several threads at once: the int8 engine is set for the whole block
+    (each `Int8Linear` sets and restores it around its packing, which threads would race on)."""
+    import torch
+
+    engine, before = int8_engine(), torch.backends.quantized.engine
+    if engine is None:
+        yield
+        return
+    torch.backends.quantized.engine = engine
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = before
 
 
 @functools.cache
@@ -232,15 +262,14 @@ def _int8_class():
         and runs torch's int8 kernel for this CPU's engine (`int8_engine()`).
         """
 
-        def __init__(self, values, scales, bias=None):
+        def __init__(self, weight, bias=None):
+            """`weight`: an `int8_weight`."""
             import torch
 
             super().__init__()
             engine, before = int8_engine(), torch.backends.quantized.engine
             with warnings.catch_warnings():  # torch marks quantized tensors as deprecated
                 warnings.simplefilter("ignore")
-                weight = torch._make_per_channel_quantized_tensor(
-                    values, scales.double(), torch.zeros(len(scales), dtype=torch.long), 0)
                 try:
                     torch.backends.quantized.engine = engine
                     self.packed = torch.ops.quantized.linear_prepack(
@@ -249,7 +278,7 @@ def _int8_class():
                     torch.backends.quantized.engine = before
             # a 7-bit input range avoids overflow in int8 kernels without VNNI/AMX
             self.reduce_range = not cpu_flags() & set(INT8_FLAGS)
-            self.out_features, self.in_features = values.shape
+            self.out_features, self.in_features = weight.shape
 
         def forward(self, x):
             import torch
