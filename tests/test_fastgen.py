@@ -94,6 +94,19 @@ def test_generic_path_matches_the_lean_path_and_transformers_greedy(tiny_model_d
         assert gen.generate(prompt, None, max_new_tokens=20) == want
 
 
+def test_the_generic_path_runs_in_int8_and_stays_near_fp32(small_model_dir, ids):
+    """A model the lean pass cannot read (here forced) gets int8 Linear layers too."""
+    import torch
+
+    generic = fastgen.FastGenerator.from_model(load(small_model_dir), "int8", lean=False, threads=1)
+    assert generic.kind == "generic" and generic.precision == "int8"
+    assert generic.generate(ids[:40], None, max_new_tokens=8) and generic.reused == 0
+    reference = from_checkpoint(small_model_dir, "fp32").logits(ids[:100])
+    logits = generic.logits(ids[:100])
+    most, correlation = TOLERANCE["int8"]
+    assert float(torch.corrcoef(torch.stack([logits.flatten(), reference.flatten()]))[0, 1]) >= correlation
+
+
 @pytest.mark.parametrize("kind", ["fp32", "bf16", "int8"])
 def test_greedy_with_and_without_the_prefix_cache_match_exactly(small_model_dir, ids, kind):
     gen = from_checkpoint(small_model_dir, kind)

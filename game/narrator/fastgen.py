@@ -912,7 +912,7 @@ class _Generic:
             for parent in list(model.modules()):
                 for name, child in list(parent.named_children()):
                     if isinstance(child, nn.Linear):
-                        setattr(parent, name, formats.quantize(child))
+                        setattr(parent, name, formats.linear(child.weight, child.bias, "int8"))
         else:
             model.to(formats.dtype_of(precision))
         self.model = model
