@@ -60,6 +60,7 @@ ACTIONS = ("look", "1", "listen to the wind", "2", "examine the archway", "look 
            "kneel", "look", "2", "3", "whistle", "look", "hum a tune", "look around", "wait",
            "listen", "look", "think of home", "look", "sit down", "look", "count the stones")
 WARMUP_TURNS = 6  # turns before timing starts: the history fills the window by then
+COLD_STARTS = 5  # fresh launches per side for the paint and ready times (a cold start varies most)
 # The targets of the speed issues (docs/performance.md): (which way is good, the goal).
 TARGETS = {
     "decode_880_vs_llama_cpp_q8_0": (">=", 1.0),  # decode at 880 tokens at least llama.cpp q8_0's
@@ -389,7 +390,7 @@ def _measure(model: str, precision: str, quick: bool, env: dict, out: TextIO, pe
     game["turn_latency_unwarmed_ms"] = _latency(again["unwarmed"])
     print("Timing cold starts (fresh processes)...", file=out)
     paints, readies = [], {name: [] for name in live}
-    for _ in range(1 if quick else 3):
+    for _ in range(1 if quick else COLD_STARTS):
         paint = _timed_launch(PAINT, [model], env)
         paints.append(paint["seconds"])
         game["torch_imported_before_paint"] = paint["torch_imported_before_paint"]
