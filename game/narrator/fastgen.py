@@ -462,13 +462,8 @@ def _loading_memory():
     """While weights are converted, glibc maps big temporaries on their own and unmaps them when
     freed (no fragmented heap left behind); afterwards working buffers of up to 32 MB are reused.
     From then on the process keeps at most two malloc heaps (arenas)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
         yield  # not glibc
         return
     mallopt(_M_MMAP_THRESHOLD, 1 << 20)
@@ -487,13 +482,26 @@ _M_ARENA_MAX = -8
 
 def _give_back_freed_memory() -> None:
     """Return the memory freed while converting weights to the system (glibc keeps it otherwise)."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:  # else not glibc: nothing to do
+        trim(0)
+
+
+@functools.cache
+def _libc():
+    """The C library (glibc on Linux), or None. Opened by its usual name first:
+    `ctypes.util.find_library` runs `ldconfig -p` in a subprocess (~30 ms each time)."""
     import ctypes
     import ctypes.util
 
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to do
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
 
 
 class Sampler:
