@@ -92,10 +92,10 @@ def _stats(values: list[float], digits: int = 1) -> dict:
 class _Worker:
     """A worker process answering one JSON request per line."""
 
-    def __init__(self, side: str, model: str, precision: str, env: dict):
+    def __init__(self, side: str, model: str, precision: str, env: dict, device: str = "cpu"):
         self.side = side
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "game.bench", "--worker", side, model, precision],
+            [sys.executable, "-m", "game.bench", "--worker", side, model, precision, device],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env=env, cwd=locations.PROJECT_ROOT)
 
@@ -176,7 +176,7 @@ asyncio.run(main())
 READY_GAME = """\
 import json, sys, time
 from game.narrator.service import NarratorService
-service = NarratorService(sys.argv[1], precision=sys.argv[2], device="cpu")
+service = NarratorService(sys.argv[1], precision=sys.argv[2], device=sys.argv[3])
 event = service.load()
 print(json.dumps({"at": time.time(), "event": type(event).__name__, "precision": service.precision}))
 """
@@ -189,24 +189,32 @@ print(json.dumps({"at": time.time(), "event": "Ready"}))
 READY_BASELINE = """\
 import json, sys, time
 from transformers import pipeline
-pipeline("text-generation", model=sys.argv[1])
+pipeline("text-generation", model=sys.argv[1], device=sys.argv[2])
 print(json.dumps({"at": time.time(), "event": "Ready"}))
 """
 
 
 def run_bench(model: str | None, json_path: Path | None, quality: bool, out: TextIO = sys.stdout,
               *, quick: bool = False, precision: str = "auto", peers: bool = False,
-              proxy_seconds: float | None = None) -> int:
+              proxy_seconds: float | None = None, device: str = "cpu") -> int:
     """The `storyteller bench` command; returns the exit code.
 
     `quick` takes fewer repetitions (for tests); `precision` is the game's
     setting (auto|fp32|bf16|int8); `peers` adds llama.cpp (q8_0 and f16, on a
     GGUF of the same weights) and CTranslate2 int8 next to the pipeline. With
     `quality`, only the precision comparison runs (`proxy_seconds`: how long
-    the proxy model trains).
+    the proxy model trains). `device` "cuda" runs the game and the pipeline on
+    the GPU (llama.cpp's peers stay on the CPU and are left out).
     """
     if quality:
         return run_quality(model, json_path, out, proxy_seconds=proxy_seconds)
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("storyteller bench: --device cuda: torch finds no CUDA GPU here "
+                  "(run it where there is one, with a CUDA build of torch)", file=out)
+            return 1
     with tempfile.TemporaryDirectory(prefix="storyteller-bench-") as tmp:
         home = Path(tmp)
         label = model
@@ -220,7 +228,7 @@ def run_bench(model: str | None, json_path: Path | None, quality: bool, out: Tex
             model = str(build_gpt2(home / "distilgpt2-shape", shape="distilgpt2"))
             label = "distilgpt2 shape, random weights"
         try:
-            report = _measure(model, precision, quick, _env(home), out, peers, home)
+            report = _measure(model, precision, quick, _env(home), out, peers, home, device)
         except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as error:
             print(inert_line(f"storyteller bench: {error}"), file=out)
             return 1
@@ -274,15 +282,19 @@ def _first_line(error: BaseException) -> str:
 
 
 def _measure(model: str, precision: str, quick: bool, env: dict, out: TextIO, peers: bool = False,
-             home: Path | None = None) -> dict:
+             home: Path | None = None, device: str = "cpu") -> dict:
     reps, turns = (1, 4) if quick else (3, 30)
     info = machine()
     loads = [info["load_average_before"][0]]
     plan, skipped = _peer_plan(model, peers, home or Path(tempfile.gettempdir()))
+    if device != "cpu":  # llama-cpp-python is built for the CPU here
+        for name in [name for name in plan if name.startswith("llama_cpp")]:
+            del plan[name]
+            skipped[name] = f"llama.cpp runs on the CPU here; --device {device} compares the game and the pipeline"
     print(f"Loading {1 + len(plan)} sides ({'quick' if quick else 'full'} run): game, "
           f"{', '.join(plan)}...", file=out)
-    sides = {"game": _Worker("game", model, precision, env)}
-    sides.update({name: _Worker(side, path, kind, env) for name, (side, path, kind) in plan.items()})
+    sides = {"game": _Worker("game", model, precision, env, device)}
+    sides.update({name: _Worker(side, path, kind, env, device) for name, (side, path, kind) in plan.items()})
     names = list(sides)
 
     def ask(name: str, **request) -> dict | None:
@@ -356,14 +368,14 @@ def _measure(model: str, precision: str, quick: bool, env: dict, out: TextIO, pe
               file=out)
         memory = {name: ask(name, op="memory") for name in names}
         breakdown = None  # after the memory: the profiler's own memory must not count
-        if loaded["game"]["path"] == "lean-gpt2":
+        if loaded["game"]["path"] == "lean-gpt2" and device == "cpu":
             breakdown = sides["game"].ask(op="breakdown", tokens=max(SIZES))
             loads.append(os.getloadavg()[0])
     finally:
         for w in sides.values():
             w.close()
     live = [name for name in names if name not in skipped]
-    report: dict = {"machine": info, "precision": loaded["game"]["precision"],
+    report: dict = {"machine": info, "device": device, "precision": loaded["game"]["precision"],
                     "game_path": loaded["game"]["path"], "threads": memory["game"].get("threads"),
                     "quick": quick, "peers": {}, "skipped": dict(skipped)}
     for name in live:
@@ -396,9 +408,9 @@ def _measure(model: str, precision: str, quick: bool, env: dict, out: TextIO, pe
         game["torch_imported_before_paint"] = paint["torch_imported_before_paint"]
         for name in live:
             if name == "game":
-                readies[name].append(_timed_launch(READY_GAME, [model, precision], env)["seconds"])
+                readies[name].append(_timed_launch(READY_GAME, [model, precision, device], env)["seconds"])
             elif name == "pipeline":
-                readies[name].append(_timed_launch(READY_BASELINE, [model], env)["seconds"])
+                readies[name].append(_timed_launch(READY_BASELINE, [model, device], env)["seconds"])
             else:
                 _side, path, kind = plan[name]
                 readies[name].append(_timed_launch(READY_LLAMA, [path, kind], env)["seconds"])
@@ -504,7 +516,8 @@ def _print_report(r: dict, out: TextIO) -> None:
     print(f"Machine: {m['cpu']}, {m['physical_cores']} physical cores ({m['logical_cpus']} logical), "
           f"flags {' '.join(m['flags']) or '-'}; load average {m['load_average_before'][0]} before, "
           f"{m['load_average_during_max']} at most during the run, {m['load_average_after'][0]} after", file=out)
-    print(f"Game: precision {r['precision']} ({r['game_path']}), {r['threads']} thread(s) at the end "
+    print(f"Game: precision {r['precision']} ({r['game_path']}) on {r.get('device', 'cpu')}, "
+          f"{r['threads']} thread(s) at the end "
           f"(it uses the cores other programs leave free).", file=out)
     for name, peer in r["peers"].items():
         print(f"{name}: {peer['threads']} thread(s){'; ' + peer['setup'] if peer['setup'] else ''}", file=out)
@@ -811,8 +824,8 @@ def _narrations() -> list[str]:
 class _Side:
     """What one worker measures; `Baseline` and `Game` fill in loading and generation."""
 
-    def __init__(self, model: str, precision: str):
-        self.model, self.precision = model, precision
+    def __init__(self, model: str, precision: str, device: str = "cpu"):
+        self.model, self.precision, self.device = model, precision, device
 
     def session_start(self) -> dict:
         from game.engine import Engine
@@ -878,7 +891,7 @@ class _Baseline(_Side):
         from transformers import pipeline
         from transformers.generation.streamers import BaseStreamer
 
-        self.pipe = pipeline("text-generation", model=self.model)
+        self.pipe = pipeline("text-generation", model=self.model, device=self.device)
 
         class Times(BaseStreamer):  # watches the call: when each new token came out
             def __init__(self):
@@ -924,7 +937,7 @@ class _Game(_Side):
 
         from game.narrator.service import NarratorService, Ready
 
-        self.service = NarratorService(self.model, device="cpu", precision=self.precision)
+        self.service = NarratorService(self.model, device=self.device, precision=self.precision)
         event = self.service.load()
         if not isinstance(event, Ready):
             raise RuntimeError(event.reason)
@@ -980,10 +993,10 @@ class _Game(_Side):
                 parts["attention"] += event.self_cpu_time_total / 1000 / steps
         backend = fast.backend
         weights = sum(p.numel() * p.element_size() for p in _weights_of(backend))
-        return {"context_tokens": len(ids), "token_ms": round(wall, 2),
-                "matrix_products_ms": round(parts["matrix_products"], 2),
-                "attention_ms": round(parts["attention"], 2),
-                "rest_ms": round(max(0.0, wall - sum(parts.values())), 2),
+        return {"context_tokens": len(ids), "token_ms": round(wall, 3),
+                "matrix_products_ms": round(parts["matrix_products"], 3),
+                "attention_ms": round(parts["attention"], 3),
+                "rest_ms": round(max(0.0, wall - sum(parts.values())), 3),
                 "weights_read_mb": round(weights / 1e6, 1), "threads": fast.threads}
 
     def warm(self, lookahead: bool = True) -> float | None:
@@ -1119,14 +1132,14 @@ class _LlamaCpp(_Side):
 
 
 def _worker_main(args: list[str]) -> int:
-    """`python -m game.bench --worker SIDE MODEL PRECISION`: answer JSON requests on stdin."""
+    """`python -m game.bench --worker SIDE MODEL PRECISION [DEVICE]`: answer JSON requests on stdin."""
     import warnings
 
     warnings.filterwarnings("ignore")
-    side, model, precision = args
+    side, model, precision, device = (*args, "cpu")[:4]
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # library chatter must not reach the protocol stream
-    worker = {"pipeline": _Baseline, "game": _Game, "llama_cpp": _LlamaCpp}[side](model, precision)
+    worker = {"pipeline": _Baseline, "game": _Game, "llama_cpp": _LlamaCpp}[side](model, precision, device)
     for line in sys.stdin:
         request = json.loads(line)
         op = request.pop("op")

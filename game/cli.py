@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quality", action="store_true",
                        help="compare each precision with fp32 on a bundled English text (needs real weights)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions")
+    bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                       help="where the game and the pipeline run (llama.cpp's peers stay on the CPU)")
     bench.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto",
                        help="the game side's precision")
     _server_options(bench)
@@ -227,7 +229,7 @@ def _dispatch(parser, args) -> int:
             return run_server_bench(args.server, args.server_model, args.model, args.json,
                                     quick=args.quick, precision=args.precision)
         return run_bench(args.model, args.json, args.quality, quick=args.quick, precision=args.precision,
-                         peers=args.peers, proxy_seconds=args.proxy_seconds)
+                         peers=args.peers, proxy_seconds=args.proxy_seconds, device=args.device)
     parser.print_help()  # pragma: no cover (argparse rejects unknown commands)
     return 2
 

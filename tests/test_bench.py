@@ -68,6 +68,7 @@ def test_quick_run_with_peers_writes_the_json_the_issue_asks_for(quick_run, tiny
     assert game["torch_imported_before_paint"] in (True, False)
     assert game["session"]["prompt_tokens"]["median"] > 300  # the window is filling up
     assert report["precision"] == "fp32"  # auto keeps a model this small in fp32
+    assert report["device"] == "cpu"
     turns = game["turns"]  # every timed turn, with what it computed
     assert len(turns) == 4 and [t["turn"] for t in turns] == [1, 2, 3, 4]
     assert all(0 <= t["reused_tokens"] <= t["prompt_tokens"] and t["latency_ms"] > 0 and t["action"]
@@ -76,8 +77,8 @@ def test_quick_run_with_peers_writes_the_json_the_issue_asks_for(quick_run, tiny
     assert any(t["enters_scene"] and t["reused_tokens"] == t["prompt_tokens"] for t in turns)  # looked ahead
     b = game["token_breakdown"]  # where a token's time goes, measured
     assert b["context_tokens"] == 880 and b["token_ms"] > 0 and b["weights_read_mb"] > 1
-    assert 0 < b["matrix_products_ms"] and 0 < b["attention_ms"]
-    assert b["matrix_products_ms"] + b["attention_ms"] + b["rest_ms"] >= b["token_ms"] * 0.99
+    assert b["matrix_products_ms"] > 0 and b["attention_ms"] >= 0 and b["rest_ms"] >= 0  # a tiny model's
+    assert b["matrix_products_ms"] + b["attention_ms"] + b["rest_ms"] >= b["token_ms"] * 0.99  # attention: ~0
     for name in peers:
         assert report["ratios"][f"decode_880_vs_{name}"] == round(
             game["decode_tps"]["880"]["median"] / peers[name]["decode_tps"]["880"]["median"], 2)
@@ -98,6 +99,17 @@ def test_quick_run_prints_a_readable_table(quick_run):
                 "Where one of the game's tokens goes after a 880-token prompt"):
         assert row in text
     assert "Traceback" not in text
+
+
+def test_device_cuda_without_a_gpu_says_so_in_one_line(tiny_model_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: docs/performance.md has the figures from `--device cuda`")
+    out = io.StringIO()
+    assert bench.run_bench(str(tiny_model_dir), None, False, out=out, quick=True, device="cuda") == 1
+    assert out.getvalue().strip() == ("storyteller bench: --device cuda: torch finds no CUDA GPU here "
+                                      "(run it where there is one, with a CUDA build of torch)")
 
 
 def test_a_folder_that_is_no_model_fails_in_one_line(tmp_path):
