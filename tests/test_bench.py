@@ -78,7 +78,8 @@ def test_quick_run_with_peers_writes_the_json_the_issue_asks_for(quick_run, tiny
     b = game["token_breakdown"]  # where a token's time goes, measured
     assert b["context_tokens"] == 880 and b["token_ms"] > 0 and b["weights_read_mb"] > 1
     assert b["matrix_products_ms"] > 0 and b["attention_ms"] >= 0 and b["rest_ms"] >= 0  # a tiny model's
-    assert b["matrix_products_ms"] + b["attention_ms"] + b["rest_ms"] >= b["token_ms"] * 0.99  # attention: ~0
+    parts = b["matrix_products_ms"] + b["attention_ms"] + b["rest_ms"]  # attention: ~0; each rounded to 1 µs
+    assert parts >= b["token_ms"] - 0.002
     for name in peers:
         assert report["ratios"][f"decode_880_vs_{name}"] == round(
             game["decode_tps"]["880"]["median"] / peers[name]["decode_tps"]["880"]["median"], 2)
