@@ -1275,6 +1275,14 @@ async def test_real_spirit_streams_and_esc_cancels(personalities, tiny_model_dir
     narrator.run = recording_run
     app = build(personalities, narrator)
     async with running(app, wake=True) as pilot:
+        generator = narrator.service.generator
+        step = generator._advance
+
+        def unhurried(ids, all_logits=False):  # the real model at a model's pace: ~2 ms a token (the
+            time.sleep(0.002)  # tiny one would tell all 512 before the test looks, now that the
+            return step(ids, all_logits)  # reader no longer slows it down)
+
+        generator._advance = unhurried
         screen = game(app)
         await act(pilot, "take the lantern", settle=False)
         await wait_until(pilot, lambda: kinds(app, "narration") and kinds(app, "narration")[-1],
