@@ -874,13 +874,10 @@ def _memory_now(when: str) -> dict:
 
 
 def _rss_mb(field: str = "VmRSS") -> float:
-    """This process's resident memory (VmRSS) or its peak (VmHWM), in MB.
+    """This process's resident memory (VmRSS) or its peak (VmHWM), in MB (0 without /proc)."""
+    from game.procfs import process_memory
 
-    Not getrusage's ru_maxrss: Linux carries that over from the parent across
-    fork and exec, so a worker started by a big parent would report its size.
-    """
-    with open("/proc/self/status", encoding="ascii") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":")) / 1024
+    return (process_memory("self", field) or 0) / 2 ** 20
 
 
 class _Baseline(_Side):

@@ -28,6 +28,7 @@ import shlex
 import sys
 
 from game.i18n import _
+from game.procfs import available_memory
 from game.safe_text import inert_line
 
 log = logging.getLogger("storyteller.serve")
@@ -59,30 +60,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available for new processes (Linux /proc/meminfo), or None."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def process_rss(pid: int) -> int | None:
-    """Resident memory of a process in bytes (Linux /proc), or None where it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def narrator_mode(no_spirit: bool, server: str | None) -> str:

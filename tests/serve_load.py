@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from game.procfs import process_memory
 from tests.serving import ESCAPES, Terminal, children, serving
 
 QUEST_ID = "call-of-the-storyteller"
@@ -46,13 +47,7 @@ class PlayerRun:
 
 
 def rss(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
+    return process_memory(pid) or 0
 
 
 def tree_rss(pid: int) -> int:

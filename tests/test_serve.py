@@ -63,6 +63,16 @@ def test_default_table_size_follows_free_memory_and_the_narrators_footprint():
     assert default_max_players("local", None) == 4
 
 
+def test_memory_figures_come_from_proc_and_are_none_where_they_cannot_be_read():
+    from game import procfs
+
+    assert procfs.available_memory() > 0
+    now, peak = procfs.process_memory(), procfs.process_memory("self", "VmHWM")
+    assert 0 < now <= peak
+    assert procfs.process_memory(2 ** 30) is None  # no such process
+    assert procfs.process_memory("self", "NoSuchField") is None
+
+
 def test_each_game_is_a_guest_with_the_hosts_narrator_options():
     command = game_command({"model": "/models/my gpt2", "device": "cpu", "personality": None},
                            no_spirit=False, seed=3)
