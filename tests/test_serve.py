@@ -202,6 +202,12 @@ async def ready(terminal: Terminal) -> None:
     await terminal.read(1.5)
 
 
+async def play_as(terminal: Terminal, name: str) -> None:
+    """Type a player's name in the name box and wait until the game has taken it."""
+    await terminal.type(name + "\r")
+    await terminal.wait_for(f"Playing as {name}")
+
+
 async def test_each_tab_is_its_own_game_and_the_table_has_a_limit():
     import aiohttp
 
@@ -216,10 +222,8 @@ async def test_each_tab_is_its_own_game_and_the_table_has_a_limit():
                 assert status == 503 and "The game is full" in page and "All 2 places" in page
                 async with Terminal(session, served.url) as third:
                     await third.wait_for("The game is full")
-                await robin.type("Robin\r")
-                await robin.wait_for("Playing as Robin")
-                await ann.type("Ann\r")
-                await ann.wait_for("Playing as Ann")
+                await play_as(robin, "Robin")
+                await play_as(ann, "Ann")
             deadline = time.monotonic() + 30  # the tabs closed: their games end, the table frees up
             while served.games() or get(served.url)[0] != 200:
                 assert time.monotonic() < deadline, "closed games kept their places"
@@ -234,8 +238,7 @@ async def test_hostile_players_stay_in_their_folder_and_the_host_keeps_serving()
         async with aiohttp.ClientSession() as session:
             async with Terminal(session, served.url) as alice:
                 await ready(alice)
-                await alice.type("Alice\r")
-                await alice.wait_for("Playing as Alice")
+                await play_as(alice, "Alice")
                 async with Terminal(session, served.url) as eve:
                     await ready(eve)
                     mark = eve.mark()
@@ -246,8 +249,8 @@ async def test_hostile_players_stay_in_their_folder_and_the_host_keeps_serving()
                     await eve.paste(PASTE_START + "A" * 200_000 + PASTE_END)  # a huge paste is refused
                     await eve.type("Alice\r")  # Alice is playing: not twice
                     await eve.wait_for("already playing", since=mark)
-                    await eve.type("\x7f" * 10 + "Eve\r")
-                    await eve.wait_for("Playing as Eve")
+                    await eve.type("\x7f" * 10)
+                    await play_as(eve, "Eve")
                     await eve.paste("B" * 200_000)  # a flood of keys: only Eve's own game is busy
                     mark = alice.mark()
                     await alice.type("\r")  # Alice plays on: her quest starts
@@ -280,8 +283,7 @@ async def test_an_exported_story_is_kept_in_the_players_folder_and_sent_to_the_b
         async with aiohttp.ClientSession() as session:
             async with Terminal(session, served.url) as robin:
                 await ready(robin)
-                await robin.type("Robin\r")
-                await robin.wait_for("Playing as Robin")
+                await play_as(robin, "Robin")
                 await robin.type("\r")
                 await robin.wait_for("Gate of Dead Links")
                 await robin.read(1)
