@@ -988,8 +988,7 @@ class _Game(_Side):
                 parts["matrix_products"] += event.self_cpu_time_total / 1000 / steps
             elif "attention" in name:
                 parts["attention"] += event.self_cpu_time_total / 1000 / steps
-        backend = fast.backend
-        weights = sum(p.numel() * p.element_size() for p in _weights_of(backend))
+        weights = _weight_bytes(fast.backend)
         return {"context_tokens": len(ids), "token_ms": round(wall, 3),
                 "matrix_products_ms": round(parts["matrix_products"], 3),
                 "attention_ms": round(parts["attention"], 3),
@@ -1020,17 +1019,16 @@ class _Game(_Side):
         return seen[0], self.service.generator.reused
 
 
-def _weights_of(backend) -> list:
-    """The weight tensors one token reads in the lean GPT-2 path (int8: the unpacked values)."""
-    import torch
-
-    found = []
+def _weight_bytes(backend) -> int:
+    """Bytes of weights one token reads in the lean GPT-2 path: its Linear layers and the LM head
+    (int8: one byte a weight, from the layers' shapes; nothing is unpacked to count them)."""
+    total = 0
     for layer in [block[i] for block in backend.layers for i in (1, 2, 4, 5)] + [backend.head]:  # qkv, proj, fc, out
         if hasattr(layer, "packed"):
-            found.append(torch.ops.quantized.linear_unpack(layer.packed)[0].int_repr())
+            total += layer.out_features * layer.in_features
         else:
-            found.append(layer.weight)
-    return found
+            total += layer.weight.numel() * layer.weight.element_size()
+    return total
 
 
 def open_llama(path: str, kind: str):
