@@ -438,9 +438,15 @@ def test_service_warms_the_next_prompt_in_the_background_and_gives_way(int8_serv
     thread = service.warm(start)
     thread.join(30)
     assert not thread.is_alive() and len(service.generator.cached) == 299  # its last token may merge on
-    stream = service.stream(start + " And then the frog spoke.", few, seed=1, prefix=start)
-    list(stream)
+    encode, encoded = service.tokenizer.encode, []
+    service.tokenizer.encode = lambda text: encoded.append(text) or encode(text)
+    try:
+        stream = service.stream(start + " And then the frog spoke.", few, seed=1, prefix=start)
+        list(stream)
+    finally:
+        del service.tokenizer.encode
     assert stream.reused == 299  # Enter only waited for the new part
+    assert encoded == [start + " And then the frog spoke."]  # the known start was tokenized once, ahead
     cold = service.clear_cache() or service.narrate(start + " And then the frog spoke.", few, seed=1,
                                                     prefix=start)
     assert cold.raw == stream.raw  # warming changes when the story comes, never which story

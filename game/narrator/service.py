@@ -202,6 +202,7 @@ class NarratorService(Narrating):
         self._lock = threading.Lock()       # one generation at a time
         self._start_lock = threading.Lock()
         self._warm_stop = threading.Event()  # set: the warm-up in progress (if any) stops
+        self._known: dict[str, list[int]] = {}  # the known starts of the last warm-up, tokenized
         self._warm_thread: threading.Thread | None = None
 
     # --- state -------------------------------------------------------------------
@@ -269,8 +270,8 @@ class NarratorService(Narrating):
                 if stop.is_set():
                     return
                 try:
-                    ids = self._tokenizer.encode(prompt)[:-1]  # its last token may merge with what follows
-                    self._fast.warm(ids, should_stop=stop.is_set)
+                    self._known = {}
+                    self._fast.warm(self._known_start(prompt), should_stop=stop.is_set)
                 except Exception:  # noqa: BLE001 - the cache is dropped; narration does not depend on it
                     self._fast.forget()
                     return
@@ -299,7 +300,17 @@ class NarratorService(Narrating):
         the tokens `warm(prefix)` computed, as far as the prompt starts with them."""
         if not prefix:
             return None
-        return fastgen.common_prefix(ids, self._tokenizer.encode(prefix)[:-1]) or None
+        return fastgen.common_prefix(ids, self._known_start(prefix)) or None
+
+    def _known_start(self, prefix: str) -> list[int]:
+        """The tokens of a known start, less its last (which may merge with what follows); those of
+        the last warm-up (the expected start, the prompts ahead) are kept, so Enter does not
+        tokenize them again."""
+        if prefix not in self._known:
+            if len(self._known) > fastgen.SPARES:  # no warm-up since: keep it small
+                self._known.clear()
+            self._known[prefix] = self._tokenizer.encode(prefix)[:-1]
+        return self._known[prefix]
 
     def stop_warming(self, timeout: float = 30.0) -> None:
         """Stop the warm-up in progress, if any, and wait for it (it ends after its current chunk)."""
