@@ -107,6 +107,24 @@ def chunk_ends(n: int, split: int | None = None) -> list[int]:
     return sorted(ends)
 
 
+def _reusable(cached: Sequence[int], bounds: Sequence[int], last, ids: Sequence[int], split: int | None,
+              limit: int | None = None) -> int:
+    """How many of a cache's tokens (`cached`, computed in chunks ending at `bounds`, `last` the
+    logits of its last position or None) a prompt `ids` with `split` can take: the longest
+    common start computed in the very chunks the prompt's own computation would use
+    (`chunk_ends`). At most `limit` (default: all but the last token, or all of them when the
+    cache holds exactly `ids` with its last position's logits)."""
+    if limit is None:
+        limit = len(ids) if last is not None and len(cached) == len(ids) else len(ids) - 1
+    same = min(common_prefix(cached, ids), limit)
+    keep = 0
+    for had, wants in zip(bounds, chunk_ends(len(ids), split)):
+        if had != wants or had > same:
+            break
+        keep = had
+    return keep
+
+
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     """Length of the longest common start of two token lists."""
     n = min(len(a), len(b))
@@ -271,11 +289,7 @@ class FastGenerator:
         """Make the main cache the one, main or spare, with the most reusable tokens for `ids`."""
         best, most = None, self._reusable(ids, split)
         for spare in self._spares:
-            self._swap(spare)
-            try:
-                n = self._reusable(ids, split)
-            finally:
-                self._swap(spare)
+            n = _reusable(spare[2], spare[3], spare[4], ids, split)
             if n > most:
                 best, most = spare, n
         if best is not None:
@@ -314,20 +328,8 @@ class FastGenerator:
         return logits
 
     def _reusable(self, ids: Sequence[int], split: int | None, limit: int | None = None) -> int:
-        """How many cached tokens a prompt `ids` (with `split`, see `chunk_ends`) can take: the
-        longest common start that was computed in the very chunks the prompt's own computation
-        would use. At most `limit` (default: all but the last token, or all of them when the
-        cache holds exactly `ids` with the last position's logits)."""
-        if limit is None:
-            whole = self._last is not None and len(self.cached) == len(ids)
-            limit = len(ids) if whole else len(ids) - 1
-        same = min(common_prefix(self.cached, ids), limit)
-        keep = 0
-        for had, wants in zip(self._bounds, chunk_ends(len(ids), split)):
-            if had != wants or had > same:
-                break
-            keep = had
-        return keep
+        """How many tokens of the main cache a prompt `ids` can take (see the function `_reusable`)."""
+        return _reusable(self.cached, self._bounds, self._last, ids, split, limit)
 
     def _crop(self, keep: int) -> None:
         """Keep only the first `keep` cached tokens (`keep` is the end of a chunk)."""
