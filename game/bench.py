@@ -512,8 +512,8 @@ def targets(report: dict) -> dict:
 def _print_report(r: dict, out: TextIO) -> None:
     m, game = r["machine"], r["game"]
     sides = {"game": game, **r["peers"]}
-    print(f"\nStoryteller benchmark: {r['model']}", file=out)
-    print(f"Machine: {m['cpu']}, {m['physical_cores']} physical cores ({m['logical_cpus']} logical), "
+    print("\n" + inert_line(f"Storyteller benchmark: {r['model']}"), file=out)  # a folder's name
+    print(f"Machine: {inert_line(m['cpu'])}, {m['physical_cores']} physical cores ({m['logical_cpus']} logical), "
           f"flags {' '.join(m['flags']) or '-'}; load average {m['load_average_before'][0]} before, "
           f"{m['load_average_during_max']} at most during the run, {m['load_average_after'][0]} after", file=out)
     print(f"Game: precision {r['precision']} ({r['game_path']}) on {r.get('device', 'cpu')}, "
@@ -522,7 +522,7 @@ def _print_report(r: dict, out: TextIO) -> None:
     for name, peer in r["peers"].items():
         print(f"{name}: {peer['threads']} thread(s){'; ' + peer['setup'] if peer['setup'] else ''}", file=out)
     for name, why in r["skipped"].items():
-        print(f"{name}: not run ({why})", file=out)
+        print(inert_line(f"{name}: not run ({why})"), file=out)  # reasons carry errors' text
     print("Medians (min-max) of the runs; p90 = 90th percentile.\n", file=out)
 
     def cell(s: dict | None, unit: str = "", p90: bool = False) -> str:

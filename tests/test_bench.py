@@ -113,6 +113,18 @@ def test_device_cuda_without_a_gpu_says_so_in_one_line(tiny_model_dir):
                                       "(run it where there is one, with a CUDA build of torch)")
 
 
+def test_the_report_shows_folder_names_and_reasons_as_inert_text(quick_run):
+    _code, _text, report = quick_run
+    hostile = json.loads(json.dumps(report))
+    hostile["model"] = "/tmp/\x1b]0;owned\x07model"
+    hostile["machine"]["cpu"] = "CPU\x1b[2J"
+    hostile["skipped"]["ctranslate2_int8"] = "failed: \x1b[31mred\u202e"
+    out = io.StringIO()
+    bench._print_report(hostile, out)
+    assert "\x1b" not in out.getvalue() and "\u202e" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert "ctranslate2_int8: not run (failed:" in out.getvalue()
+
+
 def test_a_folder_that_is_no_model_fails_in_one_line(tmp_path):
     out = io.StringIO()
     assert bench.run_bench(str(tmp_path), None, False, out=out, quick=True) == 1
