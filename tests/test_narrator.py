@@ -136,6 +136,32 @@ def test_stop_string_ends_generation_and_is_never_shown(service):
     assert story.new_tokens < 16
 
 
+def test_a_stop_string_ends_generation_even_while_the_reader_waits(service, monkeypatch):
+    # The reader hands text on at most every PACE seconds; the tiny model writes all 16 tokens
+    # within one such wait. Generation must still end at the token that writes the stop.
+    from game.narrator import service as module
+
+    monkeypatch.setattr(module, "PACE", 0.3)
+    plain = service.stream(PROMPT, Sampling(max_new_tokens=16), seed=5, stop_strings=())
+    chunks = list(plain)
+    assert len(chunks) >= 2 and plain.new_tokens == 16  # the first token alone, then the rest
+    stop = next(char for char in "".join(chunks[1:]) if char.isalpha() and char not in chunks[0])
+    stream = service.stream(PROMPT, Sampling(max_new_tokens=16), seed=5, stop_strings=[stop])
+    shown = "".join(stream)
+    assert stream.stopped and stop not in shown and plain.raw.startswith(shown)
+    assert stream.new_tokens < 16
+
+
+def test_a_stop_string_inside_the_prompt_end_is_not_the_models(service):
+    plain = service.stream(PROMPT, FEW, seed=6, stop_strings=())
+    text = "".join(plain)
+    assert PROMPT.endswith("d\n") and "d\n" not in text
+    # the prompt's last 9 characters are read with the new text (a 10-character stop may span
+    # them); "d\n" lies wholly inside them
+    stream = service.stream(PROMPT, FEW, seed=6, stop_strings=["d\n", "z" * 10])
+    assert "".join(stream) == text and not stream.stopped and stream.new_tokens == FEW.max_new_tokens
+
+
 def test_stop_string_spanning_the_prompt_end_is_caught(service):
     plain = service.stream(PROMPT, FEW, seed=6)
     first_char = "".join(plain)[0]

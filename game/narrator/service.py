@@ -552,9 +552,9 @@ class NarrationStream:
                     self.raw += chunk
                     pending += chunk
                     seen = lead + pending
-                    hits = [i for i in (seen.find(s) for s in self._stops) if i >= 0]
-                    if hits:
-                        pending = pending[:max(0, min(hits) - len(lead))]
+                    hit = _first_stop(seen, self._stops, len(lead))
+                    if hit >= 0:
+                        pending = pending[:max(0, hit - len(lead))]
                         self.stopped = True
                         break
                     keep = min(len(pending), _partial_stop(seen, self._stops))
@@ -589,10 +589,13 @@ class NarrationStream:
         ids = ids[-room:]  # keep the prompt's end if too long
         halt, tokens, result = threading.Event(), queue.Queue(), {}
         times, cancel = self.token_times, self._cancel
+        stopped = _stop_seen(self._stops, self._prompt, service.tokenizer)
 
         def on_token(token: int) -> None:
             times.append(time.perf_counter())
             tokens.put(token)
+            if stopped(token):  # ends generation at this token; the reader, paced, trims the text
+                halt.set()
 
         def run() -> None:  # the generation thread: tokens go to the queue, None ends it
             began = time.monotonic()  # the decode loop's own clock starts just after this
@@ -652,6 +655,40 @@ def _decoded(tokens: queue.Queue, tokenizer, timeout: float, pace: float | None 
     if done < len(ids):
         text = tokenizer.decode(ids[start:], skip_special_tokens=True)
         yield text[len(tokenizer.decode(ids[start:done], skip_special_tokens=True)):]
+
+
+def _stop_seen(stops: Sequence[str], prompt: str, tokenizer) -> Callable[[int], bool]:
+    """A check for the generation thread: has a stop string just been written (token by token)?
+
+    The reader shows text at most every `PACE` seconds, and a small model writes several tokens
+    in that time; this ends generation at the token that completes a stop string instead of
+    writing on past it. It decodes only the last few tokens, after the prompt's end (a stop may
+    span it), so a token costs microseconds. Any stop string: the reader still trims the text.
+    """
+    stops = tuple(s for s in stops if s)
+    if not stops:
+        return lambda token: False
+    longest = max(len(s) for s in stops)
+    lead = prompt[-(longest - 1):] if longest > 1 else ""
+    window = 4 * longest + 4  # a character is at most 4 byte-level tokens
+    ids: list[int] = []
+
+    def seen(token: int) -> bool:
+        ids.append(token)
+        text = tokenizer.decode(ids[-window:], skip_special_tokens=True)
+        if len(ids) > window:
+            return _first_stop(text, stops, 0) >= 0
+        return _first_stop(lead + text, stops, len(lead)) >= 0
+
+    return seen
+
+
+def _first_stop(text: str, stops: Sequence[str], old: int) -> int:
+    """Where the first stop string in `text` that ends after its first `old` characters starts
+    (-1: none). `old` is the prompt's end put before the new text: a stop may span it, but one
+    wholly inside it was the prompt's, not the model's."""
+    found = [i for i in (text.find(s, max(0, old - len(s) + 1)) for s in stops) if i >= 0]
+    return min(found, default=-1)
 
 
 def _partial_stop(text: str, stops: Sequence[str]) -> int:
