@@ -963,24 +963,13 @@ class _Game(_Side):
     def breakdown(self, tokens: int = 880, steps: int = 48) -> dict:
         """Where one token's time goes after a `tokens`-token prompt (torch's profiler over
         `steps` one-token steps): matrix products (the weights), attention (the cache), the rest."""
-        import torch
-        from torch.profiler import ProfilerActivity, profile
+        from game.narrator.compute import COMPUTE
 
         fast = self.service.generator
         ids = self.service.tokenizer.encode(_prompt_of(self.service.tokenizer, tokens))[:tokens]
-        fast.forget()
-        fast._use_threads()
-        with torch.inference_mode():
-            fast._prefill(ids, False)
-            for _ in range(4):  # settle
-                fast._advance([ids[-1]])
-            fast._crop(len(ids))
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                began = time.perf_counter()
-                for _ in range(steps):
-                    fast._advance([ids[-1]])
-                wall = (time.perf_counter() - began) * 1000 / steps
-        fast.forget()
+        # on the narrator's own thread, as a narration runs (another thread computing would give
+        # torch a second team of workers, and slow both: see game.narrator.compute)
+        prof, wall = COMPUTE.call(lambda: _profiled_steps(fast, ids, steps), "storyteller-bench")
         parts = {"matrix_products": 0.0, "attention": 0.0}
         for event in prof.key_averages():
             name = event.key
@@ -1017,6 +1006,28 @@ class _Game(_Side):
         if narration.error or not seen:
             raise RuntimeError(narration.error or "the narrator wrote nothing")
         return seen[0], self.service.generator.reused
+
+
+def _profiled_steps(fast, ids: list[int], steps: int):
+    """Torch's profiler over `steps` one-token steps after the prompt `ids`, and their mean
+    milliseconds (the generator's cache is dropped before and after)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    fast.forget()
+    fast._use_threads()
+    with torch.inference_mode():
+        fast._prefill(ids, False)
+        for _ in range(4):  # settle
+            fast._advance([ids[-1]])
+        fast._crop(len(ids))
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            began = time.perf_counter()
+            for _ in range(steps):
+                fast._advance([ids[-1]])
+            wall = (time.perf_counter() - began) * 1000 / steps
+    fast.forget()
+    return prof, wall
 
 
 def _weight_bytes(backend) -> int:

@@ -186,7 +186,7 @@ class TurnNarrator:
         reads and types: the next turn then only computes its own new part. With
         `lookahead`, the prompts of the offered options that enter another scene are
         computed next, into spare caches (`prompts_ahead`). Returns the service's
-        warm-up thread (None when there is nothing to do)."""
+        warm-up job, which can be joined (None when there is nothing to do)."""
         if not getattr(self.service, "computes_ahead", True):  # a server keeps its own cache
             return None
         prefix = self.upcoming(engine)

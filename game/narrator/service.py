@@ -7,10 +7,15 @@ generation path (`game.narrator.fastgen`) in the chosen `precision` (see
 model is loaded with transformers' `AutoModelForCausalLM`. A GPT-2 folder's
 tokenizer is read by `game.narrator.tokenizer` (no transformers import at
 all); any other comes from transformers' `AutoTokenizer`. Importing this module
-imports neither torch nor transformers: they are imported by the loader thread
-and by generation.
+imports neither torch nor transformers: they are imported on the compute thread.
 
-Loading (`start()`, on a daemon thread) reports through `on_event` with
+All of the model's work (loading the weights, warm-ups, generations) runs on
+one long-lived thread, `game.narrator.compute.COMPUTE`: torch's OpenMP gives
+each thread that computes a team of workers of its own, and a second team alive
+made decoding a fifth to a third slower on 2 cores (see that module).
+
+Loading (`start()`, on a daemon thread that hands the weights to the compute
+thread; a download stays on it) reports through `on_event` with
 `Loading`, then `Ready` or `Silent` (called on the loader thread). It tries the
 local folder or the local Hugging Face cache first, and only then the hub,
 through `game.narrator.hub`, whose short timeouts make an offline machine give
@@ -18,7 +23,7 @@ up in seconds. A service that could not load is "silent" with a one-line
 `reason`; the game then goes on with authored text.
 
 Generation (`stream()` / `narrate()`, call them from a worker thread) runs the
-fast path's decode loop on its own thread; each token is passed back as it is
+fast path's decode loop on the compute thread; each token is passed back as it is
 made and decoded incrementally, so text arrives as it is written. The loop
 checks the cancel event after every token, so a cancel takes effect within one
 token. The key/value cache of the last prompt and narration is kept, so the
@@ -43,6 +48,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, Union
 
 from game.narrator import cleaning, fastgen, hub, precision as formats
+from game.narrator.compute import COMPUTE, Job
 from game.narrator.tokenizer import Gpt2Tokenizer
 from game.sampling import RANGES, Sampling
 
@@ -55,14 +61,14 @@ PRECISIONS = formats.PRECISIONS
 _DTYPE_PRECISION = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 TIMEOUT = 60.0           # wall-clock limit of one generation, seconds
 PENALTY_STEP = 0.3       # added to the repetition penalty when re-sampling
-# Services that have warmed up. Held strongly, so that a warm-up thread never drops the last
-# reference to a model: freeing torch tensors on that thread while Python exits aborts the process.
+# Services that have warmed up. Held strongly, so that a warm-up (on the compute thread) never drops
+# the last reference to a model: freeing torch tensors there while Python exits aborts the process.
 _WARMING: set[NarratorService] = set()
 
 
 @atexit.register
 def _stop_warming_at_exit() -> None:
-    """A warm-up is a daemon thread: torch must not be mid-computation on it when Python exits
+    """A warm-up runs on a daemon thread: torch must not be mid-computation there when Python exits
     (the process would abort), so each is stopped and waited for (one chunk at most)."""
     for service in list(_WARMING):
         service.stop_warming()
@@ -203,7 +209,7 @@ class NarratorService(Narrating):
         self._start_lock = threading.Lock()
         self._warm_stop = threading.Event()  # set: the warm-up in progress (if any) stops
         self._known: dict[str, list[int]] = {}  # the known starts of the last warm-up, tokenized
-        self._warm_thread: threading.Thread | None = None
+        self._warm_job: Job | None = None
 
     # --- state -------------------------------------------------------------------
     @property
@@ -245,11 +251,12 @@ class NarratorService(Narrating):
             if self._fast is not None:
                 self._fast.forget()
 
-    def warm(self, prompt: str, ahead: Callable[[], Iterable[str]] | None = None) -> threading.Thread | None:
+    def warm(self, prompt: str, ahead: Callable[[], Iterable[str]] | None = None) -> Job | None:
         """Start computing the key/value cache of `prompt`, the known start of a coming prompt,
-        on a background thread (returned; None when the Spirit is not ready).
+        on the compute thread (`compute.COMPUTE`; the job is returned, None when the Spirit is
+        not ready).
 
-        `ahead`, when given, is called on that thread once `prompt` is done and gives
+        `ahead`, when given, is called there once `prompt` is done and gives
         prompts that may come instead (the turn that enters another scene), each a
         (prompt, its known start) pair (`BuiltPrompt.text`, `.prefix`) or a prompt alone;
         the first `fastgen.SPARES` of them are computed whole into spare caches, and a
@@ -266,34 +273,43 @@ class NarratorService(Narrating):
         stop = self._warm_stop = threading.Event()
 
         def run() -> None:
-            with self._lock:
+            # never wait on the lock for good: its holder may be waiting for a job queued behind
+            # this one (a generation sets `stop` before it takes the lock)
+            while not self._lock.acquire(timeout=0.02):
                 if stop.is_set():
                     return
-                try:
-                    self._known = {}
-                    self._fast.warm(self._known_start(prompt), should_stop=stop.is_set)
-                except Exception:  # noqa: BLE001 - the cache is dropped; narration does not depend on it
-                    self._fast.forget()
-                    return
-                try:
-                    others = list(ahead()) if ahead is not None and not stop.is_set() else []
-                except Exception:  # noqa: BLE001 - looking ahead is a bonus: the main cache stays
-                    log.debug("looking ahead failed", exc_info=True)
-                    return
-                try:
-                    for slot, other in enumerate(others[:fastgen.SPARES]):
-                        if stop.is_set():
-                            break
-                        text, start = (other, None) if isinstance(other, str) else other
-                        ids = self._tokenizer.encode(text)
-                        self._fast.warm_spare(ids, slot, self.split(ids, start), should_stop=stop.is_set)
-                except Exception:  # noqa: BLE001 - as above
-                    self._fast.forget()
+            try:
+                if not stop.is_set():
+                    self._warm_now(prompt, ahead, stop)
+            finally:
+                self._lock.release()
 
-        thread = self._warm_thread = threading.Thread(target=run, name="storyteller-warm", daemon=True)
         _WARMING.add(self)
-        thread.start()
-        return thread
+        job = self._warm_job = COMPUTE.submit(run, "storyteller-warm")
+        return job
+
+    def _warm_now(self, prompt: str, ahead, stop: threading.Event) -> None:
+        """The warm-up itself (on the compute thread, holding the lock): see `warm`."""
+        try:
+            self._known = {}
+            self._fast.warm(self._known_start(prompt), should_stop=stop.is_set)
+        except Exception:  # noqa: BLE001 - the cache is dropped; narration does not depend on it
+            self._fast.forget()
+            return
+        try:
+            others = list(ahead()) if ahead is not None and not stop.is_set() else []
+        except Exception:  # noqa: BLE001 - looking ahead is a bonus: the main cache stays
+            log.debug("looking ahead failed", exc_info=True)
+            return
+        try:
+            for slot, other in enumerate(others[:fastgen.SPARES]):
+                if stop.is_set():
+                    break
+                text, start = (other, None) if isinstance(other, str) else other
+                ids = self._tokenizer.encode(text)
+                self._fast.warm_spare(ids, slot, self.split(ids, start), should_stop=stop.is_set)
+        except Exception:  # noqa: BLE001 - as above
+            self._fast.forget()
 
     def split(self, ids: list[int], prefix: str | None) -> int | None:
         """Where the known start `prefix` ends in a prompt's tokens `ids` (see `fastgen.chunk_ends`):
@@ -315,9 +331,9 @@ class NarratorService(Narrating):
     def stop_warming(self, timeout: float = 30.0) -> None:
         """Stop the warm-up in progress, if any, and wait for it (it ends after its current chunk)."""
         self._warm_stop.set()
-        thread = self._warm_thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        job = self._warm_job
+        if job is not None and not COMPUTE.is_current():
+            job.join(timeout)
 
     @property
     def device(self) -> str | None:
@@ -347,7 +363,7 @@ class NarratorService(Narrating):
         name = self.model_name
         self._emit(Loading(f"Waking the Storyteller Spirit ({name})..."))
         try:
-            fast, tokenizer, config, device = self._load_model(name)
+            fast, tokenizer, config, device = self._load_model(name)  # the model's work: on COMPUTE
             window = _context_window(config, tokenizer)
             eos = tokenizer.eos_token_id
             if eos is None:
@@ -386,9 +402,9 @@ class NarratorService(Narrating):
                 raise ValueError(f"there is no folder '{name}' (pass a model folder, or a hub id like distilgpt2)")
             if not (folder / "config.json").is_file():
                 raise ValueError(f"'{name}' is not a model folder (it has no config.json)")
-            return self._open(str(folder))
+            return COMPUTE.call(lambda: self._open(str(folder)), "storyteller-weights")
         try:
-            return self._open(name)
+            return COMPUTE.call(lambda: self._open(name), "storyteller-weights")
         except OSError:
             from huggingface_hub import try_to_load_from_cache
 
@@ -397,7 +413,7 @@ class NarratorService(Narrating):
         self._emit(Loading(f"Downloading {name} from the Hugging Face hub...", 0.0))
         folder = hub.download(name, on_progress=self._download_progress)
         self._emit(Loading(f"Loading {name}...", 1.0))
-        return self._open(str(folder))
+        return COMPUTE.call(lambda: self._open(str(folder)), "storyteller-weights")
 
     def _open(self, model: str):
         """Load the tokenizer, the config and the weights into the fast path.
@@ -543,7 +559,7 @@ class NarrationStream:
             raise NarratorError(f"the Storyteller Spirit is {service.status}{why}")
         service._warm_stop.set()  # a warm-up gives way after its current chunk
         with service._lock:
-            tokens, thread, result, halt = self._begin()
+            tokens, job, result, halt = self._begin()
             longest = max((len(s) for s in self._stops), default=1)
             lead = self._prompt[-(longest - 1):] if longest > 1 else ""  # stops may span the prompt's end
             pending = ""
@@ -573,15 +589,17 @@ class NarrationStream:
                                     "narration abandoned") from None
             finally:
                 halt.set()
-                thread.join(self._timeout)
+                job.join(self._timeout)
                 self.cancelled = self._cancel.is_set()
-                self.timed_out = result.get("timed_out", thread.is_alive())  # alive still: stuck past it
+                self.timed_out = result.get("timed_out", job.is_alive())  # not done still: stuck past it
+                if job.is_alive():
+                    COMPUTE.abandon(job)  # a hung model: later work goes to a fresh compute thread
                 self.new_tokens, self.reused = len(self.token_times), result.get("reused", 0)
             if "error" in result:
                 raise NarratorError(f"generation failed: {_one_line(result['error'])}")
 
     def _begin(self):
-        """Tokenize and start the fast path's decode loop on its own thread."""
+        """Tokenize and start the fast path's decode loop on the compute thread."""
         service, sampling = self._service, self._sampling
         ids = service.tokenizer.encode(self._prompt) or [service._eos]  # empty: start from end-of-text
         room = max(1, service.window - sampling.max_new_tokens)
@@ -597,7 +615,7 @@ class NarrationStream:
             if stopped(token):  # ends generation at this token; the reader, paced, trims the text
                 halt.set()
 
-        def run() -> None:  # the generation thread: tokens go to the queue, None ends it
+        def run() -> None:  # the generation (on COMPUTE): tokens go to the queue, None ends it
             began = time.monotonic()  # the decode loop's own clock starts just after this
             try:
                 service._fast.generate(
@@ -611,9 +629,7 @@ class NarrationStream:
             finally:
                 tokens.put(None)
 
-        thread = threading.Thread(target=run, name="storyteller-generate", daemon=True)
-        thread.start()
-        return tokens, thread, result, halt
+        return tokens, COMPUTE.submit(run, "storyteller-generate"), result, halt
 
 
 PACE = 0.025  # after the first piece, text is handed on at most every this many seconds (40 a second)
@@ -658,7 +674,7 @@ def _decoded(tokens: queue.Queue, tokenizer, timeout: float, pace: float | None 
 
 
 def _stop_seen(stops: Sequence[str], prompt: str, tokenizer) -> Callable[[int], bool]:
-    """A check for the generation thread: has a stop string just been written (token by token)?
+    """A check for the generation (on the compute thread): has a stop string just been written (token by token)?
 
     The reader shows text at most every `PACE` seconds, and a small model writes several tokens
     in that time; this ends generation at the token that completes a stop string instead of

@@ -1,0 +1,83 @@
+"""The narrator's compute thread: one long-lived thread for all of the model's work."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from game.narrator import fastgen
+from game.narrator.compute import IDLE_NAME, ComputeThread
+from game.narrator.service import NarratorService
+from game.sampling import Sampling
+
+
+def test_jobs_run_in_order_on_one_thread_named_for_the_job():
+    compute = ComputeThread()
+    seen = []
+    jobs = [compute.submit(lambda i=i: seen.append((i, threading.current_thread())), f"job-{i}")
+            for i in range(5)]
+    for job in jobs:
+        job.join(10)
+        assert not job.is_alive() and job.error is None
+    assert [i for i, _ in seen] == list(range(5))
+    assert len({thread for _, thread in seen}) == 1 and seen[0][1] is not threading.current_thread()
+    assert compute.call(lambda: threading.current_thread().name, "asking") == "asking"
+    assert compute.call(lambda: 1) == 1 and seen[0][1].name == IDLE_NAME  # named back when idle
+
+
+def test_call_returns_or_raises_and_runs_at_once_inside_a_job():
+    compute = ComputeThread()
+    with pytest.raises(ZeroDivisionError):
+        compute.call(lambda: 1 / 0)
+    # a job that calls again would wait for itself if it were queued: it runs in place
+    assert compute.call(lambda: compute.call(lambda: threading.current_thread().name, "inner"), "outer") == "outer"
+    assert not compute.is_current()
+
+
+def test_an_abandoned_job_leaves_later_work_to_a_fresh_thread():
+    compute = ComputeThread()
+    release, started = threading.Event(), threading.Event()
+    stuck = compute.submit(lambda: (started.set(), release.wait(30)), "stuck")
+    assert started.wait(10)
+    queued = compute.submit(lambda: threading.current_thread(), "queued")  # behind the stuck one
+    stuck_thread = next(t for t in threading.enumerate() if t.name == "stuck")
+    compute.abandon(stuck)
+    queued.join(10)
+    assert not queued.is_alive() and queued.result is not stuck_thread  # moved to the fresh thread
+    assert compute.call(lambda: threading.current_thread()) is queued.result
+    release.set()
+    stuck.join(10)
+    stuck_thread.join(10)
+    assert not stuck_thread.is_alive()  # the old thread ends once its job does
+    compute.abandon(stuck)  # done already: nothing changes
+    assert compute.call(lambda: threading.current_thread()) is queued.result
+
+
+def test_loading_warming_and_narrating_all_run_on_the_one_compute_thread(tiny_model_dir, monkeypatch):
+    ran = []
+
+    def on_thread(name, original):
+        def wrapper(self, *args, **kwargs):
+            ran.append((name, threading.current_thread()))
+            return original(self, *args, **kwargs)
+        return wrapper
+
+    for method in ("from_checkpoint", ):
+        original = getattr(fastgen.FastGenerator, method).__func__
+        monkeypatch.setattr(fastgen.FastGenerator, method,
+                            classmethod(on_thread("load", original)))
+    for method in ("warm", "generate"):
+        monkeypatch.setattr(fastgen.FastGenerator, method,
+                            on_thread(method, getattr(fastgen.FastGenerator, method)))
+    spirit = NarratorService(str(tiny_model_dir), device="cpu")
+    spirit.start()
+    assert spirit.wait(60) and spirit.status == "ready"
+    prompt = "The cave is dark.\n> look\n"
+    spirit.warm(prompt).join(30)
+    assert spirit.narrate(prompt + "The walls drip.\n> listen\n", Sampling(max_new_tokens=4), seed=1,
+                          prefix=prompt).error is None
+    assert [name for name, _ in ran] == ["load", "warm", "generate"]
+    threads = {thread for _, thread in ran}
+    assert len(threads) == 1 and threading.current_thread() not in threads
+    assert threads.pop().name == IDLE_NAME
