@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -81,3 +82,47 @@ def test_loading_warming_and_narrating_all_run_on_the_one_compute_thread(tiny_mo
     threads = {thread for _, thread in ran}
     assert len(threads) == 1 and threading.current_thread() not in threads
     assert threads.pop().name == IDLE_NAME
+
+
+def test_a_job_abandoned_before_it_started_never_runs():
+    compute = ComputeThread()
+    release, started, ran = threading.Event(), threading.Event(), []
+    busy = compute.submit(lambda: (started.set(), release.wait(30)), "busy")
+    assert started.wait(10)
+    queued = compute.submit(lambda: ran.append("queued"), "queued")
+    compute.abandon(queued)
+    release.set()
+    busy.join(10)
+    queued.join(10)
+    later = compute.submit(lambda: ran.append("later"), "later")
+    later.join(10)
+    assert ran == ["later"] and queued.cancelled and not queued.is_alive()
+
+
+def test_a_warm_up_asked_for_while_a_narration_waits_gives_way_to_it(tiny_model_dir, monkeypatch):
+    # ctrl+r then ctrl+z in the app: the new narration waits for the lock the old one still
+    # holds, and an undo asks for a warm-up meanwhile; that warm-up's job is queued on the
+    # compute thread ahead of the narration's, and must not sit there polling for the lock
+    spirit = NarratorService(str(tiny_model_dir), device="cpu")
+    spirit.start()
+    assert spirit.wait(60) and spirit.status == "ready"
+    monkeypatch.setattr(spirit, "timeout", 2.0)  # a stall would show as an error after 12 s
+    prompt = "The cave is dark.\n> look\n"
+    spirit._lock.acquire()  # the old narration, finishing
+    out = {}
+
+    def narrate():
+        began = time.monotonic()
+        out["story"] = spirit.narrate(prompt, Sampling(max_new_tokens=4), seed=1)
+        out["seconds"] = time.monotonic() - began
+
+    waiting = threading.Thread(target=narrate)
+    waiting.start()
+    time.sleep(0.3)  # it waits for the lock now
+    job = spirit.warm(prompt)
+    time.sleep(0.1)
+    spirit._lock.release()
+    waiting.join(30)
+    job.join(10)
+    assert out["story"].error is None and out["story"].new_tokens == 4
+    assert out["seconds"] < 5 and not job.is_alive()

@@ -33,6 +33,7 @@ class Job:
     def __init__(self, fn: Callable[[], Any], name: str):
         self._fn, self.name = fn, name
         self._done = threading.Event()
+        self.cancelled = False  # abandoned before it started: it never runs
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -45,6 +46,9 @@ class Job:
         return not self._done.is_set()
 
     def _run(self) -> None:
+        if self.cancelled:
+            self._done.set()
+            return
         thread = threading.current_thread()
         thread.name = self.name  # what a stack dump, or a test, sees while the job runs
         try:
@@ -91,9 +95,11 @@ class ComputeThread:
         return getattr(threading.current_thread(), "_storyteller_compute", False)
 
     def abandon(self, job: Job) -> None:
-        """`job` has not returned and will not be waited for: the jobs after it, and all later
-        ones, go to a fresh thread; the old one ends once `job` does."""
+        """`job` has not returned and will not be waited for: if it has not started it never
+        will; if it is running, the jobs after it, and all later ones, go to a fresh thread, and
+        the old one ends once `job` does."""
         with self._lock:
+            job.cancelled = True  # still queued: skipped when its turn comes
             if not job.is_alive() or self._jobs is None:
                 return
             old = self._jobs
@@ -112,7 +118,12 @@ class ComputeThread:
 
         def run() -> None:
             while (job := jobs.get()) is not None:
-                job._run()
+                with self._lock:
+                    moved = jobs is not self._jobs  # this thread was abandoned as it took `job`
+                    if moved:
+                        self._jobs.put(job)
+                if not moved:
+                    job._run()
 
         thread = self._thread = threading.Thread(target=run, name=IDLE_NAME, daemon=True)
         thread._storyteller_compute = True

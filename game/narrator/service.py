@@ -207,6 +207,8 @@ class NarratorService(Narrating):
         self._settled = threading.Event()
         self._lock = threading.Lock()       # one generation at a time
         self._start_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._generations = 0  # generations waiting for the lock or holding it: warm-ups give way
         self._warm_stop = threading.Event()  # set: the warm-up in progress (if any) stops
         self._known: dict[str, list[int]] = {}  # the known starts of the last warm-up, tokenized
         self._warm_job: Job | None = None
@@ -275,12 +277,15 @@ class NarratorService(Narrating):
         def run() -> None:
             # never wait on the lock for good: its holder may be waiting for a job queued behind
             # this one (a generation sets `stop` before it takes the lock)
+            def give_way() -> bool:
+                return stop.is_set() or self._generations > 0
+
             while not self._lock.acquire(timeout=0.02):
-                if stop.is_set():
+                if give_way():
                     return
             try:
-                if not stop.is_set():
-                    self._warm_now(prompt, ahead, stop)
+                if not give_way():
+                    self._warm_now(prompt, ahead, give_way)
             finally:
                 self._lock.release()
 
@@ -288,26 +293,43 @@ class NarratorService(Narrating):
         job = self._warm_job = COMPUTE.submit(run, "storyteller-warm")
         return job
 
-    def _warm_now(self, prompt: str, ahead, stop: threading.Event) -> None:
-        """The warm-up itself (on the compute thread, holding the lock): see `warm`."""
+    @contextlib.contextmanager
+    def _generating(self):
+        """Hold the lock for a generation. From the moment one asks for it until it lets go,
+        any warm-up gives way: the one running stops after its current chunk, and one queued on
+        the compute thread meanwhile (`warm` called while this waits) returns at once instead of
+        polling for the lock ahead of the generation's job."""
+        with self._count_lock:
+            self._generations += 1
+        try:
+            self._warm_stop.set()
+            with self._lock:
+                yield
+        finally:
+            with self._count_lock:
+                self._generations -= 1
+
+    def _warm_now(self, prompt: str, ahead, stop: Callable[[], bool]) -> None:
+        """The warm-up itself (on the compute thread, holding the lock): see `warm`; `stop()`
+        says it must give way."""
         try:
             self._known = {}
-            self._fast.warm(self._known_start(prompt), should_stop=stop.is_set)
+            self._fast.warm(self._known_start(prompt), should_stop=stop)
         except Exception:  # noqa: BLE001 - the cache is dropped; narration does not depend on it
             self._fast.forget()
             return
         try:
-            others = list(ahead()) if ahead is not None and not stop.is_set() else []
+            others = list(ahead()) if ahead is not None and not stop() else []
         except Exception:  # noqa: BLE001 - looking ahead is a bonus: the main cache stays
             log.debug("looking ahead failed", exc_info=True)
             return
         try:
             for slot, other in enumerate(others[:fastgen.SPARES]):
-                if stop.is_set():
+                if stop():
                     break
                 text, start = (other, None) if isinstance(other, str) else other
                 ids = self._tokenizer.encode(text)
-                self._fast.warm_spare(ids, slot, self.split(ids, start), should_stop=stop.is_set)
+                self._fast.warm_spare(ids, slot, self.split(ids, start), should_stop=stop)
         except Exception:  # noqa: BLE001 - as above
             self._fast.forget()
 
@@ -557,8 +579,7 @@ class NarrationStream:
         if service.status != "ready":
             why = f": {service.reason}" if service.reason else ""
             raise NarratorError(f"the Storyteller Spirit is {service.status}{why}")
-        service._warm_stop.set()  # a warm-up gives way after its current chunk
-        with service._lock:
+        with service._generating():
             tokens, job, result, halt = self._begin()
             longest = max((len(s) for s in self._stops), default=1)
             lead = self._prompt[-(longest - 1):] if longest > 1 else ""  # stops may span the prompt's end
@@ -618,6 +639,8 @@ class NarrationStream:
         def run() -> None:  # the generation (on COMPUTE): tokens go to the queue, None ends it
             began = time.monotonic()  # the decode loop's own clock starts just after this
             try:
+                if halt.is_set():
+                    return  # its reader gave up before it started: the lock is not held any more
                 service._fast.generate(
                     ids, sampling, seed=self._seed, max_new_tokens=sampling.max_new_tokens,
                     min_new_tokens=self._min_new_tokens, eos=service._eos, on_token=on_token,
