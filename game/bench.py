@@ -489,7 +489,8 @@ def targets(report: dict) -> dict:
         "decode_880_vs_pipeline": needs("pipeline", lambda: rat["decode_880_vs_pipeline"]),
         "turn_latency_p90_ms": (game["turn_latency_ms"]["p90"], None),
         "ttft_880_vs_llama_cpp": needs(fastest_llama, lambda: rat[f"ttft_880_vs_{fastest_llama}"]),
-        "peak_rss_mb": (game["peak_rss_mb"], None),
+        "peak_rss_mb": (game["peak_rss_mb"],
+                        None if game["peak_rss_mb"] is not None else "no /proc here to read memory from"),
         "ready_s": (game["ready_s"]["median"], None),
         "tui_paint_s": (game["tui_paint_s"]["median"], None),
     }
@@ -550,8 +551,8 @@ def _print_report(r: dict, out: TextIO) -> None:
                      *([""] * len(r["peers"]))))
     rows.append(("launch -> narrator ready", *(cell(s["ready_s"], " s") for s in sides.values())))
     rows.append(("launch -> TUI painted", cell(game["tui_paint_s"], " s"), *([""] * len(r["peers"]))))
-    rows.append(("peak RSS (whole process)", *(f"{s['peak_rss_mb']} MB" for s in sides.values())))
-    rows.append(("RSS after the session", *(f"{s['rss_after_play_mb']} MB" for s in sides.values())))
+    rows.append(("peak RSS (whole process)", *(_megabytes(s["peak_rss_mb"]) for s in sides.values())))
+    rows.append(("RSS after the session", *(_megabytes(s["rss_after_play_mb"]) for s in sides.values())))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(col.ljust(w) for col, w in zip(row, widths)).rstrip(), file=out)
@@ -579,8 +580,8 @@ def _print_report(r: dict, out: TextIO) -> None:
     print("\nTargets:", file=out)
     for key, t in r["targets"].items():
         value = "-" if t["value"] is None else f"{t['value']:g}"
-        print(f"  {t['status']:<15} {key}: {value} (goal {t['goal']})" + (f": {t['why']}" if t["why"] else ""),
-              file=out)
+        why = f": {t['why']}" if t["why"] else ""  # a reason may carry a peer's error text
+        print(inert_line(f"  {t['status']:<15} {key}: {value} (goal {t['goal']}){why}"), file=out)
 
 
 # --- through a server ------------------------------------------------------------------------
@@ -866,18 +867,24 @@ class _Side:
         return None
 
     def memory(self) -> dict:
-        return {"peak_rss_mb": round(_rss_mb("VmHWM")), "rss_mb": round(_rss_mb())}
+        return {"peak_rss_mb": _rss_mb("VmHWM"), "rss_mb": _rss_mb()}
 
 
 def _memory_now(when: str) -> dict:
-    return {f"rss_{when}_mb": round(_rss_mb()), f"peak_rss_{when}_mb": round(_rss_mb("VmHWM"))}
+    return {f"rss_{when}_mb": _rss_mb(), f"peak_rss_{when}_mb": _rss_mb("VmHWM")}
 
 
-def _rss_mb(field: str = "VmRSS") -> float:
-    """This process's resident memory (VmRSS) or its peak (VmHWM), in MB (0 without /proc)."""
+def _megabytes(mb: int | None) -> str:
+    return "-" if mb is None else f"{mb} MB"
+
+
+def _rss_mb(field: str = "VmRSS") -> int | None:
+    """This process's resident memory (VmRSS) or its peak (VmHWM), in whole MB (None without
+    /proc: not measured, never 0)."""
     from game.procfs import process_memory
 
-    return (process_memory("self", field) or 0) / 2 ** 20
+    held = process_memory("self", field)
+    return None if held is None else round(held / 2 ** 20)
 
 
 class _Baseline(_Side):

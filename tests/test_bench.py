@@ -119,10 +119,13 @@ def test_the_report_shows_folder_names_and_reasons_as_inert_text(quick_run):
     hostile["model"] = "/tmp/\x1b]0;owned\x07model"
     hostile["machine"]["cpu"] = "CPU\x1b[2J"
     hostile["skipped"]["ctranslate2_int8"] = "failed: \x1b[31mred\u202e"
+    key = next(iter(hostile["targets"]))
+    hostile["targets"][key]["why"] = "llama_cpp_q8_0 did not run: \x1b]0;owned\x07crashed"  # a peer's error
     out = io.StringIO()
     bench._print_report(hostile, out)
     assert "\x1b" not in out.getvalue() and "\u202e" not in out.getvalue() and "\x07" not in out.getvalue()
     assert "ctranslate2_int8: not run (failed:" in out.getvalue()
+    assert "llama_cpp_q8_0 did not run: " in out.getvalue()
 
 
 def test_a_folder_that_is_no_model_fails_in_one_line(tmp_path):
@@ -260,3 +263,14 @@ def test_on_an_amx_cpu_llama_cpp_q8_0_is_loaded_without_its_extra_buffer_types(t
         assert len(list(zip(range(3), llm.generate(ids, temp=0.8, top_k=50, top_p=0.95)))) == 3
     finally:
         llm.close()
+
+
+def test_memory_that_could_not_be_read_is_not_measurable_never_met(monkeypatch):
+    report = _report(load=0.5)
+    report["game"]["peak_rss_mb"] = None  # what a system without /proc gives
+    target = bench.targets(report)["peak_rss_mb"]
+    assert target["status"] == "not measurable" and "no /proc" in target["why"]
+    from game import procfs
+
+    monkeypatch.setattr(procfs, "_kib_field", lambda path, field: None)
+    assert bench._rss_mb() is None and bench._rss_mb("VmHWM") is None
