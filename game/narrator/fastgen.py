@@ -208,7 +208,7 @@ class FastGenerator:
 
         In int8 on the CPU the conversion is cached (`int8_cache`): a launch that finds a
         sound cache of this model file only packs its int8 rows; one that does not converts
-        them and writes the cache on a background thread once the model is ready.
+        them and has the cache written as the compute thread's next job (`int8_cache.write_later`).
         """
         import torch
         from safetensors import safe_open

@@ -6,7 +6,7 @@ torch's kernels takes as long again and cannot be kept (the packed form belongs
 to the process). So after a model file is converted once, its int8 rows and
 their scales, with the biases, layer norms and positions as the lean GPT-2 pass
 uses them, are written to `locations.narrator_cache_dir()` as one safetensors
-file (~82 MB for distilgpt2), and the next launch reads that and only packs.
+file (85 MB for distilgpt2), and the next launch reads that and only packs.
 
 Soundness: the file's metadata records the model file's identity (its path,
 size, mtime_ns, ctime_ns, inode and a SHA-256 of its safetensors header), the
@@ -18,8 +18,10 @@ the model is converted afresh and the file rewritten. The file is named after
 the model file's path, so a model has at most one cache, replaced, never
 accumulated; caches whose model file is gone are removed when one is written.
 
-Writing happens after the model is ready, on a background thread
-(`write_later`), into a temporary file renamed over the old one when complete
+Writing happens after the model is ready, as a job on the narrator's compute
+thread (`write_later`, `game.narrator.compute`: it reads and rounds the weights
+with torch, and a thread of its own would give torch a second team of workers
+beside the narration's), into a temporary file renamed over the old one when complete
 (`atomic.replacing`): a process that exits at once waits for it (`atexit`), one
 that is killed leaves at most a temporary file, removed by the next write.
 Importing this module imports no torch.
@@ -33,17 +35,18 @@ import json
 import logging
 import os
 import struct
-import threading
 import zlib
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
+
+from game.narrator.compute import COMPUTE, Job
 
 log = logging.getLogger(__name__)
 
 FORMAT = "1"  # the conversion's version: change it when what is stored, or how it is computed, changes
 SUFFIX = ".int8.safetensors"
 EXIT_WAIT = 120.0  # seconds a process exiting waits for a cache being written
-_WRITERS: set[threading.Thread] = set()
+_WRITERS: set[Job] = set()
 
 # A tensor in the layout: (safetensors dtype, shape); in a write: those and a function giving
 # its data as contiguous torch tensors, one after another (so a big one need not be copied whole).
@@ -229,22 +232,21 @@ def _remove_orphans(keep: Path) -> None:
 
 def write_later(model_file: str | os.PathLike, layout: Layout,
                 parts: Callable[[], Iterable[tuple[str, Iterator]]],
-                ident: dict[str, str] | None = None) -> threading.Thread:
-    """`write` on a background thread (returned); a process exiting waits for it (see module doc).
-    A cache that cannot be written (a full disk, a read-only folder) only costs the next launch
-    its conversion."""
+                ident: dict[str, str] | None = None) -> Job:
+    """`write` as a job on the compute thread, after the work queued before it (the load that
+    asks for it); a process exiting waits for it (see module doc). A cache that cannot be
+    written (a full disk, a read-only folder) only costs the next launch its conversion."""
     def run() -> None:
         try:
             write(model_file, layout, parts, ident)
         except Exception:  # noqa: BLE001 - see above
             log.debug("writing the int8 cache of %s failed", model_file, exc_info=True)
-        finally:
-            _WRITERS.discard(threading.current_thread())
 
-    thread = threading.Thread(target=run, name="storyteller-int8-cache", daemon=True)
-    _WRITERS.add(thread)
-    thread.start()
-    return thread
+    job = COMPUTE.submit(run, "storyteller-int8-cache")
+    _WRITERS.add(job)
+    for done in [j for j in _WRITERS if not j.is_alive()]:
+        _WRITERS.discard(done)  # (kept small; joining a finished job costs nothing anyway)
+    return job
 
 
 @atexit.register
@@ -252,5 +254,5 @@ def finish_writing(timeout: float = EXIT_WAIT) -> None:
     """Wait for the caches being written. Called at exit: a writer reads torch tensors, so Python
     must not exit under it (the process would abort), and a launch that ends at once should still
     leave its cache for the next."""
-    for thread in list(_WRITERS):
-        thread.join(timeout)
+    for job in list(_WRITERS):
+        job.join(timeout)
