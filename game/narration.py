@@ -5,7 +5,8 @@ state and history into a `ContextRequest` (persona, state card, memory,
 author's note, lore, scene, hints, recaps, recent turns, the new action), has
 the context manager fit it into the model's window, and asks the narrator
 service to continue the story. It imports neither torch nor Textual: the
-service does the model work, on whatever thread the caller runs `run` in.
+service does the model work on its compute thread (`game.narrator.compute`);
+`run` blocks the thread it is called on until the narration is done.
 
 Seeds: with a story seed S, turn T is narrated with seed S + T (and retries
 with further offsets), so the same seed, model and actions give the same story.
@@ -182,8 +183,9 @@ class TurnNarrator:
             return ""
 
     def warm(self, engine: Engine, lookahead: bool = True):
-        """Have the service compute `upcoming(engine)` in the background, while the player
-        reads and types: the next turn then only computes its own new part. With
+        """Build `upcoming(engine)` (here, on the caller's thread: a few milliseconds of counting
+        tokens) and have the service compute it in the background, while the player reads and
+        types: the next turn then only computes its own new part. With
         `lookahead`, the prompts of the offered options that enter another scene are
         computed next, into spare caches (`prompts_ahead`). Returns the service's
         warm-up job, which can be joined (None when there is nothing to do)."""
@@ -219,6 +221,8 @@ class TurnNarrator:
                 result = sandbox.act(str(option.number))
                 if not result.narrate or not (result.scene_entered or expected is not None):
                     continue
+                if not result.scene_entered and len(others) >= limit:
+                    continue  # could never be used: build only prompts that may be (<= 2 x limit)
                 try:
                     prompt = self.prepare(sandbox, result).prompt
                 except ValueError:

@@ -66,7 +66,6 @@ class ComputeThread:
     def __init__(self):
         self._lock = threading.Lock()
         self._jobs: queue.SimpleQueue | None = None
-        self._thread: threading.Thread | None = None
 
     def submit(self, fn: Callable[[], Any], name: str = IDLE_NAME) -> Job:
         """Run `fn()` on the compute thread after the jobs given before it; the thread is
@@ -125,7 +124,7 @@ class ComputeThread:
                 if not moved:
                     job._run()
 
-        thread = self._thread = threading.Thread(target=run, name=IDLE_NAME, daemon=True)
+        thread = threading.Thread(target=run, name=IDLE_NAME, daemon=True)
         thread._storyteller_compute = True
         thread.start()
 

@@ -9,18 +9,23 @@ other model runs its own forward with a `DynamicCache`.
 
 The lean GPT-2 pass: weights converted by `game.narrator.precision` (GPT-2's
 `Conv1D` layers become Linear layers with the transposed weight; in int8 the
-embedding is int8 rows with a scale each, and the tied LM head gets its own
-packed int8 copy made from them), a key/value cache preallocated for the whole
-window (cropping it is free, a token costs no copying), and one call per
-token with nothing else in between.
+tied LM head is a packed int8 copy of the embedding, whose rows a prompt needs
+are read exactly from model.safetensors as needed (`RowFile`), or kept as int8
+rows with a scale each when the model came loaded), a key/value cache (in the
+activations' dtype: fp32 but in bf16) preallocated for the whole window and taking
+memory only as it is written (cropping it is free, a token costs no copying),
+and one call per token with nothing else in between.
 
 The prefix cache: after a generation the key/values stay. The next `generate`
 finds the longest common token prefix with its prompt, crops the cache there
-(`DynamicCache.crop` on the generic path) and computes only the rest. Prompts
-are computed in chunks of `ALIGN` tokens on a fixed grid of positions, and
-only whole grid chunks of earlier prompts are reused, so every number comes
-out exactly as without the cache: the cache changes how soon a story comes,
-never which story (greedy or seeded, in every precision).
+(`DynamicCache.crop` on the generic path) and computes only the rest. A prompt
+is always computed in the same chunks (`chunk_ends`: a grid of `ALIGN` tokens,
+plus where its known start ends), and only cached tokens computed in those very
+chunks are reused (a whole prompt together with its last logits), so every
+number comes out exactly as without the cache: the cache changes how soon a
+story comes, never which story (greedy or seeded, in every precision). Spare
+caches (`warm_spare`, `SPARES`) hold prompts computed ahead, and a generation
+takes the cache, main or spare, that shares the most with its prompt.
 
 Sampling (`Sampler`) does what transformers' processors do for repetition
 penalty, no-repeat n-grams, temperature, top-k and top-p, in that order, but
@@ -32,8 +37,8 @@ pipeline's very story (bf16 and int8 logits differ anyway: they draw once,
 among the k candidates). `sampling=None` decodes greedily (the argmax, no
 processors), for tests.
 
-Importing this module imports no torch; call it from the loader or generation
-thread. One generation at a time (the service holds a lock).
+Importing this module imports no torch; the service calls it on its compute thread
+(`game.narrator.compute`), one job at a time.
 """
 
 from __future__ import annotations

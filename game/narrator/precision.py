@@ -11,7 +11,7 @@ imports no torch.
     bf16  bfloat16 weights and activations: half the memory traffic; with AMX
           (amx_bf16) or avx512_bf16 a long prompt is much faster, one token is not
     int8  dynamic int8: weights are 8-bit with one scale per output row (the
-          embedding too), each layer's input is quantized on the fly (one
+          LM head too), each layer's input is quantized on the fly (one
           scale per call); a quarter of the memory traffic and VNNI kernels.
           Layer norms, attention, activations and the key/value cache stay
           fp32. The conversion of a model file is cached (`int8_cache`).

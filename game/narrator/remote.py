@@ -38,7 +38,6 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
@@ -150,9 +149,6 @@ class _ServerCounter:
                 self._cache[text] = ids
         return list(ids)
 
-    def __call__(self, text: str):
-        return SimpleNamespace(input_ids=self.encode(text))
-
 
 class _LocalCounter:
     """Counts with a local Hugging Face tokenizer (settings `tokenizer:`)."""
@@ -163,9 +159,6 @@ class _LocalCounter:
     def encode(self, text: str) -> list[int]:
         return self._tokenizer(text).input_ids
 
-    def __call__(self, text: str):
-        return SimpleNamespace(input_ids=self.encode(text))
-
 
 class _Bound:
     """No way to count: one token per UTF-8 byte, plus one (a start token). No tokenizer
@@ -173,9 +166,6 @@ class _Bound:
 
     def encode(self, text: str) -> list[int]:
         return [0] * (len(text.encode("utf-8")) + 1)
-
-    def __call__(self, text: str):
-        return SimpleNamespace(input_ids=self.encode(text))
 
 
 class ServerNarrator(Narrating):

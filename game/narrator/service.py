@@ -16,7 +16,8 @@ made decoding a fifth to a third slower on 2 cores (see that module).
 
 Loading (`start()`, on a daemon thread that hands the weights to the compute
 thread; a download stays on it) reports through `on_event` with
-`Loading`, then `Ready` or `Silent` (called on the loader thread). It tries the
+`Loading`, then `Ready` or `Silent` (called on the loader thread, or on the
+compute thread while the weights load: listeners must only hand them on). It tries the
 local folder or the local Hugging Face cache first, and only then the hub,
 through `game.narrator.hub`, whose short timeouts make an offline machine give
 up in seconds. A service that could not load is "silent" with a one-line
@@ -363,7 +364,8 @@ class NarratorService(Narrating):
         return self._device
 
     def listen(self, on_event: Callable[[Event], None] | None) -> None:
-        """Send loading events to `on_event` from now on (it is called on the loader thread)."""
+        """Send loading events to `on_event` from now on (it is called on the loader or the compute
+        thread, never the caller's)."""
         self._on_event = on_event
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -380,7 +382,8 @@ class NarratorService(Narrating):
         threading.Thread(target=self.load, name="storyteller-load", daemon=True).start()
 
     def load(self) -> Event:
-        """Load the model in the calling thread and return the final event (Ready or Silent)."""
+        """Load the model and return the final event (Ready or Silent): blocks the calling thread,
+        which downloads the model if it must; the weights are read on the compute thread."""
         self._status = "loading"
         name = self.model_name
         self._emit(Loading(f"Waking the Storyteller Spirit ({name})..."))
@@ -424,9 +427,9 @@ class NarratorService(Narrating):
                 raise ValueError(f"there is no folder '{name}' (pass a model folder, or a hub id like distilgpt2)")
             if not (folder / "config.json").is_file():
                 raise ValueError(f"'{name}' is not a model folder (it has no config.json)")
-            return COMPUTE.call(lambda: self._open(str(folder)), "storyteller-weights")
+            return self._open_weights(str(folder))
         try:
-            return COMPUTE.call(lambda: self._open(name), "storyteller-weights")
+            return self._open_weights(name)
         except OSError:
             from huggingface_hub import try_to_load_from_cache
 
@@ -435,7 +438,11 @@ class NarratorService(Narrating):
         self._emit(Loading(f"Downloading {name} from the Hugging Face hub...", 0.0))
         folder = hub.download(name, on_progress=self._download_progress)
         self._emit(Loading(f"Loading {name}...", 1.0))
-        return COMPUTE.call(lambda: self._open(str(folder)), "storyteller-weights")
+        return self._open_weights(str(folder))
+
+    def _open_weights(self, model: str):
+        """`_open(model)` on the compute thread (this thread waits for it)."""
+        return COMPUTE.call(lambda: self._open(model), "storyteller-weights")
 
     def _open(self, model: str):
         """Load the tokenizer, the config and the weights into the fast path.
@@ -581,8 +588,7 @@ class NarrationStream:
             raise NarratorError(f"the Storyteller Spirit is {service.status}{why}")
         with service._generating():
             tokens, job, result, halt = self._begin()
-            longest = max((len(s) for s in self._stops), default=1)
-            lead = self._prompt[-(longest - 1):] if longest > 1 else ""  # stops may span the prompt's end
+            longest, lead = _stop_lead(self._stops, self._prompt)
             pending = ""
             try:
                 for chunk in _decoded(tokens, service.tokenizer, self._timeout + 10):
@@ -696,6 +702,13 @@ def _decoded(tokens: queue.Queue, tokenizer, timeout: float, pace: float | None 
         yield text[len(tokenizer.decode(ids[start:done], skip_special_tokens=True)):]
 
 
+def _stop_lead(stops: Sequence[str], prompt: str) -> tuple[int, str]:
+    """The longest stop string's length, and the prompt's end read together with the new text
+    (its last `longest - 1` characters: a stop may span the prompt's end)."""
+    longest = max((len(s) for s in stops), default=1)
+    return longest, prompt[-(longest - 1):] if longest > 1 else ""
+
+
 def _stop_seen(stops: Sequence[str], prompt: str, tokenizer) -> Callable[[int], bool]:
     """A check for the generation (on the compute thread): has a stop string just been written (token by token)?
 
@@ -707,8 +720,7 @@ def _stop_seen(stops: Sequence[str], prompt: str, tokenizer) -> Callable[[int], 
     stops = tuple(s for s in stops if s)
     if not stops:
         return lambda token: False
-    longest = max(len(s) for s in stops)
-    lead = prompt[-(longest - 1):] if longest > 1 else ""
+    longest, lead = _stop_lead(stops, prompt)
     window = 4 * longest + 4  # a character is at most 4 byte-level tokens
     ids: list[int] = []
 
