@@ -256,6 +256,22 @@ def test_a_model_file_cut_short_while_playing_is_an_error_naming_it(tmp_path, sm
     assert gen.cached == []  # nothing half-written is trusted
 
 
+def test_a_model_file_cut_short_before_launch_is_named_with_the_way_out(tmp_path, small_model_dir):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(small_model_dir, folder)
+    with open(folder / "model.safetensors", "r+b") as f:
+        f.truncate(1000)  # a download that did not finish
+    event = NarratorService(str(folder), device="cpu", precision="int8").load()
+    assert str(folder / "model.safetensors") in event.reason and "not a whole safetensors file" in event.reason
+    assert "storyteller model pull" in event.reason and "\n" not in event.reason
+    with pytest.raises(ValueError, match="has no readable 'missing' table: download the model again"):
+        fastgen.RowFile(str(small_model_dir / "model.safetensors"), "missing")
+    with pytest.raises(ValueError, match=r"is F32 \[\d+\], not a 2-D float table"):
+        fastgen.RowFile(str(small_model_dir / "model.safetensors"), "transformer.ln_f.weight")
+
+
 def test_a_model_already_in_memory_keeps_its_int8_embedding(small_model_dir):
     import torch
     from transformers import AutoModelForCausalLM

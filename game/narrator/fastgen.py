@@ -222,8 +222,12 @@ class FastGenerator:
         torch.set_num_threads(threads or meter.free)
         chosen, note = formats.choose(precision, device, parameter_count(config), str(folder))
         path = str(Path(folder) / "model.safetensors")
-        with safe_open(path, "pt") as f:
-            names = set(f.keys())
+        try:
+            with safe_open(path, "pt") as f:
+                names = set(f.keys())
+        except Exception as error:  # safetensors' own errors name neither the file nor a way out
+            first = (str(error).splitlines() or [type(error).__name__])[0]
+            raise ValueError(f"{path} is not a whole safetensors file ({first}): {MODEL_FILE_FIX}") from None
         prefix = "transformer." if "transformer.wte.weight" in names else ""
 
         def key(name: str) -> str:
@@ -835,6 +839,11 @@ class _Gpt2:
         return logits if all_logits else logits[0]
 
 
+MODEL_FILE_FIX = ("download the model again (`storyteller model pull` and its name) or put a whole "
+                  "copy of the file there")
+"""How to mend a damaged or cut-short model file, said after what is wrong with it."""
+
+
 class RowFile:
     """Rows of one 2-D tensor of a safetensors file, read from the file when asked for.
 
@@ -854,15 +863,19 @@ class RowFile:
         self.path = path
         self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
-            size = struct.unpack("<Q", os.pread(self._fd, 8, 0))[0]
-            header = json.loads(os.pread(self._fd, size, 8))
-            entry = header[name]
-            dtype = self._DTYPES.get(entry["dtype"])
-            if shape is None and len(entry["shape"]) == 2:
-                shape = tuple(entry["shape"])
-            if dtype is None or tuple(entry["shape"]) != tuple(shape or ()):
-                raise ValueError(f"{path}: '{name}' is {entry['dtype']} {entry['shape']}, "
-                                 f"not a {shape[0]} x {shape[1]} float table")
+            try:
+                size = struct.unpack("<Q", os.pread(self._fd, 8, 0))[0]
+                entry = json.loads(os.pread(self._fd, size, 8))[name]
+            except (struct.error, ValueError, KeyError, TypeError):
+                raise ValueError(f"{path} has no readable '{name}' table: {MODEL_FILE_FIX}") from None
+            dtype = self._DTYPES.get(entry.get("dtype"))
+            found = tuple(entry.get("shape") or ())
+            if shape is None and len(found) == 2:
+                shape = found
+            if dtype is None or shape is None or found != tuple(shape):
+                wanted = "a 2-D" if shape is None else f"a {shape[0]} x {shape[1]}"
+                raise ValueError(f"{path}: '{name}' is {entry.get('dtype')} {list(found)}, not {wanted} "
+                                 f"float table: {MODEL_FILE_FIX}")
             import torch
 
             self.dtype = getattr(torch, dtype)
@@ -885,8 +898,7 @@ class RowFile:
         # an anonymous mapping, not the heap: given back whole when freed (no fragmented heap)
         out = mmap.mmap(-1, size) if size else bytearray()
         if os.preadv(self._fd, [out], self._start + start * self.row_bytes) != size:
-            raise OSError(f"{self.path} was cut short while the game was running: "
-                          "restart the game (or download the model again)")
+            raise OSError(f"{self.path} was cut short while the game was running: {MODEL_FILE_FIX}")
         return torch.frombuffer(out, dtype=self.dtype).view(end - start, self.width)
 
     def read(self, ids: Sequence[int]):
@@ -900,8 +912,7 @@ class RowFile:
                 raise IndexError(f"token {token} is outside the vocabulary of {self.rows}")
             row = os.pread(self._fd, self.row_bytes, self._start + token * self.row_bytes)
             if len(row) != self.row_bytes:
-                raise OSError(f"{self.path} was cut short while the game was running: "
-                              "restart the game (or download the model again)")
+                raise OSError(f"{self.path} was cut short while the game was running: {MODEL_FILE_FIX}")
             view[i * self.row_bytes:(i + 1) * self.row_bytes] = row
         return torch.frombuffer(out, dtype=self.dtype).view(len(ids), self.width)
 
