@@ -126,6 +126,11 @@ def test_the_report_shows_folder_names_and_reasons_as_inert_text(quick_run):
     assert "\x1b" not in out.getvalue() and "\u202e" not in out.getvalue() and "\x07" not in out.getvalue()
     assert "ctranslate2_int8: not run (failed:" in out.getvalue()
     assert "llama_cpp_q8_0 did not run: " in out.getvalue()
+    hostile["game"]["token_breakdown"] = {"error": "the game worker failed: breakdown: \x1b[2Jboom"}
+    out = io.StringIO()
+    bench._print_report(hostile, out)  # a breakdown that failed is said, the other figures kept
+    assert "\x1b" not in out.getvalue() and "tokens goes: not measured (the game worker failed" in out.getvalue()
+    assert "Targets:" in out.getvalue()
 
 
 def test_a_folder_that_is_no_model_fails_in_one_line(tmp_path):
