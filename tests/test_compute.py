@@ -126,3 +126,16 @@ def test_a_warm_up_asked_for_while_a_narration_waits_gives_way_to_it(tiny_model_
     job.join(10)
     assert out["story"].error is None and out["story"].new_tokens == 4
     assert out["seconds"] < 5 and not job.is_alive()
+
+
+def test_at_exit_the_running_job_is_waited_for_and_the_queued_ones_never_run():
+    compute = ComputeThread()
+    started, ran = threading.Event(), []
+    running = compute.submit(lambda: (started.set(), time.sleep(0.3), ran.append("running")), "loading")
+    assert started.wait(10)
+    queued = compute.submit(lambda: ran.append("queued"), "queued")
+    compute.finish(timeout=10)
+    assert ran == ["running"] and not running.is_alive()  # torch is not left mid-step
+    queued.join(10)
+    assert ran == ["running"] and queued.cancelled
+    assert compute.call(lambda: 2) == 2  # (a process that goes on after all still has its thread)

@@ -13,17 +13,20 @@ main thread, made exactly that second team.
 So the model is loaded, warmed and run here: `COMPUTE`, one thread for the
 whole process, one job at a time in the order given. A job that never returns
 (a hung model) is `abandon`ed: the jobs after it go to a fresh thread, and the
-stuck one ends once its job does. This module imports neither torch nor
-transformers.
+stuck one ends once its job does. When Python exits, the job running is waited
+for and the queued ones are dropped (`finish`). This module imports neither
+torch nor transformers.
 """
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 from typing import Any, Callable
 
 IDLE_NAME = "storyteller-compute"
+EXIT_WAIT = 30.0  # seconds a process exiting waits for the job running (a load takes a few)
 
 
 class Job:
@@ -66,6 +69,7 @@ class ComputeThread:
     def __init__(self):
         self._lock = threading.Lock()
         self._jobs: queue.SimpleQueue | None = None
+        self._running: Job | None = None  # the job the (current) thread runs now
 
     def submit(self, fn: Callable[[], Any], name: str = IDLE_NAME) -> Job:
         """Run `fn()` on the compute thread after the jobs given before it; the thread is
@@ -112,6 +116,26 @@ class ComputeThread:
                     self._jobs.put(waiting)
             old.put(None)
 
+    def finish(self, timeout: float = EXIT_WAIT) -> None:
+        """Wait up to `timeout` seconds for the job running now; the jobs still queued never run.
+        Called when Python exits: torch must not be in the middle of a computation on a daemon
+        thread then (the process would abort with "terminate called ..."); a narrator service
+        first stops its warm-up (one chunk), and a narration ends with its game."""
+        with self._lock:
+            waiting = []
+            while self._jobs is not None:
+                try:
+                    waiting.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            for job in waiting:
+                if job is not None:
+                    job.cancelled = True
+                    self._jobs.put(job)  # skipped, and done, when its turn comes
+            running = self._running
+        if running is not None and not self.is_current():
+            running.join(timeout)
+
     def _start(self) -> None:
         jobs = self._jobs = queue.SimpleQueue()
 
@@ -122,7 +146,9 @@ class ComputeThread:
                     if moved:
                         self._jobs.put(job)
                 if not moved:
+                    self._running = job
                     job._run()
+                    self._running = None
 
         thread = threading.Thread(target=run, name=IDLE_NAME, daemon=True)
         thread._storyteller_compute = True
@@ -131,3 +157,4 @@ class ComputeThread:
 
 COMPUTE = ComputeThread()
 """The process's compute thread: every narrator service loads, warms and generates on it."""
+atexit.register(COMPUTE.finish)  # registered before the services' own hooks, so it runs after them
