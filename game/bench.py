@@ -240,7 +240,7 @@ def run_bench(model: str | None, json_path: Path | None, quality: bool, out: Tex
     return 0
 
 
-def _peer_plan(model: str, peers: bool, home: Path) -> tuple[dict, dict]:
+def _peer_plan(model: str, peers: bool, home: Path, device: str = "cpu") -> tuple[dict, dict]:
     """The peers to run ({name: (worker side, model path, precision)}) and those skipped ({name: reason})."""
     plan = {"pipeline": ("pipeline", model, "fp32")}
     skipped: dict[str, str] = {}
@@ -248,7 +248,11 @@ def _peer_plan(model: str, peers: bool, home: Path) -> tuple[dict, dict]:
         return plan, skipped
     import importlib.util
 
-    if importlib.util.find_spec("llama_cpp") is None:
+    if device != "cpu":  # llama-cpp-python is built for the CPU here: no GGUF to write
+        for kind in LLAMA_KINDS:
+            skipped[f"llama_cpp_{kind}"] = (f"llama.cpp runs on the CPU here; --device {device} compares "
+                                            "the game and the pipeline")
+    elif importlib.util.find_spec("llama_cpp") is None:
         for kind in LLAMA_KINDS:
             skipped[f"llama_cpp_{kind}"] = ("llama-cpp-python is not installed "
                                             "(pip install 'llama-cpp-python[server]==0.3.36')")
@@ -286,11 +290,7 @@ def _measure(model: str, precision: str, quick: bool, env: dict, out: TextIO, pe
     reps, turns = (1, 4) if quick else (3, 30)
     info = machine()
     loads = [info["load_average_before"][0]]
-    plan, skipped = _peer_plan(model, peers, home or Path(tempfile.gettempdir()))
-    if device != "cpu":  # llama-cpp-python is built for the CPU here
-        for name in [name for name in plan if name.startswith("llama_cpp")]:
-            del plan[name]
-            skipped[name] = f"llama.cpp runs on the CPU here; --device {device} compares the game and the pipeline"
+    plan, skipped = _peer_plan(model, peers, home or Path(tempfile.gettempdir()), device)
     print(f"Loading {1 + len(plan)} sides ({'quick' if quick else 'full'} run): game, "
           f"{', '.join(plan)}...", file=out)
     sides = {"game": _Worker("game", model, precision, env, device)}

@@ -223,6 +223,10 @@ def _dispatch(parser, args) -> int:
     if args.command == "bench":
         from game.bench import run_bench
 
+        if args.device != "cpu" and (args.server is not None or args.quality):
+            print(f"storyteller bench: --device {args.device} is for the speed benchmark; "
+                  f"{'--server' if args.server is not None else '--quality'} does not use it", file=sys.stderr)
+            return 2
         if args.server is not None:
             from game.bench import run_server_bench
 

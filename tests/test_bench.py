@@ -113,6 +113,18 @@ def test_device_cuda_without_a_gpu_says_so_in_one_line(tiny_model_dir):
                                       "(run it where there is one, with a CUDA build of torch)")
 
 
+def test_device_cuda_is_refused_where_the_benchmark_would_not_use_it(tmp_path, capsys):
+    from game import cli
+
+    for extra in (["--quality"], ["--server", "http://127.0.0.1:9/v1"]):
+        assert cli.main(["bench", "--device", "cuda", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.strip() == f"storyteller bench: --device cuda is for the speed benchmark; {extra[0]} does not use it"
+    plan, skipped = bench._peer_plan(str(tmp_path), True, tmp_path, "cuda")  # no GGUF is written for nothing
+    assert set(plan) == {"pipeline"} and not list(tmp_path.glob("*.gguf"))
+    assert all("llama.cpp runs on the CPU here" in skipped[f"llama_cpp_{k}"] for k in bench.LLAMA_KINDS)
+
+
 def test_the_report_shows_folder_names_and_reasons_as_inert_text(quick_run):
     _code, _text, report = quick_run
     hostile = json.loads(json.dumps(report))
