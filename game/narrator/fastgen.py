@@ -624,10 +624,10 @@ def _int8_layout(config) -> dict:
     return layout
 
 
-def _in_parallel(jobs: list[Callable], workers: int, packing: bool = False) -> list:
+def _in_parallel(jobs: list[Callable], workers: int) -> list:
     """The results of `jobs` (functions of no argument), run on up to `workers` threads at once
     (torch releases the GIL in its kernels), each in inference mode; torch's own threads are
-    shared out between them meanwhile. `packing`: int8 layers are packed (`precision.packing`)."""
+    shared out between them meanwhile."""
     import torch
 
     if workers <= 1 or len(jobs) <= 1:
@@ -641,8 +641,7 @@ def _in_parallel(jobs: list[Callable], workers: int, packing: bool = False) -> l
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, before // workers))
     try:
-        with formats.packing() if packing else contextlib.nullcontext(), \
-                ThreadPoolExecutor(workers, thread_name_prefix="storyteller-convert") as pool:
+        with ThreadPoolExecutor(workers, thread_name_prefix="storyteller-convert") as pool:
             futures = [pool.submit(run, job) for job in jobs]
             return [future.result() for future in futures]  # the pool waits for all, even on an error
     finally:
@@ -711,7 +710,7 @@ class _Gpt2:
         # the biggest first: with two workers, the head on one and the layers on the other
         jobs = [head] + [functools.partial(dense, f"h.{i}.{name}") for i in range(config.n_layer)
                          for name in _DENSE]
-        done = _in_parallel(jobs, workers, packing=precision == "int8")
+        done = _in_parallel(jobs, workers)
         (self.wte, self.wte_scales, self.head), denses = done[0], done[1:]
         self.layers = [
             (norm(f"h.{i}.ln_1"), *denses[4 * i:4 * i + 2], norm(f"h.{i}.ln_2"), *denses[4 * i + 2:4 * i + 4])

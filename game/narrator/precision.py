@@ -28,7 +28,6 @@ measurements and the trade-offs.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import time
@@ -234,26 +233,16 @@ def int8_linear(values, scales=None, bias=None):
     return _int8_class()(values if scales is None else int8_weight(values, scales), bias)
 
 
-@contextlib.contextmanager
-def packing():
-    """Pack int8 layers on several threads at once: the int8 engine is set for the whole block
-    (each `Int8Linear` sets and restores it around its packing, which threads would race on)."""
-    import torch
-
-    engine, before = int8_engine(), torch.backends.quantized.engine
-    if engine is None:
-        yield
-        return
-    torch.backends.quantized.engine = engine
-    try:
-        yield
-    finally:
-        torch.backends.quantized.engine = before
-
-
 @functools.cache
 def _int8_class():
+    import torch
     from torch import nn
+
+    # torch's quantized engine is process-wide, and nothing else in the game quantizes: it is set
+    # once, here, before any int8 layer is packed (layers are packed on several threads at once)
+    engine = int8_engine()
+    if engine is not None:
+        torch.backends.quantized.engine = engine
 
     class Int8Linear(nn.Module):
         """Dynamic int8 Linear: int8 weights (one scale per output row), fp32 in and out.
@@ -267,15 +256,10 @@ def _int8_class():
             import torch
 
             super().__init__()
-            engine, before = int8_engine(), torch.backends.quantized.engine
             with warnings.catch_warnings():  # torch marks quantized tensors as deprecated
                 warnings.simplefilter("ignore")
-                try:
-                    torch.backends.quantized.engine = engine
-                    self.packed = torch.ops.quantized.linear_prepack(
-                        weight, None if bias is None else bias.detach().float())
-                finally:
-                    torch.backends.quantized.engine = before
+                self.packed = torch.ops.quantized.linear_prepack(
+                    weight, None if bias is None else bias.detach().float())
             # a 7-bit input range avoids overflow in int8 kernels without VNNI/AMX
             self.reduce_range = not cpu_flags() & set(INT8_FLAGS)
             self.out_features, self.in_features = weight.shape
