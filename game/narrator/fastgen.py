@@ -665,6 +665,11 @@ class _Gpt2:
 
         act = formats.dtype_of(precision)
         self.act, self.device = act, device
+        # int8 on the CPU from a file: the embedding's rows are read from it as needed, and the
+        # layers' biases are kept for the int8 cache (all that is decided here, once)
+        from_file = precision == "int8" and embedding_file is not None and device.type == "cpu"
+        if cached is not None and not from_file:
+            raise ValueError("a cached int8 conversion needs int8 on the CPU and the embedding's file")
         self.heads, self.width, self.eps = config.n_head, config.n_embd, config.layer_norm_epsilon
         self.gelu = _GELU[config.activation_function]
 
@@ -687,7 +692,7 @@ class _Gpt2:
                 return formats.int8_linear(formats.int8_weight(cached.get(name + ".values"),
                                                                cached.get(name + ".scales")),
                                            None, kept(name + ".bias"))
-            if precision == "int8" and embedding_file is not None:  # kept for `int8_parts`
+            if from_file:  # the bias is kept for `int8_parts`
                 bias = self.biases[name] = kept(name + ".bias")
                 return formats.linear(get(name + ".weight").t(), bias, precision)
             return formats.linear(get(name + ".weight").t(), get(name + ".bias"), precision)
@@ -719,11 +724,9 @@ class _Gpt2:
         self.wpe = kept("wpe.weight")
         self.head_name = "wte.weight" if tied else "lm_head.weight"  # the rows the LM head is made of
         self.rows = None
-        if precision == "int8" and embedding_file is not None and device.type == "cpu":
+        if from_file:
             self.rows = RowFile(*embedding_file, (config.vocab_size, self.width))
             self.wte = self.wte_scales = None
-        elif self.wte is None:
-            raise ValueError("a cached int8 conversion needs the embedding's file")
         # the key/value cache, in the activations' dtype (fp32 in int8): torch's CPU attention over
         # a bf16 cache was the slowest part of a token at long contexts (see docs/performance.md);
         # (layers, 1, heads, window, dim)
