@@ -148,7 +148,8 @@ class ComputeThread:
                 if not moved:
                     self._running = job
                     job._run()
-                    self._running = None
+                    if self._running is job:  # (an abandoned thread must not clear a fresh one's)
+                        self._running = None
 
         thread = threading.Thread(target=run, name=IDLE_NAME, daemon=True)
         thread._storyteller_compute = True
